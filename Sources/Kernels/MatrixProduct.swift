@@ -1,0 +1,71 @@
+// Matrix products: the one place that calls BLAS, and its plain-loop twin.
+import CBLAS
+
+/// Which operand of a matrix product is read transposed.
+public enum Transpose: Sendable {
+    case none, transposed
+}
+
+/// The shape of one row-major matrix product `C = alpha · op(A) · op(B) + beta · C`.
+///
+/// `op(A)` is `m × k`, `op(B)` is `k × n`, `C` is `m × n`; all storage is row-major and dense,
+/// so the leading dimension of each operand is its stored number of columns.
+public struct GemmShape: Sendable, Equatable {
+    public var m: Int, n: Int, k: Int
+    public var transposeA: Transpose, transposeB: Transpose
+    public init(m: Int, n: Int, k: Int, transposeA: Transpose = .none, transposeB: Transpose = .none) {
+        precondition(m >= 0 && n >= 0 && k >= 0, "gemm: negative size m=\(m) n=\(n) k=\(k)")
+        self.m = m; self.n = n; self.k = k; self.transposeA = transposeA; self.transposeB = transposeB
+    }
+    /// Stored column count of A: `k` when untransposed (A is m×k), else `m` (A is k×m).
+    var lda: Int { transposeA == .none ? k : m }
+    var ldb: Int { transposeB == .none ? n : k }
+}
+
+/// The matrix-product kernels. `blas` is what every layer uses; `reference` is the plain triple
+/// loop that tests hold it against.
+public enum Gemm {
+    /// `C ← alpha · op(A) · op(B) + beta · C` through OpenBLAS's `cblas_dgemm` (row-major).
+    @inline(__always)
+    public static func blas(_ s: GemmShape, alpha: Double = 1, _ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>,
+                            beta: Double = 0, _ c: UnsafeMutablePointer<Double>) {
+        if s.m == 0 || s.n == 0 { return }
+        if s.k == 0 {  // BLAS would be fine too; being explicit keeps the beta semantics obvious
+            for i in 0..<(s.m * s.n) { c[i] = beta == 0 ? 0 : beta * c[i] }
+            return
+        }
+        cblas_dgemm(CblasRowMajor,
+                    s.transposeA == .none ? CblasNoTrans : CblasTrans,
+                    s.transposeB == .none ? CblasNoTrans : CblasTrans,
+                    Int32(s.m), Int32(s.n), Int32(s.k), alpha, a, Int32(s.lda), b, Int32(s.ldb),
+                    beta, c, Int32(s.n))
+    }
+
+    /// The same product by the textbook triple loop, `C_ij = alpha Σ_l op(A)_il op(B)_lj + beta C_ij`.
+    public static func reference(_ s: GemmShape, alpha: Double = 1, _ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>,
+                                 beta: Double = 0, _ c: UnsafeMutablePointer<Double>) {
+        for i in 0..<s.m {
+            for j in 0..<s.n {
+                var acc = 0.0
+                for l in 0..<s.k {
+                    let aij = s.transposeA == .none ? a[i * s.k + l] : a[l * s.m + i]
+                    let blj = s.transposeB == .none ? b[l * s.n + j] : b[j * s.k + l]
+                    acc += aij * blj
+                }
+                c[i * s.n + j] = alpha * acc + (beta == 0 ? 0 : beta * c[i * s.n + j])
+            }
+        }
+    }
+
+    /// Convenience over arrays for tests and small callers.
+    public static func product(_ s: GemmShape, _ a: [Double], _ b: [Double], useBLAS: Bool = true) -> [Double] {
+        precondition(a.count == s.m * s.k && b.count == s.k * s.n,
+                     "gemm: A has \(a.count) elements, expected \(s.m * s.k); B has \(b.count), expected \(s.k * s.n)")
+        var c = [Double](repeating: 0, count: s.m * s.n)
+        a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+            if useBLAS { blas(s, pa.baseAddress!, pb.baseAddress!, pc.baseAddress!) }
+            else { reference(s, pa.baseAddress!, pb.baseAddress!, pc.baseAddress!) }
+        } } }
+        return c
+    }
+}

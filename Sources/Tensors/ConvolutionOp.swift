@@ -1,0 +1,43 @@
+// 2-D convolution as a differentiable operation (the arithmetic lives in Kernels.Conv2D).
+
+import Kernels
+
+extension Tensor {
+    /// Cross-correlation `y[n,o,p] = Σ_{c,i,j} w[o,c,i,j] · x[n,c,s·p + (i,j) − pad] + b[o]`
+    /// for `x: [N, C, H, W]`, `w: [O, C, k, k]`, `b: [O]`, square kernel, stride `s`, zero padding.
+    /// Backward: `dw = dY · colsᵀ`, `dx = col2im(Wᵀ · dY)`, `db = Σ_{n,p} dY` (see ``Conv2D/backward``).
+    public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0) -> Tensor {
+        precondition(x.rank == 4 && weight.rank == 4 && weight.shape[2] == weight.shape[3] && weight.shape[1] == x.shape[1],
+                     "conv2d: input \(x.shape) and weight \(weight.shape) do not match (expected [N, C, H, W] and [O, C, k, k])")
+        let g = ConvGeometry(batch: x.shape[0], inChannels: x.shape[1], height: x.shape[2], width: x.shape[3],
+                             outChannels: weight.shape[0], kernel: weight.shape[2], stride: stride, padding: padding)
+        if let bias { precondition(bias.shape == [g.outChannels], "conv2d: bias \(bias.shape) does not match weight \(weight.shape)") }
+        var out = [Double](repeating: 0, count: g.batch * g.outChannels * g.outPixels)
+        let xv = x.data, wv = weight.data
+        xv.withUnsafeBufferPointer { px in wv.withUnsafeBufferPointer { pw in out.withUnsafeMutableBufferPointer { py in
+            if let bias {
+                bias.data.withUnsafeBufferPointer { pb in Conv2D.forward(g, x: px.baseAddress!, weight: pw.baseAddress!, bias: pb.baseAddress!, y: py.baseAddress!) }
+            } else {
+                Conv2D.forward(g, x: px.baseAddress!, weight: pw.baseAddress!, bias: nil, y: py.baseAddress!)
+            }
+        } } }
+        let parents = bias.map { [x, weight, $0] } ?? [x, weight]
+        return operation("conv2d", shape: [g.batch, g.outChannels, g.outHeight, g.outWidth], data: out, parents: parents) { dy in
+            var gx: [Double]? = x.requiresGrad ? [Double](repeating: 0, count: xv.count) : nil
+            var gw: [Double]? = weight.requiresGrad ? [Double](repeating: 0, count: wv.count) : nil
+            var gb: [Double]? = (bias?.requiresGrad ?? false) ? [Double](repeating: 0, count: g.outChannels) : nil
+            xv.withUnsafeBufferPointer { px in wv.withUnsafeBufferPointer { pw in dy.withUnsafeBufferPointer { pdy in
+                withOptionalPointer(&gx) { pgx in withOptionalPointer(&gw) { pgw in withOptionalPointer(&gb) { pgb in
+                    Conv2D.backward(g, x: px.baseAddress!, weight: pw.baseAddress!, dy: pdy.baseAddress!, dx: pgx, dWeight: pgw, dBias: pgb)
+                } } }
+            } } }
+            return bias == nil ? [gx, gw] : [gx, gw, gb]
+        }
+    }
+}
+
+/// Gives `body` a mutable pointer into an optional array, or nil.
+func withOptionalPointer<R>(_ a: inout [Double]?, _ body: (UnsafeMutablePointer<Double>?) -> R) -> R {
+    if a == nil { return body(nil) }
+    return a!.withUnsafeMutableBufferPointer { body($0.baseAddress) }
+}

@@ -1,0 +1,126 @@
+// Elementwise operations. Each forward sits beside its backward, and the comment gives the derivative.
+
+import Foundation
+
+extension Tensor {
+    // MARK: Binary, with broadcasting
+
+    /// Shared machinery of the four binary operations: `f` gives the value, `dfa`/`dfb` the partial
+    /// derivatives ∂f/∂a and ∂f/∂b at (a, b); gradients are summed back over broadcast axes.
+    static func binary(_ op: String, _ a: Tensor, _ b: Tensor,
+                       _ f: (Double, Double) -> Double,
+                       _ dfa: @escaping (Double, Double) -> Double,
+                       _ dfb: @escaping (Double, Double) -> Double) -> Tensor {
+        let outShape = Broadcast.shape(a.shape, b.shape, op: op)
+        let sa = Broadcast.strides(of: a.shape, in: outShape), sb = Broadcast.strides(of: b.shape, in: outShape)
+        var out = [Double](repeating: 0, count: outShape.reduce(1, *))
+        let av = a.data, bv = b.data
+        out.withUnsafeMutableBufferPointer { o in av.withUnsafeBufferPointer { pa in bv.withUnsafeBufferPointer { pb in
+            if a.shape == b.shape {
+                for i in 0..<o.count { o[i] = f(pa[i], pb[i]) }
+            } else {
+                Broadcast.forEach(outShape, sa, sb) { i, ia, ib in o[i] = f(pa[ia], pb[ib]) }
+            }
+        } } }
+        return operation(op, shape: outShape, data: out, parents: [a, b]) { g in
+            var ga = a.requiresGrad ? [Double](repeating: 0, count: g.count) : []
+            var gb = b.requiresGrad ? [Double](repeating: 0, count: g.count) : []
+            av.withUnsafeBufferPointer { pa in bv.withUnsafeBufferPointer { pb in
+                Broadcast.forEach(outShape, sa, sb) { i, ia, ib in
+                    if a.requiresGrad { ga[i] = g[i] * dfa(pa[ia], pb[ib]) }
+                    if b.requiresGrad { gb[i] = g[i] * dfb(pa[ia], pb[ib]) }
+                }
+            } }
+            return [a.requiresGrad ? Broadcast.reduce(ga, from: outShape, to: a.shape) : nil,
+                    b.requiresGrad ? Broadcast.reduce(gb, from: outShape, to: b.shape) : nil]
+        }
+    }
+
+    /// `a + b`; ∂/∂a = 1, ∂/∂b = 1.
+    public static func + (a: Tensor, b: Tensor) -> Tensor { binary("add", a, b, +, { _, _ in 1 }, { _, _ in 1 }) }
+    /// `a − b`; ∂/∂a = 1, ∂/∂b = −1.
+    public static func - (a: Tensor, b: Tensor) -> Tensor { binary("subtract", a, b, -, { _, _ in 1 }, { _, _ in -1 }) }
+    /// `a · b`; ∂/∂a = b, ∂/∂b = a.
+    public static func * (a: Tensor, b: Tensor) -> Tensor { binary("multiply", a, b, *, { _, y in y }, { x, _ in x }) }
+    /// `a / b`; ∂/∂a = 1/b, ∂/∂b = −a/b².
+    public static func / (a: Tensor, b: Tensor) -> Tensor { binary("divide", a, b, /, { _, y in 1 / y }, { x, y in -x / (y * y) }) }
+
+    // MARK: Unary
+
+    /// Shared machinery of unary operations: `f` the value, `df(x, y)` the derivative given input x and output y.
+    static func unary(_ op: String, _ a: Tensor, _ f: (Double) -> Double, _ df: @escaping (Double, Double) -> Double) -> Tensor {
+        var out = [Double](repeating: 0, count: a.count)
+        let av = a.data
+        out.withUnsafeMutableBufferPointer { o in av.withUnsafeBufferPointer { pa in
+            for i in 0..<o.count { o[i] = f(pa[i]) }
+        } }
+        let y = out
+        return operation(op, shape: a.shape, data: out, parents: [a]) { g in
+            var ga = [Double](repeating: 0, count: g.count)
+            ga.withUnsafeMutableBufferPointer { pg in av.withUnsafeBufferPointer { pa in y.withUnsafeBufferPointer { py in
+                for i in 0..<pg.count { pg[i] = g[i] * df(pa[i], py[i]) }
+            } } }
+            return [ga]
+        }
+    }
+
+    /// `a + c`; ∂/∂a = 1.
+    public static func + (a: Tensor, c: Double) -> Tensor { unary("add scalar", a, { $0 + c }, { _, _ in 1 }) }
+    public static func + (c: Double, a: Tensor) -> Tensor { a + c }
+    /// `a − c`; ∂/∂a = 1.
+    public static func - (a: Tensor, c: Double) -> Tensor { unary("subtract scalar", a, { $0 - c }, { _, _ in 1 }) }
+    /// `c − a`; ∂/∂a = −1.
+    public static func - (c: Double, a: Tensor) -> Tensor { unary("scalar subtract", a, { c - $0 }, { _, _ in -1 }) }
+    /// `a · c`; ∂/∂a = c.
+    public static func * (a: Tensor, c: Double) -> Tensor { unary("multiply scalar", a, { $0 * c }, { _, _ in c }) }
+    public static func * (c: Double, a: Tensor) -> Tensor { a * c }
+    /// `a / c`; ∂/∂a = 1/c.
+    public static func / (a: Tensor, c: Double) -> Tensor { unary("divide scalar", a, { $0 / c }, { _, _ in 1 / c }) }
+    /// `c / a`; ∂/∂a = −c/a².
+    public static func / (c: Double, a: Tensor) -> Tensor { unary("scalar divide", a, { c / $0 }, { x, _ in -c / (x * x) }) }
+    /// `−a`; ∂/∂a = −1.
+    public static prefix func - (a: Tensor) -> Tensor { unary("negate", a, { -$0 }, { _, _ in -1 }) }
+
+    /// `a²`; d/da = 2a.
+    public func square() -> Tensor { Tensor.unary("square", self, { $0 * $0 }, { x, _ in 2 * x }) }
+    /// `√a`; d/da = 1/(2√a).
+    public func sqrt() -> Tensor { Tensor.unary("sqrt", self, { Foundation.sqrt($0) }, { _, y in 0.5 / y }) }
+    /// `eᵃ`; d/da = eᵃ.
+    public func exp() -> Tensor { Tensor.unary("exp", self, { Foundation.exp($0) }, { _, y in y }) }
+    /// `ln a`; d/da = 1/a.
+    public func log() -> Tensor { Tensor.unary("log", self, { Foundation.log($0) }, { x, _ in 1 / x }) }
+    /// `sin a`; d/da = cos a.
+    public func sin() -> Tensor { Tensor.unary("sin", self, { Foundation.sin($0) }, { x, _ in Foundation.cos(x) }) }
+    /// `cos a`; d/da = −sin a.
+    public func cos() -> Tensor { Tensor.unary("cos", self, { Foundation.cos($0) }, { x, _ in -Foundation.sin(x) }) }
+    /// `erf a = (2/√π) ∫₀ᵃ e^{−s²} ds`; d/da = (2/√π) e^{−a²}.
+    public func erf() -> Tensor {
+        Tensor.unary("erf", self, { Foundation.erf($0) }, { x, _ in 2 / Double.pi.squareRoot() * Foundation.exp(-x * x) })
+    }
+    /// `tanh a`; d/da = 1 − tanh² a.
+    public func tanh() -> Tensor { Tensor.unary("tanh", self, { Foundation.tanh($0) }, { _, y in 1 - y * y }) }
+
+    /// `min(max(a, lower), upper)`; d/da = 1 strictly inside (lower, upper), 0 outside. At the
+    /// boundary itself the derivative is taken as 1 (the value passes through unchanged).
+    public func clamp(min lower: Double = -.infinity, max upper: Double = .infinity) -> Tensor {
+        precondition(lower <= upper, "clamp: lower bound \(lower) exceeds upper bound \(upper)")
+        return Tensor.unary("clamp", self, { Swift.min(Swift.max($0, lower), upper) },
+                            { x, _ in (x < lower || x > upper) ? 0 : 1 })
+    }
+
+    /// The logistic sigmoid `σ(a) = 1/(1 + e^{−a})`; dσ/da = σ(1 − σ).
+    public func sigmoid() -> Tensor { Tensor.unary("sigmoid", self, Tensor.logistic, { _, s in s * (1 - s) }) }
+
+    /// SiLU (swish) `a · σ(a)`; d/da = σ(a) · (1 + a · (1 − σ(a))).
+    public func silu() -> Tensor {
+        Tensor.unary("silu", self, { $0 * Tensor.logistic($0) }, { x, _ in
+            let s = Tensor.logistic(x)
+            return s * (1 + x * (1 - s))
+        })
+    }
+
+    /// σ(x) evaluated without overflow for large |x|.
+    @inline(__always) static func logistic(_ x: Double) -> Double {
+        x >= 0 ? 1 / (1 + Foundation.exp(-x)) : { let e = Foundation.exp(x); return e / (1 + e) }()
+    }
+}

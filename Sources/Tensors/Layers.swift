@@ -1,0 +1,162 @@
+// Group normalisation, softmax, channel dropout, nearest upsampling and the squared-error loss.
+
+import Foundation
+
+extension Tensor {
+    /// Group normalisation (Wu & He 2018) of `x: [N, C, …]` with `groups` groups of C/G channels:
+    ///
+    ///     μ_{n,g} = mean over the group,  σ²_{n,g} = biased variance,  x̂ = (x − μ)/√(σ² + ε)
+    ///     y = γ_c · x̂ + β_c
+    ///
+    /// Backward, with m elements per group and `d̂ = dy · γ_c`:
+    /// `dx = (1/√(σ²+ε)) · (d̂ − mean(d̂) − x̂ · mean(d̂ · x̂))`, `dγ_c = Σ dy · x̂`, `dβ_c = Σ dy`.
+    public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor, eps: Double = 1e-5) -> Tensor {
+        precondition(x.rank >= 2, "groupNorm: input needs [N, C, …], got \(x.shape)")
+        let n = x.shape[0], c = x.shape[1], spatial = x.shape[2...].reduce(1, *)
+        precondition(groups > 0 && c % groups == 0, "groupNorm: \(c) channels of input \(x.shape) are not divisible into \(groups) groups")
+        precondition(weight.shape == [c] && bias.shape == [c], "groupNorm: weight \(weight.shape) / bias \(bias.shape) do not match \(c) channels")
+        let per = c / groups, m = per * spatial
+        var xhat = [Double](repeating: 0, count: x.count)
+        var invStd = [Double](repeating: 0, count: n * groups)
+        var out = [Double](repeating: 0, count: x.count)
+        let gamma = weight.data, beta = bias.data
+        x.data.withUnsafeBufferPointer { px in xhat.withUnsafeMutableBufferPointer { ph in out.withUnsafeMutableBufferPointer { po in
+            for s in 0..<n { for gi in 0..<groups {
+                let base = (s * c + gi * per) * spatial
+                var mean = 0.0
+                for i in 0..<m { mean += px[base + i] }
+                mean /= Double(m)
+                var variance = 0.0
+                for i in 0..<m { let d = px[base + i] - mean; variance += d * d }
+                variance /= Double(m)
+                let inv = 1 / (variance + eps).squareRoot()
+                invStd[s * groups + gi] = inv
+                for ch in 0..<per {
+                    let cc = gi * per + ch, g = gamma[cc], b = beta[cc]
+                    for i in 0..<spatial {
+                        let k = base + ch * spatial + i
+                        let h = (px[k] - mean) * inv
+                        ph[k] = h; po[k] = g * h + b
+                    }
+                }
+            } }
+        } } }
+        return operation("groupNorm", shape: x.shape, data: out, parents: [x, weight, bias]) { dy in
+            var gx = [Double](repeating: 0, count: dy.count)
+            var gg = [Double](repeating: 0, count: c), gb = [Double](repeating: 0, count: c)
+            xhat.withUnsafeBufferPointer { ph in dy.withUnsafeBufferPointer { pd in gx.withUnsafeMutableBufferPointer { px in
+                for s in 0..<n { for gi in 0..<groups {
+                    let base = (s * c + gi * per) * spatial
+                    var sumD = 0.0, sumDX = 0.0
+                    for ch in 0..<per {
+                        let cc = gi * per + ch, g = gamma[cc]
+                        var sg = 0.0, sb = 0.0
+                        for i in 0..<spatial {
+                            let k = base + ch * spatial + i
+                            let d = pd[k] * g
+                            sumD += d; sumDX += d * ph[k]
+                            sg += pd[k] * ph[k]; sb += pd[k]
+                        }
+                        gg[cc] += sg; gb[cc] += sb
+                    }
+                    let inv = invStd[s * groups + gi], meanD = sumD / Double(m), meanDX = sumDX / Double(m)
+                    for ch in 0..<per {
+                        let g = gamma[gi * per + ch]
+                        for i in 0..<spatial {
+                            let k = base + ch * spatial + i
+                            px[k] = inv * (pd[k] * g - meanD - ph[k] * meanDX)
+                        }
+                    }
+                } }
+            } } }
+            return [gx, gg, gb]
+        }
+    }
+
+    /// Softmax along the last axis, `y_i = e^{a_i − max} / Σ_j e^{a_j − max}`;
+    /// backward `da_i = y_i (dy_i − Σ_j dy_j y_j)`.
+    public func softmax() -> Tensor {
+        precondition(rank >= 1, "softmax: needs rank ≥ 1, got a scalar")
+        let width = shape[rank - 1], rows = width == 0 ? 0 : count / width
+        var out = [Double](repeating: 0, count: count)
+        data.withUnsafeBufferPointer { p in out.withUnsafeMutableBufferPointer { o in
+            for r in 0..<rows {
+                let base = r * width
+                var mx = -Double.infinity
+                for j in 0..<width { mx = Swift.max(mx, p[base + j]) }
+                var total = 0.0
+                for j in 0..<width { let e = Foundation.exp(p[base + j] - mx); o[base + j] = e; total += e }
+                for j in 0..<width { o[base + j] /= total }
+            }
+        } }
+        let y = out
+        return Tensor.operation("softmax", shape: shape, data: out, parents: [self]) { g in
+            var ga = [Double](repeating: 0, count: g.count)
+            y.withUnsafeBufferPointer { py in
+                for r in 0..<rows {
+                    let base = r * width
+                    var dot = 0.0
+                    for j in 0..<width { dot += g[base + j] * py[base + j] }
+                    for j in 0..<width { ga[base + j] = py[base + j] * (g[base + j] - dot) }
+                }
+            }
+            return [ga]
+        }
+    }
+
+    /// Channel dropout (PyTorch's `Dropout2d`) on `x: [N, C, …]`: each (n, c) plane is zeroed with
+    /// probability `p` and otherwise scaled by `1/(1 − p)`; the same mask multiplies the gradient.
+    /// One uniform draw per plane, in (n, c) order, from `generator`. Identity when `training` is false
+    /// or `p == 0` (no draws are made then).
+    public func dropout2d(probability p: Double, training: Bool, generator: inout RandomGenerator) -> Tensor {
+        precondition(p >= 0 && p < 1, "dropout2d: probability \(p) outside [0, 1)")
+        precondition(rank >= 2, "dropout2d: input needs [N, C, …], got \(shape)")
+        if !training || p == 0 { return self }
+        let planes = shape[0] * shape[1], size = count / Swift.max(planes, 1)
+        let scale = 1 / (1 - p)
+        let mask = (0..<planes).map { _ in generator.nextUniform() < p ? 0.0 : scale }
+        var out = data
+        for q in 0..<planes { for i in 0..<size { out[q * size + i] *= mask[q] } }
+        return Tensor.operation("dropout2d", shape: shape, data: out, parents: [self]) { g in
+            var ga = g
+            for q in 0..<planes { for i in 0..<size { ga[q * size + i] *= mask[q] } }
+            return [ga]
+        }
+    }
+
+    /// Nearest-neighbour upsampling ×2 of `x: [N, C, H, W]`: `y[n,c,2i+a,2j+b] = x[n,c,i,j]`;
+    /// backward sums each 2×2 block of the output gradient.
+    public func upsampleNearest2x() -> Tensor {
+        precondition(rank == 4, "upsampleNearest2x: input needs [N, C, H, W], got \(shape)")
+        let planes = shape[0] * shape[1], h = shape[2], w = shape[3]
+        var out = [Double](repeating: 0, count: count * 4)
+        data.withUnsafeBufferPointer { p in out.withUnsafeMutableBufferPointer { o in
+            for q in 0..<planes { for i in 0..<(2 * h) { for j in 0..<(2 * w) {
+                o[(q * 2 * h + i) * 2 * w + j] = p[(q * h + i / 2) * w + j / 2]
+            } } }
+        } }
+        let n = count
+        return Tensor.operation("upsampleNearest2x", shape: [shape[0], shape[1], 2 * h, 2 * w], data: out, parents: [self]) { g in
+            var ga = [Double](repeating: 0, count: n)
+            for q in 0..<planes { for i in 0..<(2 * h) { for j in 0..<(2 * w) {
+                ga[(q * h + i / 2) * w + j / 2] += g[(q * 2 * h + i) * 2 * w + j]
+            } } }
+            return [ga]
+        }
+    }
+
+    /// Mean squared error `(1/n) Σ_i (a_i − b_i)²` of equal-shaped tensors, a scalar;
+    /// ∂/∂a_i = 2(a_i − b_i)/n, ∂/∂b_i = −2(a_i − b_i)/n.
+    public static func meanSquaredError(_ a: Tensor, _ b: Tensor) -> Tensor {
+        precondition(a.shape == b.shape, "meanSquaredError: shapes \(a.shape) and \(b.shape) differ")
+        precondition(a.count > 0, "meanSquaredError: empty tensors")
+        let n = Double(a.count)
+        var diff = [Double](repeating: 0, count: a.count)
+        var total = 0.0
+        for i in 0..<a.count { let d = a.data[i] - b.data[i]; diff[i] = d; total += d * d }
+        return operation("meanSquaredError", shape: [], data: [total / n], parents: [a, b]) { g in
+            let ga = diff.map { 2 * $0 / n * g[0] }
+            return [a.requiresGrad ? ga : nil, b.requiresGrad ? ga.map { -$0 } : nil]
+        }
+    }
+}

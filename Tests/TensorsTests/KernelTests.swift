@@ -1,0 +1,53 @@
+// The BLAS path against the plain-loop reference kernels, at rtol 1e-12.
+import Testing
+import Kernels
+import Tensors
+
+@Suite("BLAS kernels against plain-loop references")
+struct KernelTests {
+    static let tolerance = Tolerance(rtol: 1e-12, atol: 0)
+
+    @Test("dgemm", arguments: [
+        GemmShape(m: 7, n: 5, k: 3), GemmShape(m: 64, n: 33, k: 129),
+        GemmShape(m: 8, n: 9, k: 10, transposeA: .transposed), GemmShape(m: 8, n: 9, k: 10, transposeB: .transposed),
+        GemmShape(m: 17, n: 4, k: 6, transposeA: .transposed, transposeB: .transposed),
+    ])
+    func gemm(_ s: GemmShape) {
+        var rng = RandomGenerator(seed: UInt64(s.m * 1000 + s.n))
+        let a = rng.normals(s.m * s.k), b = rng.normals(s.k * s.n)
+        let c = Comparison("gemm \(s)", actual: Gemm.product(s, a, b), expected: Gemm.product(s, a, b, useBLAS: false), tolerance: Self.tolerance)
+        print(c)
+        #expect(c.passed, "\(c)")
+    }
+
+    @Test func referenceGemmIsTheDefinition() {
+        // [[1,2],[3,4]]·[[5,6],[7,8]] = [[19,22],[43,50]], computed by hand.
+        #expect(Gemm.product(GemmShape(m: 2, n: 2, k: 2), [1, 2, 3, 4], [5, 6, 7, 8], useBLAS: false) == [19, 22, 43, 50])
+    }
+
+    @Test("conv2d im2col+dgemm vs direct loops", arguments: [
+        (1, 1, 0), (1, 2, 0), (3, 1, 0), (3, 1, 1), (3, 2, 0), (3, 2, 1), (1, 1, 1),
+    ])
+    func convolution(_ geometry: (kernel: Int, stride: Int, padding: Int)) {
+        let g = ConvGeometry(batch: 3, inChannels: 4, height: 7, width: 6, outChannels: 5,
+                             kernel: geometry.kernel, stride: geometry.stride, padding: geometry.padding)
+        var rng = RandomGenerator(seed: 42)
+        let x = rng.normals(3 * 4 * 7 * 6), w = rng.normals(5 * 4 * geometry.kernel * geometry.kernel), b = rng.normals(5)
+        let c = Comparison("conv \(geometry)", actual: Conv2D.forward(g, x: x, weight: w, bias: b),
+                           expected: Conv2D.referenceForward(g, x: x, weight: w, bias: b), tolerance: Self.tolerance)
+        print(c)
+        #expect(c.passed, "\(c)")
+    }
+
+    @Test func directConvolutionByHand() {
+        // 1 channel 3×3 image 1…9, 2×2 kernel of ones, stride 1, no padding: sums of 2×2 windows.
+        let g = ConvGeometry(batch: 1, inChannels: 1, height: 3, width: 3, outChannels: 1, kernel: 2, stride: 1, padding: 0)
+        #expect(Conv2D.referenceForward(g, x: (1...9).map(Double.init), weight: [1, 1, 1, 1], bias: [0.5]) == [12.5, 16.5, 24.5, 28.5])
+    }
+
+    @Test func comparisonReportsTheWorstElement() {
+        let c = Comparison("planted", actual: [1, 2, 3.001], expected: [1, 2, 3], tolerance: Self.tolerance)
+        #expect(!c.passed && c.worstIndex == 2)
+        #expect(c.description.contains("worst ratio") && c.description.contains("element 2"))
+    }
+}
