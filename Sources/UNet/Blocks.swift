@@ -1,0 +1,86 @@
+// The U-Net's blocks: time embedding, residual block, attention block.
+
+import Foundation
+import Tensors
+
+/// The sinusoidal timestep embedding (Vaswani et al. 2017 as used by Ho et al.), width `dim` = 2·half:
+///
+///     f_i = exp(−i · ln(10000) / (half − 1)),  i = 0 … half−1
+///     emb(t) = [sin(t·f_0) … sin(t·f_{half−1}), cos(t·f_0) … cos(t·f_{half−1})]     (N × dim)
+public func sinusoidalEmbedding(_ t: [Int], dim: Int) -> Tensor {
+    precondition(dim >= 4 && dim % 2 == 0, "sinusoidalEmbedding: width \(dim) must be even and ≥ 4")
+    let half = dim / 2
+    let scale = Foundation.log(10000.0) / Double(half - 1)
+    let freqs = (0..<half).map { Foundation.exp(-Double($0) * scale) }
+    var out = [Double](repeating: 0, count: t.count * dim)
+    for (n, step) in t.enumerated() {
+        for i in 0..<half {
+            let arg = Double(step) * freqs[i]
+            out[n * dim + i] = Foundation.sin(arg)
+            out[n * dim + half + i] = Foundation.cos(arg)
+        }
+    }
+    return Tensor(shape: [t.count, dim], data: out)
+}
+
+/// The residual block of the seed's U-Net:
+///
+///     h = conv1(SiLU(GN1(x))) + time_proj(temb)[:, :, None, None]
+///     h = Dropout2d(conv2(SiLU(GN2(h))))
+///     out = h + residual(x)        (residual: 1×1 conv when in ≠ out, identity otherwise)
+public final class ResidualBlock {
+    public let norm1: GroupNorm, conv1: Conv2d, timeProjection: Linear, norm2: GroupNorm, conv2: Conv2d
+    public let residual: Conv2d?
+    public let dropout: Double
+
+    init(_ inChannels: Int, _ outChannels: Int, timeDim: Int, groups: Int, dropout: Double, generator: inout RandomGenerator) {
+        norm1 = GroupNorm(groups: groups, channels: inChannels)
+        conv1 = Conv2d(inChannels, outChannels, kernel: 3, padding: 1, generator: &generator)
+        timeProjection = Linear(timeDim, outChannels, generator: &generator)
+        norm2 = GroupNorm(groups: groups, channels: outChannels)
+        conv2 = Conv2d(outChannels, outChannels, kernel: 3, padding: 1, generator: &generator)
+        residual = inChannels == outChannels ? nil : Conv2d(inChannels, outChannels, kernel: 1, generator: &generator)
+        self.dropout = dropout
+    }
+
+    func callAsFunction(_ x: Tensor, _ temb: Tensor, training: Bool, generator: inout RandomGenerator) -> Tensor {
+        var h = conv1(norm1(x).silu())
+        let t = timeProjection(temb)
+        h = h + t.reshaped([t.shape[0], t.shape[1], 1, 1])
+        h = conv2(norm2(h).silu()).dropout2d(probability: dropout, training: training, generator: &generator)
+        return h + (residual.map { $0(x) } ?? x)
+    }
+
+    func named(_ p: String) -> [(name: String, tensor: Tensor)] {
+        norm1.named(p + ".norm1") + conv1.named(p + ".conv1") + timeProjection.named(p + ".time_proj")
+            + norm2.named(p + ".norm2") + conv2.named(p + ".conv2") + (residual?.named(p + ".residual") ?? [])
+    }
+}
+
+/// Single-head self-attention over the pixels of a feature map (C channels, P = H·W):
+///
+///     q, k, v = split(qkv(GN(x)))           each N × C × P (q first)
+///     A = softmax_keys(qᵀ k / √C)           N × P × P  (rows: queries, columns: keys)
+///     out = x + proj(v Aᵀ)                  N × C × H × W
+public final class AttentionBlock {
+    public let norm: GroupNorm, qkv: Conv2d, projection: Conv2d
+
+    init(_ channels: Int, groups: Int, generator: inout RandomGenerator) {
+        norm = GroupNorm(groups: groups, channels: channels)
+        qkv = Conv2d(channels, 3 * channels, kernel: 1, generator: &generator)
+        projection = Conv2d(channels, channels, kernel: 1, generator: &generator)
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let parts = qkv(norm(x)).reshaped([n, 3 * c, h * w]).split(into: 3, axis: 1)
+        let (q, k, v) = (parts[0], parts[1], parts[2])
+        let attention = (q.transposedLastTwo().matmul(k) / Double(c).squareRoot()).softmax()
+        let out = v.matmul(attention.transposedLastTwo()).reshaped([n, c, h, w])
+        return x + projection(out)
+    }
+
+    func named(_ p: String) -> [(name: String, tensor: Tensor)] {
+        norm.named(p + ".norm") + qkv.named(p + ".qkv") + projection.named(p + ".proj")
+    }
+}

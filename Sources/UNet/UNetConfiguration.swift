@@ -1,0 +1,80 @@
+// The U-Net's hyper-parameters, their defaults (the seed's network) and their validation.
+
+/// A configuration the U-Net cannot be built with; the message names the constraint.
+public struct UNetConfigurationError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// What the network applies to its last convolution's output.
+public enum OutputActivation: String, Sendable, CaseIterable {
+    /// No activation: an ε-predictor must be able to output any real number (our default).
+    case identity
+    /// The seed's network ends in a sigmoid, so ε̂ ∈ (0, 1); kept for exact parity only.
+    case sigmoid
+}
+
+/// Hyper-parameters of the seed's U-Net. The defaults reproduce it (with `channels = 3`).
+public struct UNetConfiguration: Sendable, Equatable {
+    /// Input and output channels.
+    public var channels = 3
+    public var baseChannels = 128
+    public var channelMultipliers = [1, 2, 2]
+    public var residualBlocksPerLevel = 2
+    /// Resolutions (image side lengths) at which attention blocks are inserted.
+    public var attentionResolutions = [16]
+    public var imageSize = 32
+    public var timeEmbeddingDim = 512
+    public var dropout = 0.1
+    public var outputActivation = OutputActivation.identity
+    /// Groups of every GroupNorm (the seed: 32).
+    public var normGroups = 32
+
+    public init() {}
+
+    public init(channels: Int = 3, baseChannels: Int = 128, channelMultipliers: [Int] = [1, 2, 2], residualBlocksPerLevel: Int = 2,
+                attentionResolutions: [Int] = [16], imageSize: Int = 32, timeEmbeddingDim: Int = 512, dropout: Double = 0.1,
+                outputActivation: OutputActivation = .identity, normGroups: Int = 32) {
+        self.channels = channels; self.baseChannels = baseChannels; self.channelMultipliers = channelMultipliers
+        self.residualBlocksPerLevel = residualBlocksPerLevel; self.attentionResolutions = attentionResolutions
+        self.imageSize = imageSize; self.timeEmbeddingDim = timeEmbeddingDim; self.dropout = dropout
+        self.outputActivation = outputActivation; self.normGroups = normGroups
+    }
+
+    /// The seed's default network with the given number of image channels.
+    public static func seed(channels: Int = 3) -> UNetConfiguration { UNetConfiguration(channels: channels) }
+
+    /// Feature-map side length at each level of the down path.
+    public var resolutions: [Int] { channelMultipliers.indices.map { imageSize >> $0 } }
+
+    /// Throws unless every constraint holds.
+    public func validate() throws {
+        func positive(_ name: String, _ v: Int) throws {
+            guard v > 0 else { throw UNetConfigurationError("\(name): expected a positive number, got \(v)") }
+        }
+        try positive("channels", channels); try positive("base channels", baseChannels)
+        try positive("residual blocks per level", residualBlocksPerLevel); try positive("image size", imageSize)
+        try positive("time embedding width", timeEmbeddingDim); try positive("norm groups", normGroups)
+        guard !channelMultipliers.isEmpty else { throw UNetConfigurationError("channel multipliers: expected at least one level, got none") }
+        for m in channelMultipliers { try positive("channel multiplier", m) }
+        guard timeEmbeddingDim % 2 == 0 && timeEmbeddingDim >= 4 else {
+            throw UNetConfigurationError("time embedding width: expected an even number ≥ 4, got \(timeEmbeddingDim)")
+        }
+        guard dropout >= 0 && dropout < 1 else { throw UNetConfigurationError("dropout: expected a probability in [0, 1), got \(dropout)") }
+        let halvings = channelMultipliers.count - 1
+        guard imageSize % (1 << halvings) == 0 else {
+            throw UNetConfigurationError("image size \(imageSize): the down path halves it \(halvings) time(s), so it must be divisible by \(1 << halvings)")
+        }
+        for r in attentionResolutions where !resolutions.contains(r) {
+            throw UNetConfigurationError("attention resolution \(r): the network never reaches it (its resolutions are \(resolutions))")
+        }
+        // Every GroupNorm width: each level's width, and the concatenated widths entering the up path.
+        var widths = Set(channelMultipliers.map { baseChannels * $0 })
+        var current = baseChannels * channelMultipliers.last!
+        for m in channelMultipliers.reversed() { widths.insert(current + baseChannels * m); current = baseChannels * m }
+        widths.insert(baseChannels)
+        for w in widths.sorted() where w % normGroups != 0 {
+            throw UNetConfigurationError("width \(w) is not divisible by the \(normGroups) norm groups (base channels \(baseChannels), multipliers \(channelMultipliers))")
+        }
+    }
+}
