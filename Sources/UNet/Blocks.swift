@@ -43,7 +43,7 @@ public final class ResidualBlock {
         self.dropout = dropout
     }
 
-    func callAsFunction(_ x: Tensor, _ temb: Tensor, training: Bool, generator: inout RandomGenerator) -> Tensor {
+    public func callAsFunction(_ x: Tensor, _ temb: Tensor, training: Bool, generator: inout RandomGenerator) -> Tensor {
         var h = conv1(norm1(x).silu())
         let t = timeProjection(temb)
         h = h + t.reshaped([t.shape[0], t.shape[1], 1, 1])
@@ -71,7 +71,7 @@ public final class AttentionBlock {
         projection = Conv2d(channels, channels, kernel: 1, generator: &generator)
     }
 
-    func callAsFunction(_ x: Tensor) -> Tensor {
+    public func callAsFunction(_ x: Tensor) -> Tensor {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let parts = qkv(norm(x)).reshaped([n, 3 * c, h * w]).split(into: 3, axis: 1)
         let (q, k, v) = (parts[0], parts[1], parts[2])
