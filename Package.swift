@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "DDPM", dependencies: ["Tensors", "Diffusion", "UNet", "HDF5", "CPNG"]),
         // The `ddpm` command only wires the parts together.
         .executableTarget(name: "DDPMCommand", dependencies: [
-            "DDPM",
+            "DDPM", "Kernels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

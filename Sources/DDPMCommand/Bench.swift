@@ -1,0 +1,81 @@
+import ArgumentParser
+import DDPM
+import Foundation
+import Kernels
+
+/// `ddpm bench`: the default network's forward and forward+backward speed, against the machine's DGEMM rate.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time the U-Net forward and forward+backward passes (float64) and compare with cblas_dgemm.",
+        discussion: """
+        FLOPs are counted as 2 × the multiply–adds of every convolution, linear layer and attention product
+        (UNet.forwardMultiplyAdds); forward+backward is counted as 3 × the forward FLOPs (the backward pass
+        computes two products per forward product). Elementwise work is not counted. Each figure is the
+        minimum over --runs timed runs after one warm-up run. Build with -c release.
+        """)
+
+    @OptionGroup var network: NetworkOptions
+    @Option(help: "Batch sizes to time, comma-separated.") var batches: String = "1,8"
+    @Option(help: "Timed runs per measurement (the minimum is reported).") var runs: Int = 3
+    @Option(help: "Side of the square matrices for the DGEMM reference rate.") var gemmSize: Int = 2048
+
+    func run() throws {
+        guard runs > 0 else { throw DDPMError("--runs: expected a positive number, got \(runs)") }
+        guard gemmSize > 0 else { throw DDPMError("--gemm-size: expected a positive number, got \(gemmSize)") }
+        let sizes = try Presets.integers(batches, option: "--batches")
+        guard !sizes.isEmpty, sizes.allSatisfy({ $0 > 0 }) else { throw DDPMError("--batches '\(batches)': expected positive batch sizes") }
+        let gemmRate = dgemmRate(gemmSize)
+        print(String(format: "dgemm %d×%d×%d: %.2f GFLOP/s (min of %d runs)", gemmSize, gemmSize, gemmSize, gemmRate / 1e9, runs))
+        let net = try UNet(network.configuration(), seed: 0)
+        net.isTraining = false
+        let c = net.configuration
+        print("network: \(net.parameterCount) parameters, \(c.channels)×\(c.imageSize)×\(c.imageSize) input")
+        for n in sizes {
+            let flops = 2 * Double(net.forwardMultiplyAdds(batch: n))
+            var g = RandomGenerator(seed: 1)
+            let x = Tensor.randomNormal([n, c.channels, c.imageSize, c.imageSize], generator: &g)
+            let noise = Tensor.randomNormal(x.shape, generator: &g)
+            let t = (0..<n).map { ($0 * 997) % 1000 }
+            let forward = minimumTime { _ = withoutGradients { net(x, t) } }
+            let both = minimumTime {
+                net.zeroGradients()
+                Tensor.meanSquaredError(net(x, t), noise).backward()
+            }
+            let fr = flops / forward, br = 3 * flops / both
+            print(String(format: "batch %d: forward %.3f s, %.2f GFLOP/s (%.0f%% of dgemm); forward+backward %.3f s, %.2f GFLOP/s (%.0f%% of dgemm); %.2f GFLOP per image forward",
+                         n, forward, fr / 1e9, 100 * fr / gemmRate, both, br / 1e9, 100 * br / gemmRate, flops / Double(n) / 1e9))
+        }
+        print(String(format: "peak resident memory: %.2f GiB", peakResidentGiB()))
+    }
+
+    func minimumTime(_ body: () -> Void) -> Double {
+        body()  // warm-up
+        var best = Double.infinity
+        for _ in 0..<runs {
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        return best
+    }
+
+    func dgemmRate(_ n: Int) -> Double {
+        var g = RandomGenerator(seed: 2)
+        let a = g.normals(n * n), b = g.normals(n * n)
+        var c = [Double](repeating: 0, count: n * n)
+        let seconds = minimumTime {
+            a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+                Gemm.blas(GemmShape(m: n, n: n, k: n), pa.baseAddress!, pb.baseAddress!, pc.baseAddress!)
+            } } }
+        }
+        return 2 * pow(Double(n), 3) / seconds
+    }
+}
+
+/// Peak resident set size of this process (VmHWM in /proc/self/status), in GiB.
+func peakResidentGiB() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+          let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return .nan }
+    return kb / 1024 / 1024
+}
