@@ -99,11 +99,12 @@ public enum Conv2D {
             }
         } else {
             let columns = g.batch * pix
-            let cols = UnsafeMutablePointer<Double>.allocate(capacity: g.patch * columns)
             let out = UnsafeMutablePointer<Double>.allocate(capacity: o * columns)
-            defer { cols.deallocate(); out.deallocate() }
-            im2col(g, x, cols)
-            Gemm.blas(GemmShape(m: o, n: columns, k: g.patch), weight, cols, out)
+            defer { out.deallocate() }
+            Scratch.withBuffer(g.patch * columns) { cols in
+                im2col(g, x, cols)
+                Gemm.blas(GemmShape(m: o, n: columns, k: g.patch), weight, cols, out)
+            }
             for n in 0..<g.batch {  // (O, N·P) → (N, O, P)
                 for oc in 0..<o {
                     (y + (n * o + oc) * pix).update(from: out + oc * columns + n * pix, count: pix)
@@ -148,15 +149,15 @@ public enum Conv2D {
         for n in 0..<g.batch { for oc in 0..<o {  // (N, O, P) → (O, N·P)
             (dyMatrix + oc * columns + n * pix).update(from: dy + (n * o + oc) * pix, count: pix)
         } }
-        let cols = UnsafeMutablePointer<Double>.allocate(capacity: g.patch * columns)
-        defer { cols.deallocate() }
-        if let dWeight {
-            im2col(g, x, cols)
-            Gemm.blas(GemmShape(m: o, n: g.patch, k: columns, transposeB: .transposed), dyMatrix, cols, beta: 1, dWeight)
-        }
-        if let dx {
-            Gemm.blas(GemmShape(m: g.patch, n: columns, k: o, transposeA: .transposed), weight, dyMatrix, cols)
-            col2im(g, cols, dx)
+        Scratch.withBuffer(g.patch * columns) { cols in
+            if let dWeight {
+                im2col(g, x, cols)
+                Gemm.blas(GemmShape(m: o, n: g.patch, k: columns, transposeB: .transposed), dyMatrix, cols, beta: 1, dWeight)
+            }
+            if let dx {
+                Gemm.blas(GemmShape(m: g.patch, n: columns, k: o, transposeA: .transposed), weight, dyMatrix, cols)
+                col2im(g, cols, dx)
+            }
         }
     }
 
