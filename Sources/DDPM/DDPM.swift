@@ -2,6 +2,7 @@
 // `loss = ddpm(x)`, `loss.backward()`, `ddpm.sample(batchSize:)`.
 
 @_exported import Diffusion
+@_exported import HDF5
 @_exported import Tensors
 @_exported import UNet
 

@@ -1,5 +1,7 @@
 // The `ddpm` command: wires the library's parts together; no mathematics lives here.
 import ArgumentParser
+import DDPM
+import Foundation
 import Kernels
 
 @main
@@ -7,7 +9,38 @@ struct DDPMTool: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ddpm",
         abstract: "A float64 reference implementation of Denoising Diffusion Probabilistic Models (Ho et al., 2020).",
+        discussion: "With no subcommand, runs `ddpm demo`.",
         version: "0.1.0",
-        subcommands: [Params.self, Bench.self]
+        subcommands: [Demo.self, Train.self, Sample.self, Golden.self, Params.self, Bench.self],
+        defaultSubcommand: Demo.self
     )
+
+    /// Every failure is one line on stderr starting with `error:`, and a non-zero exit status.
+    static func main() {
+        Allocator.retainFreedMemory()
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { print(fullMessage(for: error)); Foundation.exit(0) }
+            let message: String
+            switch error {
+            case let e as DDPMError: message = e.description
+            case let e as HDF5Error: message = e.description
+            case let e as DiffusionError: message = e.description
+            case let e as UNetConfigurationError: message = e.description
+            default: message = self.message(for: error)
+            }
+            let line = message.split(separator: "\n").first.map(String.init) ?? "\(error)"
+            FileHandle.standardError.write(("error: " + line.replacingOccurrences(of: "Error: ", with: "") + "\n").data(using: .utf8)!)
+            Foundation.exit(code.rawValue == 0 ? 1 : code.rawValue)
+        }
+    }
+}
+
+/// Parses a comma-separated list option with a message that names it.
+func seedValue(_ seed: Int, option: String = "--seed") throws -> UInt64 {
+    guard seed >= 0 else { throw DDPMError("\(option): expected a non-negative integer, got \(seed)") }
+    return UInt64(seed)
 }

@@ -69,6 +69,13 @@ public final class Tensor {
     }
     /// Clears the accumulated gradient.
     public func zeroGrad() { gradStorage = nil }
+    /// Multiplies the accumulated gradient in place (gradient clipping).
+    public func scaleGradient(by factor: Double) {
+        guard var g = gradStorage else { return }
+        gradStorage = nil
+        for i in 0..<g.count { g[i] *= factor }
+        gradStorage = g
+    }
     /// A leaf with the same values and no graph.
     public func detached() -> Tensor { Tensor(shape: shape, data: data) }
 

@@ -1,0 +1,72 @@
+// Image data sets in HDF5: N×C×H×W, stored as float64, float32 or uint8 (uint8 scaled to [0, 1]).
+
+import HDF5
+
+public enum ImageData {
+    /// Loads `dataset` (default: `images`, or the file's only root dataset) and checks its shape and values.
+    public static func load(path: String, dataset: String?, channels: Int, imageSize: Int) throws -> Tensor {
+        let file = try HDF5File(path: path)
+        let name: String
+        if let dataset { name = dataset } else if file.exists("/images") { name = "/images" } else {
+            let datasets = try file.members().filter { try file.kind(of: "/" + $0) == .dataset }
+            guard datasets.count == 1 else {
+                throw DDPMError("\(path): no dataset 'images' and \(datasets.count) root datasets (\(datasets.joined(separator: ", "))); choose one with --dataset")
+            }
+            name = "/" + datasets[0]
+        }
+        guard file.exists(name) else { throw DDPMError("\(path): no dataset '\(name)'") }
+        let type = try file.elementType(of: name)
+        guard ["float64", "float32", "uint8"].contains(type) else {
+            throw DDPMError("\(path) dataset '\(name)': expected float64, float32 or uint8 images, found \(type)")
+        }
+        let a = try file.readDoubles(name)
+        guard a.shape.count == 4, a.shape[0] > 0, a.shape[1] == channels, a.shape[2] == imageSize, a.shape[3] == imageSize else {
+            throw DDPMError("\(path) dataset '\(name)': expected shape [N, \(channels), \(imageSize), \(imageSize)] with N ≥ 1, found \(a.shape)")
+        }
+        if let i = a.values.firstIndex(where: { !$0.isFinite }) {
+            throw DDPMError("\(path) dataset '\(name)': value \(a.values[i]) at element \(i) is not finite (NaN or infinite)")
+        }
+        return Tensor(shape: a.shape, data: type == "uint8" ? a.values.map { $0 / 255 } : a.values)
+    }
+}
+
+/// A procedurally drawn data set of digits (no download): glyphs of a 5×7 bitmap font, drawn at twice
+/// their size (10×14) in a 16×16 grey image at a random position, with strokes one or two pixels wider
+/// at random. Values are 0 (background) and 1 (ink).
+public enum DigitImages {
+    static let font: [[String]] = [
+        ["01110", "10001", "10011", "10101", "11001", "10001", "01110"],
+        ["00100", "01100", "00100", "00100", "00100", "00100", "01110"],
+        ["01110", "10001", "00001", "00010", "00100", "01000", "11111"],
+        ["11111", "00010", "00100", "00010", "00001", "10001", "01110"],
+        ["00010", "00110", "01010", "10010", "11111", "00010", "00010"],
+        ["11111", "10000", "11110", "00001", "00001", "10001", "01110"],
+        ["00110", "01000", "10000", "11110", "10001", "10001", "01110"],
+        ["11111", "00001", "00010", "00100", "01000", "01000", "01000"],
+        ["01110", "10001", "10001", "01110", "10001", "10001", "01110"],
+        ["01110", "10001", "10001", "01111", "00001", "00010", "01100"],
+    ]
+
+    /// `count` images of shape 1×16×16, as one N×1×16×16 tensor; the digit of each is `labels[i]`.
+    public static func make(count: Int, generator: inout RandomGenerator) -> (images: Tensor, labels: [Int]) {
+        let side = 16
+        var data = [Double](repeating: 0, count: count * side * side)
+        var labels: [Int] = []
+        for n in 0..<count {
+            let digit = generator.nextInt(below: 10)
+            labels.append(digit)
+            let thick = generator.nextInt(below: 2)  // extra stroke width in pixels
+            let width = 10 + thick, height = 14 + thick
+            let ox = generator.nextInt(below: side - width + 1), oy = generator.nextInt(below: side - height + 1)
+            for (r, row) in font[digit].enumerated() {
+                for (c, bit) in row.enumerated() where bit == "1" {
+                    for dy in 0..<(2 + thick) { for dx in 0..<(2 + thick) {
+                        let y = oy + 2 * r + dy, x = ox + 2 * c + dx
+                        data[n * side * side + y * side + x] = 1
+                    } }
+                }
+            }
+        }
+        return (Tensor(shape: [count, 1, side, side], data: data), labels)
+    }
+}

@@ -1,0 +1,181 @@
+// Training: Adam, gradient-norm clipping, an exponential moving average of the weights, and
+// checkpoints that make resuming exact (bit-identical to an uninterrupted run).
+
+import Foundation
+import HDF5
+
+/// Settings of a training run.
+public struct TrainingOptions: Sendable, Equatable {
+    public var learningRate = 2e-4
+    public var beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8
+    /// Gradients are rescaled so that their global L2 norm is at most this (PyTorch's `clip_grad_norm_`).
+    public var gradientClipNorm = 1.0
+    public var emaDecay = 0.9999
+    public var batchSize = 32
+    public init() {}
+}
+
+/// Adam (Kingma & Ba 2015) with bias correction:
+///
+///     m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²
+///     θ ← θ − lr · (m / (1 − β₁ˢ)) / (√(v / (1 − β₂ˢ)) + ε)        (s = step, from 1)
+public final class Adam {
+    public var m: [[Double]], v: [[Double]]
+    public var step = 0
+    public let options: TrainingOptions
+    public init(shapes: [Int], options: TrainingOptions) {
+        m = shapes.map { [Double](repeating: 0, count: $0) }; v = m; self.options = options
+    }
+
+    /// Applies one update to `parameters` from their accumulated gradients (absent gradients count as 0).
+    public func update(_ parameters: [Tensor]) {
+        step += 1
+        let (b1, b2, lr, eps) = (options.beta1, options.beta2, options.learningRate, options.epsilon)
+        let c1 = 1 - Foundation.pow(b1, Double(step)), c2 = 1 - Foundation.pow(b2, Double(step))
+        for (k, p) in parameters.enumerated() {
+            guard let g = p.gradValues else { continue }
+            p.withMutableValues { theta in
+                for i in 0..<theta.count {
+                    m[k][i] = b1 * m[k][i] + (1 - b1) * g[i]
+                    v[k][i] = b2 * v[k][i] + (1 - b2) * g[i] * g[i]
+                    theta[i] -= lr * (m[k][i] / c1) / ((v[k][i] / c2).squareRoot() + eps)
+                }
+            }
+        }
+    }
+}
+
+/// Scales every gradient by `maxNorm / (‖g‖₂ + 1e-6)` when the global norm ‖g‖₂ exceeds `maxNorm`.
+/// Returns the norm before clipping.
+@discardableResult
+public func clipGradientNorm(_ parameters: [Tensor], maxNorm: Double) -> Double {
+    let norm = parameters.reduce(0.0) { acc, p in acc + (p.gradValues ?? []).reduce(0) { $0 + $1 * $1 } }.squareRoot()
+    let scale = maxNorm / (norm + 1e-6)
+    if scale < 1 {
+        for p in parameters where p.gradValues != nil { p.scaleGradient(by: scale) }
+    }
+    return norm
+}
+
+/// A DDPM being trained: the model, its optimiser, its averaged weights and its random state.
+public final class Trainer {
+    public let config: ModelConfiguration
+    public let options: TrainingOptions
+    public let ddpm: DDPM
+    public let network: UNet
+    public let optimizer: Adam
+    /// The exponential moving average of the weights, in ``UNet/namedParameters()`` order.
+    public var ema: [[Double]]
+    public var step: Int { optimizer.step }
+
+    public init(config: ModelConfiguration, options: TrainingOptions, seed: UInt64) throws {
+        guard options.batchSize > 0 else { throw DDPMError("batch size: expected a positive number, got \(options.batchSize)") }
+        guard options.learningRate > 0 else { throw DDPMError("learning rate: expected a positive number, got \(options.learningRate)") }
+        guard options.emaDecay >= 0 && options.emaDecay < 1 else { throw DDPMError("EMA decay: expected a value in [0, 1), got \(options.emaDecay)") }
+        self.config = config; self.options = options
+        ddpm = try config.makeDDPM(seed: seed)
+        network = ddpm.model as! UNet
+        optimizer = Adam(shapes: network.parameters.map(\.count), options: options)
+        ema = network.parameters.map(\.data)
+    }
+
+    /// One optimisation step on a random batch of `data` (N×C×H×W): indices, then t, then ε from the
+    /// DDPM's generator; dropout from the network's. Returns the loss before the update.
+    @discardableResult
+    public func trainStep(on data: Tensor) throws -> Double {
+        let n = data.shape[0], per = data.count / n
+        var batch = [Double](); batch.reserveCapacity(options.batchSize * per)
+        for _ in 0..<options.batchSize {
+            let i = ddpm.generator.nextInt(below: n)
+            batch += data.data[(i * per)..<((i + 1) * per)]
+        }
+        let x = Tensor(shape: [options.batchSize] + Array(data.shape.dropFirst()), data: batch)
+        network.isTraining = true
+        network.zeroGradients()
+        let loss = try ddpm(x)
+        loss.backward()
+        clipGradientNorm(network.parameters, maxNorm: options.gradientClipNorm)
+        optimizer.update(network.parameters)
+        let d = options.emaDecay
+        for (k, p) in network.parameters.enumerated() {
+            for i in 0..<p.count { ema[k][i] = d * ema[k][i] + (1 - d) * p.data[i] }
+        }
+        network.zeroGradients()
+        return loss.scalar
+    }
+
+    /// L_simple on fixed images with fixed t and ε drawn from `seed` (evaluation mode, no graph).
+    public func heldOutLoss(_ images: Tensor, seed: UInt64) throws -> Double {
+        var g = RandomGenerator(seed: seed)
+        let n = images.shape[0]
+        let t = (0..<n).map { _ in g.nextInt(below: config.timesteps) }
+        let noise = Tensor.randomNormal(images.shape, generator: &g)
+        let was = network.isTraining
+        network.isTraining = false
+        defer { network.isTraining = was }
+        return try withoutGradients { try ddpm.loss(images, timesteps: t, noise: noise).scalar }
+    }
+
+    /// Copies the averaged weights into the network (for sampling with `--ema`).
+    public func useAveragedWeights() { for (p, e) in zip(network.parameters, ema) { p.assign(e) } }
+
+    // MARK: Checkpoints
+
+    public static let format = "ddpm-checkpoint"
+
+    /// Writes configuration, weights, averaged weights, optimiser state, step and random state, atomically.
+    public func save(to path: String) throws {
+        try HDF5Writer.write(to: path) { w in
+            try w.setAttribute("format", Self.format)
+            try w.setAttribute("version", Int64(1))
+            try w.setAttribute("step", Int64(step))
+            try config.write(to: w)
+            try network.saveWeights(to: w)
+            try w.createGroup("/training")
+            for (k, v) in [("learning_rate", options.learningRate), ("beta1", options.beta1), ("beta2", options.beta2),
+                           ("epsilon", options.epsilon), ("gradient_clip_norm", options.gradientClipNorm), ("ema_decay", options.emaDecay)] {
+                try w.setAttribute(k, v, on: "/training")
+            }
+            try w.setAttribute("batch_size", Int64(options.batchSize), on: "/training")
+            try w.setAttribute("rng_state", ddpm.generator.stateWords.map { Int64(bitPattern: $0) }, on: "/training")
+            try w.setAttribute("dropout_rng_state", network.dropoutGenerator.stateWords.map { Int64(bitPattern: $0) }, on: "/training")
+            for (k, (name, p)) in network.namedParameters().enumerated() {
+                try w.write(ema[k], shape: p.shape, to: "/ema/" + name)
+                try w.write(optimizer.m[k], shape: p.shape, to: "/adam/m/" + name)
+                try w.write(optimizer.v[k], shape: p.shape, to: "/adam/v/" + name)
+            }
+        }
+    }
+
+    /// Restores a trainer exactly as it was saved. Options come from the checkpoint.
+    public static func load(from path: String) throws -> Trainer {
+        let file = try HDF5File(path: path)
+        let fmt = try file.stringAttribute("format")
+        guard fmt == format else { throw DDPMError("\(path): attribute 'format' is '\(fmt)', expected '\(format)'") }
+        let config = try ModelConfiguration(reading: file)
+        var o = TrainingOptions()
+        o.learningRate = try file.doubleAttribute("learning_rate", of: "/training")
+        o.beta1 = try file.doubleAttribute("beta1", of: "/training"); o.beta2 = try file.doubleAttribute("beta2", of: "/training")
+        o.epsilon = try file.doubleAttribute("epsilon", of: "/training")
+        o.gradientClipNorm = try file.doubleAttribute("gradient_clip_norm", of: "/training")
+        o.emaDecay = try file.doubleAttribute("ema_decay", of: "/training")
+        o.batchSize = Int(try file.int64Attribute("batch_size", of: "/training"))
+        let trainer = try Trainer(config: config, options: o, seed: 0)
+        try trainer.network.loadWeights(from: file)
+        let params = trainer.network.namedParameters()
+        for (k, (name, p)) in params.enumerated() {
+            trainer.ema[k] = try file.readDoubles("/ema/" + name, expectedShape: p.shape).values
+            trainer.optimizer.m[k] = try file.readDoubles("/adam/m/" + name, expectedShape: p.shape).values
+            trainer.optimizer.v[k] = try file.readDoubles("/adam/v/" + name, expectedShape: p.shape).values
+        }
+        trainer.optimizer.step = Int(try file.int64Attribute("step"))
+        func state(_ key: String) throws -> [UInt64] {
+            let words = try file.int64ArrayAttribute(key, of: "/training").map { UInt64(bitPattern: $0) }
+            guard words.count == 4, words.contains(where: { $0 != 0 }) else { throw DDPMError("\(path) /training attribute '\(key)': expected 4 non-zero words") }
+            return words
+        }
+        trainer.ddpm.generator = RandomGenerator(state: try state("rng_state"))
+        trainer.network.dropoutGenerator = RandomGenerator(state: try state("dropout_rng_state"))
+        return trainer
+    }
+}

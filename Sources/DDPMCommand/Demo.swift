@@ -1,0 +1,118 @@
+import ArgumentParser
+import DDPM
+import Foundation
+
+/// `ddpm demo`: draw a digits data set, train a small DDPM on it, sample, and write pictures and a report.
+struct Demo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a small DDPM on procedurally drawn 16×16 digits and sample from it (the default command).",
+        discussion: """
+        Writes into --out: data.png (training images), samples.png (samples of the averaged weights, full reverse
+        chain), chain.png (one sample's reverse chain x_T … x_0), checkpoint.h5, and report.md. Files are written
+        to a temporary folder beside --out and moved into place only when everything succeeded.
+        """)
+
+    @Option(help: "Folder to write the results into.") var out: String = "demo-out"
+    @Option(help: "Optimisation steps.") var steps: Int = 900
+    @Option(help: "Images per step.") var batchSize: Int = 32
+    @Option(help: "Adam learning rate.") var lr: Double = 1e-3
+    @Option(help: "Decay of the exponential moving average of the weights.") var emaDecay: Double = 0.995
+    @Option(help: "Diffusion steps T (β from 1e-4·1000/T to 0.02·1000/T, linear).") var timesteps: Int = 250
+    @Option(help: "Number of training images to draw.") var images: Int = 4096
+    @Option(help: "Number of samples in samples.png.") var count: Int = 36
+    @Option(help: "Seed of everything.") var seed: Int = 0
+
+    func run() throws {
+        for (name, v) in [("--steps", steps), ("--batch-size", batchSize), ("--timesteps", timesteps), ("--images", images), ("--count", count)] where v <= 0 {
+            throw DDPMError("\(name): expected a positive number, got \(v)")
+        }
+        let seed = try seedValue(self.seed)
+        let started = Date()
+        let fm = FileManager.default
+        let final = URL(fileURLWithPath: out).standardizedFileURL.path
+        let parent = URL(fileURLWithPath: final).deletingLastPathComponent().path
+        guard fm.fileExists(atPath: parent) else { throw DDPMError("--out \(out): the folder '\(parent)' does not exist") }
+        let work = final + ".partial-\(ProcessInfo.processInfo.processIdentifier)"
+        try fm.createDirectory(atPath: work, withIntermediateDirectories: false)
+        do {
+            try produce(in: work, seed: seed, started: started)
+            try replace(final, with: work)
+        } catch {
+            try? fm.removeItem(atPath: work)
+            throw error
+        }
+        print("wrote \(final)/: data.png, samples.png, chain.png, checkpoint.h5, report.md (\(String(format: "%.0f", Date().timeIntervalSince(started))) s)")
+    }
+
+    func produce(in dir: String, seed: UInt64, started: Date) throws {
+        var g = RandomGenerator(seed: seed)
+        let train = DigitImages.make(count: images, generator: &g).images
+        let heldOut = DigitImages.make(count: 256, generator: &g).images
+        let scale = 1000 / Double(timesteps)
+        let config = ModelConfiguration(network: try Presets.network("small"), timesteps: timesteps,
+                                        betaStart: 1e-4 * scale, betaEnd: min(0.02 * scale, 0.999))
+        var options = TrainingOptions()
+        options.batchSize = batchSize; options.learningRate = lr; options.emaDecay = emaDecay
+        let trainer = try Trainer(config: config, options: options, seed: seed)
+        note("demo: \(train.shape[0]) digit images 16×16, network \(trainer.network.parameterCount) parameters, T = \(timesteps), \(steps) steps of \(batchSize)")
+        try PNGWriter.writeGrid(train.slice(axis: 0, start: 0, length: count), range: 0...1, path: dir + "/data.png")
+        let lossBefore = try trainer.heldOutLoss(heldOut, seed: seed &+ 7)
+        let trainStart = Date()
+        try Train.loop(trainer, images: train, until: steps, checkpointEvery: 0, out: dir + "/checkpoint.h5", label: "demo train")
+        let trainSeconds = Date().timeIntervalSince(trainStart)
+        let lossAfter = try trainer.heldOutLoss(heldOut, seed: seed &+ 7)
+        trainer.useAveragedWeights()
+        let lossEMA = try trainer.heldOutLoss(heldOut, seed: seed &+ 7)
+        // One sample's reverse chain: 11 snapshots from x_T to x_0.
+        var chain: [Tensor] = []
+        let snapshots = Set((0...10).map { timesteps - 1 - $0 * (timesteps - 1) / 10 } + [-1])
+        let sampleStart = Date()
+        let samples = try Sample.sample(trainer, count: count, seed: seed &+ 11) { t, x in
+            if snapshots.contains(t) && t != 0 { chain.append(x.slice(axis: 0, start: 0, length: 1)) }
+        }
+        let sampleSeconds = Date().timeIntervalSince(sampleStart)
+        try PNGWriter.writeGrid(samples, range: 0...1, path: dir + "/samples.png")
+        // x_T is N(0, I): show the chain on [−1, 2] so that noise and the [0, 1] image are both visible.
+        try PNGWriter.writeGrid(Tensor.concatenate(chain, axis: 0), range: -1...2, columns: chain.count, scale: 3, path: dir + "/chain.png")
+        let data = PixelStatistics(heldOut, range: 0...1), generated = PixelStatistics(samples, range: 0...1)
+        let report = """
+        # ddpm demo report
+
+        | figure | value |
+        |---|---|
+        | seed | \(seed) |
+        | training images | \(train.shape[0]) procedurally drawn digits, 1×16×16, values 0 and 1 |
+        | network | preset `small`, \(trainer.network.parameterCount) parameters |
+        | diffusion | T = \(timesteps), linear β from \(config.betaStart) to \(config.betaEnd), ε-prediction, β̃ variance, clipping to [0, 1] |
+        | optimisation | \(steps) Adam steps of \(batchSize) images, lr \(lr), gradient norm clipped at 1, EMA decay \(emaDecay) |
+        | training time | \(String(format: "%.1f", trainSeconds)) s |
+        | held-out L_simple (256 images, fixed t and ε), before training | \(String(format: "%.4f", lossBefore)) |
+        | held-out L_simple after training (trained weights) | \(String(format: "%.4f", lossAfter)) |
+        | held-out L_simple after training (EMA weights) | \(String(format: "%.4f", lossEMA)) |
+        | sampling | \(count) samples with the EMA weights, full \(timesteps)-step reverse chain, \(String(format: "%.1f", sampleSeconds)) s |
+        | mean pixel: data / samples | \(String(format: "%.4f", data.mean)) / \(String(format: "%.4f", generated.mean)) |
+        | ink fraction (> 0.5): data / samples | \(String(format: "%.4f", data.inkFraction)) / \(String(format: "%.4f", generated.inkFraction)) |
+        | histogram distance (total variation, 10 bins) | \(String(format: "%.4f", data.histogramDistance(to: generated))) |
+        | mean-image distance (RMS) | \(String(format: "%.4f", data.meanImageDistance(to: generated))) |
+        | total time | \(String(format: "%.1f", Date().timeIntervalSince(started))) s |
+
+        Files: `data.png` (training images), `samples.png` (samples), `chain.png` (one sample's chain,
+        x_T on the left to x_0 on the right, shown on the range [−1, 2]), `checkpoint.h5` (for `ddpm sample`).
+        """
+        try report.write(toFile: dir + "/report.md", atomically: true, encoding: .utf8)
+        print(report)
+    }
+
+    /// Moves the finished folder into place; an existing folder there is replaced only now.
+    func replace(_ final: String, with work: String) throws {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: final) {
+            let old = final + ".old-\(ProcessInfo.processInfo.processIdentifier)"
+            try fm.moveItem(atPath: final, toPath: old)
+            try fm.moveItem(atPath: work, toPath: final)
+            try fm.removeItem(atPath: old)
+        } else {
+            try fm.moveItem(atPath: work, toPath: final)
+        }
+    }
+}
