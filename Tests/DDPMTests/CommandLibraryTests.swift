@@ -1,0 +1,184 @@
+import Foundation
+import Testing
+import DDPM
+
+func scratchFolder() -> String {
+    let path = NSTemporaryDirectory() + "ddpm-tests-\(UUID().uuidString)"
+    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+/// A network small enough for many training steps in a debug build.
+func microConfiguration() -> ModelConfiguration {
+    ModelConfiguration(network: UNetConfiguration(channels: 1, baseChannels: 8, channelMultipliers: [1, 2], residualBlocksPerLevel: 1,
+                                                  attentionResolutions: [4], imageSize: 8, timeEmbeddingDim: 16, dropout: 0.1, normGroups: 4),
+                       timesteps: 20, betaStart: 1e-3, betaEnd: 0.2)
+}
+
+func digits8(_ n: Int) -> Tensor {
+    var g = RandomGenerator(seed: 3)
+    let d = DigitImages.make(count: n, generator: &g).images
+    // Every other pixel of the 16×16 digits: 8×8 images.
+    var out = [Double]()
+    for i in 0..<n { for y in 0..<8 { for x in 0..<8 { out.append(d.data[i * 256 + 2 * y * 16 + 2 * x]) } } }
+    return Tensor(shape: [n, 1, 8, 8], data: out)
+}
+
+@Suite("Golden files")
+struct GoldenFileTests {
+    @Test func exportThenCheckPasses() throws {
+        let path = scratchFolder() + "/g.h5"
+        try GoldenFile.export(to: path, config: ModelConfiguration(network: Presets.network("tiny")), seed: 3, batch: 2)
+        let rows = try GoldenFile.check(path: path, tolerance: .independentImplementation)
+        #expect(rows.count == GoldenFile.outputNames.count + (try UNet(Presets.network("tiny")).namedParameters().count))
+        for r in rows { #expect(r.comparison.passed, "\(r.comparison)") }
+        let file = try HDF5File(path: path)
+        #expect(try file.stringAttribute("format") == "ddpm-golden" && file.int64Attribute("version") == 1)
+        let t = try file.readInt64s("/inputs/t").values
+        #expect(t.first == 0 && t.last == 999)
+    }
+
+    @Test func perturbedOutputFailsByName() throws {
+        let dir = scratchFolder(), good = dir + "/g.h5", bad = dir + "/bad.h5"
+        try GoldenFile.export(to: good, config: ModelConfiguration(network: Presets.network("tiny")), seed: 3, batch: 2)
+        try copyGolden(from: good, to: bad) { name, values in name == "/outputs/eps_pred" ? values.enumerated().map { $0.offset == 5 ? $0.element * (1 + 1e-8) : $0.element } : values }
+        let rows = try GoldenFile.check(path: bad, tolerance: .independentImplementation)
+        let failed = rows.filter { !$0.comparison.passed }.map(\.name)
+        #expect(failed == ["eps_pred"], "failed: \(failed)")
+    }
+
+    @Test func malformedFilesAreReportedByName() throws {
+        let dir = scratchFolder(), good = dir + "/g.h5"
+        try GoldenFile.export(to: good, config: ModelConfiguration(network: Presets.network("tiny")), seed: 3, batch: 2)
+        func expectError(_ contains: String, _ edit: @escaping (String, [Double]) -> [Double]?, extra: ((HDF5Writer) throws -> Void)? = nil) throws {
+            let path = dir + "/case-\(UUID().uuidString).h5"
+            try copyGolden(from: good, to: path, edit, extra: extra)
+            do { _ = try GoldenFile.check(path: path, tolerance: .independentImplementation); Issue.record("no error for \(contains)") }
+            catch { #expect("\(error)".contains(contains), "\(error)") }
+        }
+        try expectError("missing input '/inputs/z'") { name, v in name == "/inputs/z" ? nil : v }
+        try expectError("missing 'final_conv.bias'") { name, v in name == "/weights/final_conv.bias" ? nil : v }
+        try expectError("unknown output '/outputs/bogus'", { _, v in v }) { try $0.write([1.0], shape: [1], to: "/outputs/bogus") }
+        try expectError("'/inputs/x0': expected rank 4 [2, 1, 16, 16], found rank 1 [32]") { name, v in name == "/inputs/x0" ? Array(v.prefix(32)) : v }
+    }
+
+    @Test func unsupportedConfigurationIsReported() throws {
+        let dir = scratchFolder(), good = dir + "/g.h5", bad = dir + "/b.h5"
+        try GoldenFile.export(to: good, config: ModelConfiguration(network: Presets.network("tiny")), seed: 3, batch: 1)
+        try copyGolden(from: good, to: bad, { _, v in v }, configEdit: { $0.network.baseChannels = 20 })
+        #expect(throws: DDPMError.self) { _ = try GoldenFile.check(path: bad, tolerance: .independentImplementation) }
+        do { _ = try GoldenFile.check(path: bad, tolerance: .independentImplementation) } catch {
+            #expect("\(error)".contains("unsupported configuration") && "\(error)".contains("not divisible by the 32 norm groups"))
+        }
+        #expect(throws: HDF5Error.self) { _ = try GoldenFile.check(path: dir + "/absent.h5", tolerance: .independentImplementation) }
+    }
+}
+
+/// Rewrites a golden file dataset by dataset; `edit` returns nil to drop a dataset.
+func copyGolden(from source: String, to destination: String, _ edit: (String, [Double]) -> [Double]?,
+                extra: ((HDF5Writer) throws -> Void)? = nil, configEdit: ((inout ModelConfiguration) -> Void)? = nil) throws {
+    let f = try HDF5File(path: source)
+    var config = try ModelConfiguration(reading: f)
+    configEdit?(&config)
+    var datasets: [String] = []
+    func walk(_ g: String) throws {
+        for m in try f.members(ofGroup: g) {
+            let p = (g == "/" ? "" : g) + "/" + m
+            if try f.kind(of: p) == .group { try walk(p) } else { datasets.append(p) }
+        }
+    }
+    try walk("/")
+    try HDF5Writer.write(to: destination) { w in
+        try w.setAttribute("format", try f.stringAttribute("format"))
+        try w.setAttribute("version", try f.int64Attribute("version"))
+        try config.write(to: w)
+        for d in datasets where d != "/inputs/t" {
+            let a = try f.readDoubles(d)
+            guard let v = edit(d, a.values) else { continue }
+            try w.write(v, shape: v.count == a.values.count ? a.shape : [v.count], to: d)
+        }
+        try w.write(try f.readInt64s("/inputs/t").values, shape: [try f.readInt64s("/inputs/t").values.count], to: "/inputs/t")
+        try extra?(w)
+    }
+}
+
+@Suite("Training, checkpoints and sampling")
+struct TrainingTests {
+    @Test("N + M steps in one run equal N steps, checkpoint, M resumed steps, bit for bit")
+    func exactResume() throws {
+        let data = digits8(64)
+        var options = TrainingOptions(); options.batchSize = 4; options.learningRate = 1e-3; options.emaDecay = 0.9
+        let straight = try Trainer(config: microConfiguration(), options: options, seed: 5)
+        for _ in 0..<6 { try straight.trainStep(on: data) }
+        let first = try Trainer(config: microConfiguration(), options: options, seed: 5)
+        for _ in 0..<3 { try first.trainStep(on: data) }
+        let path = scratchFolder() + "/c.h5"
+        try first.save(to: path)
+        let resumed = try Trainer.load(from: path)
+        #expect(resumed.step == 3)
+        for _ in 0..<3 { try resumed.trainStep(on: data) }
+        #expect(resumed.network.parameters.map(\.data) == straight.network.parameters.map(\.data))
+        #expect(resumed.ema == straight.ema)
+        #expect(resumed.optimizer.m == straight.optimizer.m && resumed.optimizer.v == straight.optimizer.v)
+        #expect(resumed.ddpm.generator == straight.ddpm.generator)
+    }
+
+    @Test func trainingReducesTheLoss() throws {
+        let data = digits8(64)
+        var options = TrainingOptions(); options.batchSize = 8; options.learningRate = 2e-3
+        let trainer = try Trainer(config: microConfiguration(), options: options, seed: 1)
+        let before = try trainer.heldOutLoss(data.slice(axis: 0, start: 0, length: 16), seed: 9)
+        for _ in 0..<40 { try trainer.trainStep(on: data) }
+        let after = try trainer.heldOutLoss(data.slice(axis: 0, start: 0, length: 16), seed: 9)
+        print("training: held-out L_simple \(before) → \(after)")
+        #expect(after < before)
+    }
+
+    @Test func samplingWithTheSameSeedWritesIdenticalFiles() throws {
+        var options = TrainingOptions(); options.batchSize = 2
+        let trainer = try Trainer(config: microConfiguration(), options: options, seed: 1)
+        let dir = scratchFolder()
+        func sampleFile(_ name: String, seed: UInt64) throws -> Data {
+            trainer.ddpm.generator = RandomGenerator(seed: seed)
+            let s = try trainer.ddpm.sample(batchSize: 3)
+            try PNGWriter.writeGrid(s, range: 0...1, path: dir + "/" + name)
+            return try Data(contentsOf: URL(fileURLWithPath: dir + "/" + name))
+        }
+        let a = try sampleFile("a.png", seed: 4), b = try sampleFile("b.png", seed: 4), c = try sampleFile("c.png", seed: 5)
+        #expect(a == b && a != c)
+        #expect(a.starts(with: [0x89, 0x50, 0x4E, 0x47]), "a PNG signature")
+    }
+
+    @Test func badTrainingDataIsRejectedByName() throws {
+        let dir = scratchFolder()
+        try HDF5Writer.write(to: dir + "/nan.h5") { try $0.write([0.5, .nan, 0, 0], shape: [1, 1, 2, 2], to: "/images") }
+        #expect(throws: DDPMError("\(dir)/nan.h5 dataset '/images': value nan at element 1 is not finite (NaN or infinite)")) {
+            _ = try ImageData.load(path: dir + "/nan.h5", dataset: nil, channels: 1, imageSize: 2)
+        }
+        #expect(throws: DDPMError("\(dir)/nan.h5 dataset '/images': expected shape [N, 1, 8, 8] with N ≥ 1, found [1, 1, 2, 2]")) {
+            _ = try ImageData.load(path: dir + "/nan.h5", dataset: nil, channels: 1, imageSize: 8)
+        }
+        try HDF5Writer.write(to: dir + "/ints.h5") { try $0.write([Int64(1), 2, 3, 4], shape: [1, 1, 2, 2], to: "/images") }
+        #expect(throws: DDPMError("\(dir)/ints.h5 dataset '/images': expected float64, float32 or uint8 images, found int64")) {
+            _ = try ImageData.load(path: dir + "/ints.h5", dataset: nil, channels: 1, imageSize: 2)
+        }
+        try HDF5Writer.write(to: dir + "/u8.h5") { try $0.write([UInt8(0), 51, 255, 102], shape: [1, 1, 2, 2], to: "/pixels") }
+        #expect(try ImageData.load(path: dir + "/u8.h5", dataset: nil, channels: 1, imageSize: 2).data == [0, 0.2, 1, 0.4])
+        #expect(throws: DDPMError("\(dir)/u8.h5: no dataset 'missing'")) {
+            _ = try ImageData.load(path: dir + "/u8.h5", dataset: "missing", channels: 1, imageSize: 2)
+        }
+        #expect(throws: HDF5Error.self) { _ = try ImageData.load(path: dir + "/none.h5", dataset: nil, channels: 1, imageSize: 2) }
+        #expect(throws: DDPMError("preset 'huge': unknown; expected default, tiny or small")) { _ = try Presets.network("huge") }
+    }
+
+    @Test func failedCheckpointWriteKeepsTheOldOne() throws {
+        var options = TrainingOptions(); options.batchSize = 2
+        let trainer = try Trainer(config: microConfiguration(), options: options, seed: 1)
+        let dir = scratchFolder(), path = dir + "/c.h5"
+        try trainer.save(to: path)
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+        #expect(throws: HDF5Error.self) { try trainer.save(to: dir + "/missing-folder/c.h5") }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["c.h5"])
+    }
+}
