@@ -41,7 +41,7 @@ let package = Package(
                     resources: []),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensors", "HDF5"]),
         .testTarget(name: "UNetTests", dependencies: ["UNet", "Tensors", "DDPM", "HDF5"]),
-        .testTarget(name: "DDPMTests", dependencies: ["DDPM"]),
+        .testTarget(name: "DDPMTests", dependencies: ["DDPM", "DDPMCommand"]),
     ],
     swiftLanguageModes: [.v5]
 )
