@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Tensors
 import UNet
 
 let fixturesFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -54,5 +55,21 @@ struct CountTests {
         #expect(throws: UNetConfigurationError.self) { _ = try UNet(c) }
         c = UNetConfiguration(); c.dropout = 1
         #expect(throws: UNetConfigurationError("dropout: expected a probability in [0, 1), got 1.0")) { _ = try UNet(c) }
+    }
+}
+
+@Suite("The default network runs")
+struct DefaultNetworkTests {
+    @Test("default U-Net: output shape for a batch, finite, and deterministic for a fixed seed")
+    func defaultForward() throws {
+        let a = try UNet(.seed(channels: 3), seed: 42), b = try UNet(.seed(channels: 3), seed: 42)
+        a.isTraining = false; b.isTraining = false
+        var g = RandomGenerator(seed: 1)
+        let x = Tensor.randomNormal([2, 3, 32, 32], generator: &g)
+        let ya = withoutGradients { a(x, [0, 999]) }, yb = withoutGradients { b(x, [0, 999]) }
+        #expect(ya.shape == [2, 3, 32, 32])
+        #expect(ya.data.allSatisfy { $0.isFinite })
+        #expect(ya.data == yb.data, "same seed, same weights, same output")
+        #expect(ya.data.contains { $0 < 0 }, "the identity output activation lets ε̂ be negative")
     }
 }
