@@ -113,7 +113,10 @@ public final class HDF5Writer {
 
     // MARK: Attributes
 
-    private func writeAttribute<T>(_ name: String, _ values: [T], shape: [Int], on objectPath: String, type: hid_t) throws {
+    /// Creates attribute `name` (replacing one of that name) of `type` and `shape` on an object, and
+    /// lets `write` fill it; the object's group is created when missing.
+    private func writeAttribute(_ name: String, on objectPath: String, type: hid_t, shape: [Int],
+                                _ write: (hid_t) -> herr_t) throws {
         if objectPath != "/" { try createGroupIfNeeded(objectPath) }
         try HDF5Library.locked {
             let obj = H5Oopen(id, objectPath, ddpm_h5p_default())
@@ -124,8 +127,13 @@ public final class HDF5Writer {
             let attr = H5Acreate2(obj, name, type, space, ddpm_h5p_default(), ddpm_h5p_default())
             guard attr >= 0 else { throw fail(objectPath, "could not create attribute '\(name)'") }
             defer { H5Aclose(attr) }
-            let status = values.withUnsafeBytes { H5Awrite(attr, type, $0.baseAddress) }
-            guard status >= 0 else { throw fail(objectPath, "could not write attribute '\(name)'") }
+            guard write(attr) >= 0 else { throw fail(objectPath, "could not write attribute '\(name)'") }
+        }
+    }
+
+    private func writeAttribute<T>(_ name: String, _ values: [T], shape: [Int], on objectPath: String, type: hid_t) throws {
+        try writeAttribute(name, on: objectPath, type: type, shape: shape) { attr in
+            values.withUnsafeBytes { H5Awrite(attr, type, $0.baseAddress) }
         }
     }
 
@@ -145,23 +153,17 @@ public final class HDF5Writer {
     }
     /// A scalar variable-length UTF-8 string attribute, as h5py writes `attrs["k"] = "text"`.
     public func setAttribute(_ name: String, _ value: String, on objectPath: String = "/") throws {
-        if objectPath != "/" { try createGroupIfNeeded(objectPath) }
-        try HDF5Library.locked {
-            let obj = H5Oopen(id, objectPath, ddpm_h5p_default())
-            guard obj >= 0 else { throw fail(objectPath, "no such object to attach attribute '\(name)' to") }
-            defer { H5Oclose(obj) }
-            if H5Aexists(obj, name) > 0 { H5Adelete(obj, name) }
-            let type = H5Tcopy(ddpm_h5t_c_s1()); defer { H5Tclose(type) }
-            H5Tset_size(type, ddpm_h5t_variable()); H5Tset_cset(type, H5T_CSET_UTF8)
-            let space = H5Screate(H5S_SCALAR); defer { H5Sclose(space) }
-            let attr = H5Acreate2(obj, name, type, space, ddpm_h5p_default(), ddpm_h5p_default())
-            guard attr >= 0 else { throw fail(objectPath, "could not create attribute '\(name)'") }
-            defer { H5Aclose(attr) }
-            let status = value.withCString { cstr -> herr_t in
+        let type = HDF5Library.locked { () -> hid_t in
+            let t = H5Tcopy(ddpm_h5t_c_s1())
+            H5Tset_size(t, ddpm_h5t_variable()); H5Tset_cset(t, H5T_CSET_UTF8)
+            return t
+        }
+        defer { HDF5Library.locked { _ = H5Tclose(type) } }
+        try writeAttribute(name, on: objectPath, type: type, shape: []) { attr in
+            value.withCString { cstr -> herr_t in
                 var pointer: UnsafePointer<CChar>? = cstr
                 return H5Awrite(attr, type, &pointer)
             }
-            guard status >= 0 else { throw fail(objectPath, "could not write attribute '\(name)'") }
         }
     }
 }
