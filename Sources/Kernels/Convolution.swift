@@ -1,5 +1,7 @@
 // 2-D convolution lowered to one matrix product (im2col), and the direct loop it is tested against.
 
+import Dispatch
+
 /// Geometry of a 2-D cross-correlation over NCHW input with OIHW weights (PyTorch's `conv2d`).
 ///
 /// Output size per axis: `out = (in + 2·padding − kernel) / stride + 1` (floor division).
@@ -26,34 +28,49 @@ public struct ConvGeometry: Sendable, Equatable {
 /// Convolution kernels. `forward`/`backward…` go through ``Gemm/blas``; `referenceForward` is the
 /// direct seven-fold loop.
 public enum Conv2D {
+    /// Runs `body` over `0 ..< count` split into two halves on two threads (the machine's two cores),
+    /// or inline when the work is small. Each index must touch memory no other index touches.
+    static func parallelChunks(_ count: Int, work: Int, _ body: (Range<Int>) -> Void) {
+        if count < 2 || work < 1 << 16 { body(0..<count); return }
+        let half = count / 2
+        DispatchQueue.concurrentPerform(iterations: 2) { part in body(part == 0 ? 0..<half : half..<count) }
+    }
+
+    /// The output columns `ox` whose input column `ox·s + offset` lies inside `0 ..< width`.
+    @inline(__always)
+    static func validColumns(_ ow: Int, stride s: Int, offset: Int, width: Int) -> Range<Int> {
+        let lo = offset >= 0 ? 0 : (-offset + s - 1) / s
+        let hi = width - offset <= 0 ? 0 : min(ow, (width - offset - 1) / s + 1)
+        return lo..<max(lo, hi)
+    }
+
     /// im2col: `cols[(c·k + i)·k + j, n·P + p] = x[n, c, oy·s − pad + i, ox·s − pad + j]` (zero outside),
     /// a `patch × (batch·P)` matrix, P = outH·outW and p = oy·outW + ox.
     public static func im2col(_ g: ConvGeometry, _ x: UnsafePointer<Double>, _ cols: UnsafeMutablePointer<Double>) {
         let (oh, ow, k, s, pad) = (g.outHeight, g.outWidth, g.kernel, g.stride, g.padding)
         let columns = g.batch * g.outPixels
-        for c in 0..<g.inChannels {
-            for i in 0..<k {
-                for j in 0..<k {
-                    let row = cols + ((c * k + i) * k + j) * columns
-                    for n in 0..<g.batch {
-                        let plane = x + (n * g.inChannels + c) * g.height * g.width
-                        let dst = row + n * g.outPixels
-                        for oy in 0..<oh {
-                            let y = oy * s - pad + i
-                            let line = dst + oy * ow
-                            if y < 0 || y >= g.height {
-                                for ox in 0..<ow { line[ox] = 0 }
-                                continue
-                            }
-                            let src = plane + y * g.width
-                            for ox in 0..<ow {
-                                let xx = ox * s - pad + j
-                                line[ox] = (xx >= 0 && xx < g.width) ? src[xx] : 0
-                            }
+        parallelChunks(g.inChannels, work: g.patch * columns) { channels in
+            for c in channels { for i in 0..<k { for j in 0..<k {
+                let row = cols + ((c * k + i) * k + j) * columns
+                let valid = validColumns(ow, stride: s, offset: j - pad, width: g.width)
+                for n in 0..<g.batch {
+                    let plane = x + (n * g.inChannels + c) * g.height * g.width
+                    let dst = row + n * g.outPixels
+                    for oy in 0..<oh {
+                        let y = oy * s - pad + i
+                        let line = dst + oy * ow
+                        if y < 0 || y >= g.height || valid.isEmpty { line.update(repeating: 0, count: ow); continue }
+                        line.update(repeating: 0, count: valid.lowerBound)
+                        (line + valid.upperBound).update(repeating: 0, count: ow - valid.upperBound)
+                        let src = plane + y * g.width + (j - pad)
+                        if s == 1 {
+                            (line + valid.lowerBound).update(from: src + valid.lowerBound, count: valid.count)
+                        } else {
+                            for ox in valid { line[ox] = src[ox * s] }
                         }
                     }
                 }
-            }
+            } } }
         }
     }
 
@@ -61,26 +78,22 @@ public enum Conv2D {
     public static func col2im(_ g: ConvGeometry, _ cols: UnsafePointer<Double>, _ dx: UnsafeMutablePointer<Double>) {
         let (oh, ow, k, s, pad) = (g.outHeight, g.outWidth, g.kernel, g.stride, g.padding)
         let columns = g.batch * g.outPixels
-        for c in 0..<g.inChannels {
-            for i in 0..<k {
-                for j in 0..<k {
-                    let row = cols + ((c * k + i) * k + j) * columns
-                    for n in 0..<g.batch {
-                        let plane = dx + (n * g.inChannels + c) * g.height * g.width
-                        let src = row + n * g.outPixels
-                        for oy in 0..<oh {
-                            let y = oy * s - pad + i
-                            if y < 0 || y >= g.height { continue }
-                            let dst = plane + y * g.width
-                            let line = src + oy * ow
-                            for ox in 0..<ow {
-                                let xx = ox * s - pad + j
-                                if xx >= 0 && xx < g.width { dst[xx] += line[ox] }
-                            }
-                        }
+        parallelChunks(g.inChannels, work: g.patch * columns) { channels in
+            for c in channels { for i in 0..<k { for j in 0..<k {
+                let row = cols + ((c * k + i) * k + j) * columns
+                let valid = validColumns(ow, stride: s, offset: j - pad, width: g.width)
+                for n in 0..<g.batch {
+                    let plane = dx + (n * g.inChannels + c) * g.height * g.width
+                    let src = row + n * g.outPixels
+                    for oy in 0..<oh {
+                        let y = oy * s - pad + i
+                        if y < 0 || y >= g.height { continue }
+                        let dst = plane + y * g.width + (j - pad)
+                        let line = src + oy * ow
+                        for ox in valid { dst[ox * s] += line[ox] }
                     }
                 }
-            }
+            } } }
         }
     }
 
