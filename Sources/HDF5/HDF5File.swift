@@ -13,13 +13,14 @@ public struct HDF5Array<Element: Sendable>: Sendable {
     }
 }
 
-/// The HDF5 library is built without thread safety: every call into it happens under this lock.
+/// Every call into HDF5 happens under this lock (the library may be built without thread safety).
+/// HDF5 keeps its automatic error printing per thread when it is built thread-safe, so it is turned off
+/// on whichever thread is calling, every time: errors become return codes that we throw.
 enum HDF5Library {
     static let lock = NSRecursiveLock()
-    static let initialized: Bool = { ddpm_h5_silence_errors(); return true }()
     static func locked<R>(_ body: () throws -> R) rethrows -> R {
         lock.lock(); defer { lock.unlock() }
-        _ = initialized
+        ddpm_h5_silence_errors()
         return try body()
     }
 }
