@@ -51,7 +51,8 @@ public final class DDPM {
 
     /// The training loss for a batch with given timesteps and noise (deterministic):
     /// L_simple = mean (ε − ε_θ(x_t, t))² with x_t = √ᾱ_t x + √(1 − ᾱ_t) ε; or, when the diffuser is a
-    /// ``GaussianDiffuser`` whose loss type is `.kl`, the mean of the bound terms L_t in bits/dim.
+    /// ``GaussianDiffuser`` whose loss type is `.kl`, the mean of the bound terms L_t in bits/dim (x̂_0 not clipped,
+    /// so that the gradient never meets the clamp).
     public func loss(_ x: Tensor, timesteps t: [Int], noise: Tensor) throws -> Tensor {
         try validateBatch(x)
         guard noise.shape == x.shape else { throw DDPMError("noise of shape \(noise.shape): expected the batch's shape \(x.shape)") }

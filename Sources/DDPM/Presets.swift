@@ -1,3 +1,5 @@
+import Foundation
+
 // Named network configurations, shared by the command line and the library's users.
 
 public enum Presets {
@@ -26,5 +28,3 @@ public enum Presets {
         }
     }
 }
-
-import Foundation

@@ -20,7 +20,6 @@ struct Bench: ParsableCommand {
     @Option(help: "Side of the square matrices for the DGEMM reference rate.") var gemmSize: Int = 2048
 
     func run() throws {
-        Allocator.retainFreedMemory()
         guard runs > 0 else { throw DDPMError("--runs: expected a positive number, got \(runs)") }
         guard gemmSize > 0 else { throw DDPMError("--gemm-size: expected a positive number, got \(gemmSize)") }
         let sizes = try Presets.integers(batches, option: "--batches")

@@ -39,7 +39,7 @@ struct DDPMTool: ParsableCommand {
     }
 }
 
-/// Parses a comma-separated list option with a message that names it.
+/// A seed option as the generator's UInt64, refusing negative values with a message that names the option.
 func seedValue(_ seed: Int, option: String = "--seed") throws -> UInt64 {
     guard seed >= 0 else { throw DDPMError("\(option): expected a non-negative integer, got \(seed)") }
     return UInt64(seed)

@@ -3,6 +3,8 @@
 // its pages in afresh; at batch 8 that system time rivalled the arithmetic. Keeping freed memory in
 // the heap lets the next layer reuse warm pages.
 
+import Foundation
+
 #if os(Linux)
 /// glibc's `mallopt` (malloc.h, which the Glibc module does not export).
 @_silgen_name("mallopt") private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
@@ -21,8 +23,6 @@ public enum Allocator {
         #endif
     }
 }
-
-import Foundation
 
 /// A per-thread scratch buffer for the im2col matrices, which can exceed glibc's 32 MiB mmap threshold
 /// (2304 × 8192 doubles at batch 8): allocated once per thread, grown when needed, never shrunk.
