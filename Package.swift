@@ -18,12 +18,14 @@ let package = Package(
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
 
+        // The one error story: `DDPMError` (a kind for programs, a message for people) and `UserFacingError`.
+        .target(name: "Errors"),
         // Matrix products and convolution lowering: BLAS path plus plain-loop references.
         .target(name: "Kernels", dependencies: ["CBLAS"]),
         // Float64 tensors, reverse-mode derivatives, random numbers, the gradient checker.
-        .target(name: "Tensors", dependencies: ["Kernels"]),
+        .target(name: "Tensors", dependencies: ["Kernels", "Errors"]),
         // HDF5 files: datasets, groups, attributes, atomic writes. Knows nothing of tensors.
-        .target(name: "HDF5", dependencies: ["CHDF5"]),
+        .target(name: "HDF5", dependencies: ["CHDF5", "Errors"]),
         // The equations of Ho et al. 2020; takes any noise predictor.
         .target(name: "Diffusion", dependencies: ["Tensors"]),
         // The seed's U-Net; knows nothing of schedules.
@@ -36,12 +38,13 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "Kernels"]),
-        .testTarget(name: "HDF5Tests", dependencies: ["HDF5"],
-                    resources: []),
-        .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensors", "HDF5"]),
-        .testTarget(name: "UNetTests", dependencies: ["UNet", "Tensors", "DDPM", "HDF5"]),
-        .testTarget(name: "DDPMTests", dependencies: ["DDPM", "DDPMCommand"]),
+        // Shared test helpers: fixture paths, temporary folders, expectations. Computes no expected value.
+        .target(name: "TestSupport", dependencies: ["Tensors", "HDF5"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "Kernels", "TestSupport"]),
+        .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "TestSupport"]),
+        .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensors", "HDF5", "TestSupport"]),
+        .testTarget(name: "UNetTests", dependencies: ["UNet", "Tensors", "DDPM", "HDF5", "TestSupport"]),
+        .testTarget(name: "DDPMTests", dependencies: ["DDPM", "DDPMCommand", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

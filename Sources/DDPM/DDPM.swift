@@ -25,11 +25,11 @@ public final class DDPM {
     ///   - dataRange: [0, 1] by default (the seed's convention); clipping follows it. Used only when `diffuser` is nil.
     public init(model: NoisePredictor? = nil, imageSize: Int = 32, channels: Int = 3, timesteps: Int = 1000,
                 diffuser: Diffuser? = nil, clipDenoised: Bool = true, dataRange: ClosedRange<Double> = 0...1, seed: UInt64 = 0) throws {
-        guard imageSize > 0 else { throw DDPMError("image size: expected a positive number, got \(imageSize)") }
-        guard channels > 0 else { throw DDPMError("channels: expected a positive number, got \(channels)") }
-        guard timesteps > 0 else { throw DDPMError("timesteps: expected a positive number, got \(timesteps)") }
+        guard imageSize > 0 else { throw DDPMError(.invalidValue, "image size: expected a positive number, got \(imageSize)") }
+        guard channels > 0 else { throw DDPMError(.invalidValue, "channels: expected a positive number, got \(channels)") }
+        guard timesteps > 0 else { throw DDPMError(.invalidValue, "timesteps: expected a positive number, got \(timesteps)") }
         if let diffuser, diffuser.timesteps != timesteps {
-            throw DDPMError("diffuser: has \(diffuser.timesteps) timesteps, expected \(timesteps)")
+            throw DDPMError(.invalidConfiguration, "diffuser: has \(diffuser.timesteps) timesteps, expected \(timesteps)")
         }
         if let model { self.model = model } else {
             var c = UNetConfiguration.seed(channels: channels)
@@ -45,7 +45,7 @@ public final class DDPM {
     /// Throws unless `x` is N × channels × imageSize × imageSize with N ≥ 1.
     public func validateBatch(_ x: Tensor) throws {
         guard x.rank == 4, x.shape[0] > 0, x.shape[1] == channels, x.shape[2] == imageSize, x.shape[3] == imageSize else {
-            throw DDPMError("batch of shape \(x.shape): expected [N, \(channels), \(imageSize), \(imageSize)] with N ≥ 1")
+            throw DDPMError(.shapeMismatch, "batch of shape \(x.shape): expected [N, \(channels), \(imageSize), \(imageSize)] with N ≥ 1")
         }
     }
 
@@ -55,7 +55,7 @@ public final class DDPM {
     /// so that the gradient never meets the clamp).
     public func loss(_ x: Tensor, timesteps t: [Int], noise: Tensor) throws -> Tensor {
         try validateBatch(x)
-        guard noise.shape == x.shape else { throw DDPMError("noise of shape \(noise.shape): expected the batch's shape \(x.shape)") }
+        guard noise.shape == x.shape else { throw DDPMError(.shapeMismatch, "noise of shape \(noise.shape): expected the batch's shape \(x.shape)") }
         let xt = try diffuser.addNoise(x, timesteps: t, noise: noise)
         let out = model.predictNoise(xt, timesteps: t)
         if let g = diffuser as? GaussianDiffuser, g.diffusion.lossType == .kl {
@@ -76,7 +76,7 @@ public final class DDPM {
     /// The full reverse chain from x_T ~ 𝒩(0, I) through `diffuser.denoise` for t = T−1 … 0, with the model in
     /// evaluation mode and no graph recorded. `onStep(t, x_t)` sees every intermediate (t = −1 for x_0).
     public func sample(batchSize: Int, onStep: ((Int, Tensor) -> Void)? = nil) throws -> Tensor {
-        guard batchSize > 0 else { throw DDPMError("batch size: expected a positive number, got \(batchSize)") }
+        guard batchSize > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batchSize)") }
         let wasTraining = model.isTraining
         model.isTraining = false
         defer { model.isTraining = wasTraining }

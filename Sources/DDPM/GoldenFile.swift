@@ -51,7 +51,7 @@ public enum GoldenFile {
 
     /// Writes a complete golden file from our own initialised network: every output.
     public static func export(to path: String, config: ModelConfiguration, seed: UInt64, batch: Int) throws {
-        guard batch > 0 else { throw DDPMError("--batch: expected a positive number, got \(batch)") }
+        guard batch > 0 else { throw DDPMError(.invalidValue, "--batch: expected a positive number, got \(batch)") }
         let net = try UNet(config.network, seed: seed)
         var g = RandomGenerator(seed: seed &+ 1)
         let c = config.network
@@ -88,26 +88,26 @@ public enum GoldenFile {
     public static func check(path: String, tolerance: Tolerance) throws -> [Row] {
         let file = try HDF5File(path: path)
         let fmt = try file.stringAttribute("format")
-        guard fmt == format else { throw DDPMError("\(path): attribute 'format' is '\(fmt)', expected '\(format)'") }
+        guard fmt == format else { throw DDPMError(.malformedFile, "\(path): attribute 'format' is '\(fmt)', expected '\(format)'") }
         let ver = try file.int64Attribute("version")
-        guard ver == version else { throw DDPMError("\(path): schema version \(ver) is not supported (expected \(version))") }
+        guard ver == version else { throw DDPMError(.unsupportedVersion, "\(path): schema version \(ver) is not supported (expected \(version))") }
         let config = try ModelConfiguration(reading: file)
         let net = try UNet(config.network)
         try net.loadWeights(from: file)
         let c = config.network
-        for g in ["/inputs", "/outputs"] where !file.exists(g) { throw DDPMError("\(path): no group '\(g)'") }
+        for g in ["/inputs", "/outputs"] where !file.exists(g) { throw DDPMError(.malformedFile, "\(path): no group '\(g)'") }
         func input(_ name: String, _ shape: [Int]) throws -> HDF5Array<Double> {
-            guard file.exists("/inputs/" + name) else { throw DDPMError("\(path): missing input '/inputs/\(name)'") }
+            guard file.exists("/inputs/" + name) else { throw DDPMError(.malformedFile, "\(path): missing input '/inputs/\(name)'") }
             return try file.readDoubles("/inputs/" + name, expectedShape: shape)
         }
-        guard file.exists("/inputs/t") else { throw DDPMError("\(path): missing input '/inputs/t'") }
+        guard file.exists("/inputs/t") else { throw DDPMError(.malformedFile, "\(path): missing input '/inputs/t'") }
         let tArray = try file.readInt64s("/inputs/t")
-        guard tArray.shape.count == 1, tArray.shape[0] > 0 else { throw DDPMError("\(path) '/inputs/t': expected shape [N] with N ≥ 1, found \(tArray.shape)") }
+        guard tArray.shape.count == 1, tArray.shape[0] > 0 else { throw DDPMError(.shapeMismatch, "\(path) '/inputs/t': expected shape [N] with N ≥ 1, found \(tArray.shape)") }
         let n = tArray.shape[0]
         let shape = [n, c.channels, c.imageSize, c.imageSize]
         let t = tArray.values.map { Int($0) }
         if let bad = t.first(where: { $0 < 0 || $0 >= config.timesteps }) {
-            throw DDPMError("\(path) '/inputs/t': timestep \(bad) outside [0, \(config.timesteps))")
+            throw DDPMError(.invalidValue, "\(path) '/inputs/t': timestep \(bad) outside [0, \(config.timesteps))")
         }
         let x0 = try input("x0", shape), noise = try input("noise", shape), z = try input("z", shape)
         let inputs = Inputs(x0: Tensor(shape: shape, data: x0.values), t: t, noise: Tensor(shape: shape, data: noise.values), z: Tensor(shape: shape, data: z.values))
@@ -118,14 +118,14 @@ public enum GoldenFile {
         }
         let keys = Set(net.namedParameters().map { "grad/" + $0.name })
         if let unknown = present.first(where: { !outputNames.contains($0) && !keys.contains($0) }) {
-            throw DDPMError("\(path): unknown output '/outputs/\(unknown)' (expected one of \(outputNames.joined(separator: ", ")) or grad/<parameter key>)")
+            throw DDPMError(.unknownName, "\(path): unknown output '/outputs/\(unknown)' (expected one of \(outputNames.joined(separator: ", ")) or grad/<parameter key>)")
         }
         let computed = Dictionary(uniqueKeysWithValues: try outputs(config: config, network: net, inputs: inputs, names: Set(present)))
         return try present.map { name in
             let actual = computed[name]!
             let stored = try file.readDoubles("/outputs/" + name)
             guard stored.shape == actual.shape else {
-                throw DDPMError("\(path) '/outputs/\(name)': expected shape \(actual.shape), found \(stored.shape)")
+                throw DDPMError(.shapeMismatch, "\(path) '/outputs/\(name)': expected shape \(actual.shape), found \(stored.shape)")
             }
             return Row(name: name, shape: actual.shape,
                        comparison: Comparison(name, actual: actual, expected: Tensor(shape: stored.shape, data: stored.values), tolerance: tolerance))

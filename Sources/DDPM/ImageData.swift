@@ -10,21 +10,21 @@ public enum ImageData {
         if let dataset { name = dataset } else if file.exists("/images") { name = "/images" } else {
             let datasets = try file.members().filter { try file.kind(of: "/" + $0) == .dataset }
             guard datasets.count == 1 else {
-                throw DDPMError("\(path): no dataset 'images' and \(datasets.count) root datasets (\(datasets.joined(separator: ", "))); choose one with --dataset")
+                throw DDPMError(.malformedFile, "\(path): no dataset 'images' and \(datasets.count) root datasets (\(datasets.joined(separator: ", "))); choose one with --dataset")
             }
             name = "/" + datasets[0]
         }
-        guard file.exists(name) else { throw DDPMError("\(path): no dataset '\(name)'") }
+        guard file.exists(name) else { throw DDPMError(.malformedFile, "\(path): no dataset '\(name)'") }
         let type = try file.elementType(of: name)
         guard ["float64", "float32", "uint8"].contains(type) else {
-            throw DDPMError("\(path) dataset '\(name)': expected float64, float32 or uint8 images, found \(type)")
+            throw DDPMError(.malformedFile, "\(path) dataset '\(name)': expected float64, float32 or uint8 images, found \(type)")
         }
         let a = try file.readDoubles(name)
         guard a.shape.count == 4, a.shape[0] > 0, a.shape[1] == channels, a.shape[2] == imageSize, a.shape[3] == imageSize else {
-            throw DDPMError("\(path) dataset '\(name)': expected shape [N, \(channels), \(imageSize), \(imageSize)] with N ≥ 1, found \(a.shape)")
+            throw DDPMError(.shapeMismatch, "\(path) dataset '\(name)': expected shape [N, \(channels), \(imageSize), \(imageSize)] with N ≥ 1, found \(a.shape)")
         }
         if let i = a.values.firstIndex(where: { !$0.isFinite }) {
-            throw DDPMError("\(path) dataset '\(name)': value \(a.values[i]) at element \(i) is not finite (NaN or infinite)")
+            throw DDPMError(.invalidData, "\(path) dataset '\(name)': value \(a.values[i]) at element \(i) is not finite (NaN or infinite)")
         }
         return Tensor(shape: a.shape, data: type == "uint8" ? a.values.map { $0 / 255 } : a.values)
     }

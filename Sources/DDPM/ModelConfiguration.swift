@@ -52,7 +52,7 @@ public struct ModelConfiguration: Sendable, Equatable {
 
     /// Reads and validates the attributes of `group`; every problem names the attribute.
     public init(reading file: HDF5File, group: String = "/config") throws {
-        guard file.exists(group) else { throw DDPMError("\(file.path): no group '\(group)' (the model configuration)") }
+        guard file.exists(group) else { throw DDPMError(.malformedFile, "\(file.path): no group '\(group)' (the model configuration)") }
         func int(_ k: String) throws -> Int { Int(try file.int64Attribute(k, of: group)) }
         var n = UNetConfiguration()
         n.imageSize = try int("image_size"); n.channels = try int("channels"); n.baseChannels = try int("base_channels")
@@ -62,24 +62,24 @@ public struct ModelConfiguration: Sendable, Equatable {
         n.dropout = try file.doubleAttribute("dropout", of: group)
         let activation = try file.stringAttribute("output_activation", of: group)
         guard let a = OutputActivation(rawValue: activation) else {
-            throw DDPMError("\(file.path) \(group) attribute 'output_activation': expected identity or sigmoid, found '\(activation)'")
+            throw DDPMError(.invalidConfiguration, "\(file.path) \(group) attribute 'output_activation': expected identity or sigmoid, found '\(activation)'")
         }
         n.outputActivation = a
         if try file.attributeNames(of: group).contains("norm_groups") { n.normGroups = try int("norm_groups") }
-        do { try n.validate() } catch { throw DDPMError("\(file.path) \(group): unsupported configuration: \(error)") }
+        do { try n.validate() } catch { throw DDPMError(.invalidConfiguration, "\(file.path) \(group): unsupported configuration: \(error)") }
         network = n
         timesteps = try int("timesteps")
         betaSchedule = try file.stringAttribute("beta_schedule", of: group)
         betaStart = try file.doubleAttribute("beta_start", of: group)
         betaEnd = try file.doubleAttribute("beta_end", of: group)
         let clip = try int("clip_denoised")
-        guard clip == 0 || clip == 1 else { throw DDPMError("\(file.path) \(group) attribute 'clip_denoised': expected 0 or 1, found \(clip)") }
+        guard clip == 0 || clip == 1 else { throw DDPMError(.invalidConfiguration, "\(file.path) \(group) attribute 'clip_denoised': expected 0 or 1, found \(clip)") }
         clipDenoised = clip == 1
         let names = try file.attributeNames(of: group)
         let lo = names.contains("data_min") ? try file.doubleAttribute("data_min", of: group) : 0
         let hi = names.contains("data_max") ? try file.doubleAttribute("data_max", of: group) : 1
-        guard lo < hi else { throw DDPMError("\(file.path) \(group): data_min \(lo) must be below data_max \(hi)") }
+        guard lo < hi else { throw DDPMError(.invalidConfiguration, "\(file.path) \(group): data_min \(lo) must be below data_max \(hi)") }
         dataRange = lo...hi
-        do { _ = try diffusion() } catch { throw DDPMError("\(file.path) \(group): unsupported configuration: \(error)") }
+        do { _ = try diffusion() } catch { throw DDPMError(.invalidConfiguration, "\(file.path) \(group): unsupported configuration: \(error)") }
     }
 }

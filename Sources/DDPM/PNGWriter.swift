@@ -12,7 +12,7 @@ public enum PNGWriter {
         let folder = url.deletingLastPathComponent().path
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw DDPMError("\(path): the folder '\(folder)' does not exist")
+            throw DDPMError(.outputRefused, "\(path): the folder '\(folder)' does not exist")
         }
         let temporary = folder + "/." + url.lastPathComponent + ".tmp-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
         var image = png_image()
@@ -25,11 +25,11 @@ public enum PNGWriter {
         guard ok != 0 else {
             unlink(temporary)
             let message = withUnsafeBytes(of: image.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            throw DDPMError("\(path): libpng could not write the image: \(message)")
+            throw DDPMError(.outputRefused, "\(path): libpng could not write the image: \(message)")
         }
         guard rename(temporary, path) == 0 else {
             unlink(temporary)
-            throw DDPMError("\(path): could not move the finished image into place: \(String(cString: strerror(errno)))")
+            throw DDPMError(.outputRefused, "\(path): could not move the finished image into place: \(String(cString: strerror(errno)))")
         }
     }
 
@@ -38,7 +38,7 @@ public enum PNGWriter {
     public static func writeGrid(_ images: Tensor, range: ClosedRange<Double>, columns: Int? = nil, scale: Int = 2, path: String) throws {
         precondition(images.rank == 4, "writeGrid: expected N×C×H×W, got \(images.shape)")
         let (n, c, h, w) = (images.shape[0], images.shape[1], images.shape[2], images.shape[3])
-        guard c == 1 || c == 3 else { throw DDPMError("\(path): PNG grids need 1 or 3 channels, got \(c)") }
+        guard c == 1 || c == 3 else { throw DDPMError(.invalidValue, "\(path): PNG grids need 1 or 3 channels, got \(c)") }
         let cols = columns ?? Int(Double(n).squareRoot().rounded(.up))
         let rows = (n + cols - 1) / cols
         let gap = 1, cellW = w * scale + gap, cellH = h * scale + gap

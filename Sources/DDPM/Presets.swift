@@ -15,7 +15,7 @@ public enum Presets {
         case "small":
             return UNetConfiguration(channels: 1, baseChannels: 32, channelMultipliers: [1, 2], residualBlocksPerLevel: 1,
                                      attentionResolutions: [8], imageSize: 16, timeEmbeddingDim: 64, dropout: 0)
-        default: throw DDPMError("preset '\(name)': unknown; expected default, tiny or small")
+        default: throw DDPMError(.unknownName, "preset '\(name)': unknown; expected default, tiny or small")
         }
     }
 
@@ -23,7 +23,7 @@ public enum Presets {
     public static func integers(_ text: String, option: String) throws -> [Int] {
         let parts = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         return try parts.map { p in
-            guard let v = Int(p) else { throw DDPMError("\(option) '\(text)': expected comma-separated integers, found '\(p)'") }
+            guard let v = Int(p) else { throw DDPMError(.invalidValue, "\(option) '\(text)': expected comma-separated integers, found '\(p)'") }
             return v
         }
     }

@@ -69,9 +69,9 @@ public final class Trainer {
     public var step: Int { optimizer.step }
 
     public init(config: ModelConfiguration, options: TrainingOptions, seed: UInt64) throws {
-        guard options.batchSize > 0 else { throw DDPMError("batch size: expected a positive number, got \(options.batchSize)") }
-        guard options.learningRate > 0 else { throw DDPMError("learning rate: expected a positive number, got \(options.learningRate)") }
-        guard options.emaDecay >= 0 && options.emaDecay < 1 else { throw DDPMError("EMA decay: expected a value in [0, 1), got \(options.emaDecay)") }
+        guard options.batchSize > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(options.batchSize)") }
+        guard options.learningRate > 0 else { throw DDPMError(.invalidValue, "learning rate: expected a positive number, got \(options.learningRate)") }
+        guard options.emaDecay >= 0 && options.emaDecay < 1 else { throw DDPMError(.invalidValue, "EMA decay: expected a value in [0, 1), got \(options.emaDecay)") }
         self.config = config; self.options = options
         ddpm = try config.makeDDPM(seed: seed)
         network = ddpm.model as! UNet
@@ -151,7 +151,7 @@ public final class Trainer {
     public static func load(from path: String) throws -> Trainer {
         let file = try HDF5File(path: path)
         let fmt = try file.stringAttribute("format")
-        guard fmt == format else { throw DDPMError("\(path): attribute 'format' is '\(fmt)', expected '\(format)'") }
+        guard fmt == format else { throw DDPMError(.malformedFile, "\(path): attribute 'format' is '\(fmt)', expected '\(format)'") }
         let config = try ModelConfiguration(reading: file)
         var o = TrainingOptions()
         o.learningRate = try file.doubleAttribute("learning_rate", of: "/training")
@@ -171,7 +171,7 @@ public final class Trainer {
         trainer.optimizer.step = Int(try file.int64Attribute("step"))
         func state(_ key: String) throws -> [UInt64] {
             let words = try file.int64ArrayAttribute(key, of: "/training").map { UInt64(bitPattern: $0) }
-            guard words.count == 4, words.contains(where: { $0 != 0 }) else { throw DDPMError("\(path) /training attribute '\(key)': expected 4 non-zero words") }
+            guard words.count == 4, words.contains(where: { $0 != 0 }) else { throw DDPMError(.malformedFile, "\(path) /training attribute '\(key)': expected 4 non-zero words") }
             return words
         }
         trainer.ddpm.generator = RandomGenerator(state: try state("rng_state"))

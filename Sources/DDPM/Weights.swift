@@ -14,7 +14,7 @@ extension ParameterContainer {
     /// Loads every parameter from `group/<key>`, all or nothing: every missing key, unexpected key and
     /// shape mismatch is collected into one thrown error, and on any error no parameter changes.
     public func loadWeights(from file: HDF5File, group: String = "/weights") throws {
-        guard file.exists(group) else { throw DDPMError("\(file.path): no group '\(group)' of weights") }
+        guard file.exists(group) else { throw DDPMError(.malformedFile, "\(file.path): no group '\(group)' of weights") }
         let stored = Set(try file.members(ofGroup: group))
         let wanted = namedParameters()
         var problems: [String] = []
@@ -35,7 +35,7 @@ extension ParameterContainer {
         let unexpected = stored.subtracting(wanted.map(\.name)).sorted()
         problems += unexpected.map { "unexpected '\($0)'" }
         guard problems.isEmpty else {
-            throw DDPMError("\(file.path) group '\(group)': \(problems.count) problem(s) loading weights, none loaded: " + problems.joined(separator: "; "))
+            throw DDPMError(.invalidValue, "\(file.path) group '\(group)': \(problems.count) problem(s) loading weights, none loaded: " + problems.joined(separator: "; "))
         }
         for (tensor, values) in loaded { tensor.assign(values) }
     }

@@ -20,10 +20,10 @@ struct Bench: ParsableCommand {
     @Option(help: "Side of the square matrices for the DGEMM reference rate.") var gemmSize: Int = 2048
 
     func run() throws {
-        guard runs > 0 else { throw DDPMError("--runs: expected a positive number, got \(runs)") }
-        guard gemmSize > 0 else { throw DDPMError("--gemm-size: expected a positive number, got \(gemmSize)") }
+        guard runs > 0 else { throw DDPMError(.invalidValue, "--runs: expected a positive number, got \(runs)") }
+        guard gemmSize > 0 else { throw DDPMError(.invalidValue, "--gemm-size: expected a positive number, got \(gemmSize)") }
         let sizes = try Presets.integers(batches, option: "--batches")
-        guard !sizes.isEmpty, sizes.allSatisfy({ $0 > 0 }) else { throw DDPMError("--batches '\(batches)': expected positive batch sizes") }
+        guard !sizes.isEmpty, sizes.allSatisfy({ $0 > 0 }) else { throw DDPMError(.invalidValue, "--batches '\(batches)': expected positive batch sizes") }
         let gemmRate = dgemmRate(gemmSize)
         print(String(format: "dgemm %d×%d×%d: %.2f GFLOP/s (min of %d runs)", gemmSize, gemmSize, gemmSize, gemmRate / 1e9, runs))
         let net = try UNet(network.configuration(), seed: 0)

@@ -26,10 +26,7 @@ struct DDPMTool: ParsableCommand {
             if code == .success { print(fullMessage(for: error)); Foundation.exit(0) }
             let message: String
             switch error {
-            case let e as DDPMError: message = e.description
-            case let e as HDF5Error: message = e.description
-            case let e as DiffusionError: message = e.description
-            case let e as UNetConfigurationError: message = e.description
+            case let e as UserFacingError: message = e.description
             default: message = self.message(for: error)
             }
             let line = message.split(separator: "\n").first.map(String.init) ?? "\(error)"
@@ -41,6 +38,6 @@ struct DDPMTool: ParsableCommand {
 
 /// A seed option as the generator's UInt64, refusing negative values with a message that names the option.
 func seedValue(_ seed: Int, option: String = "--seed") throws -> UInt64 {
-    guard seed >= 0 else { throw DDPMError("\(option): expected a non-negative integer, got \(seed)") }
+    guard seed >= 0 else { throw DDPMError(.invalidValue, "\(option): expected a non-negative integer, got \(seed)") }
     return UInt64(seed)
 }

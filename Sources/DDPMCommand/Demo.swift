@@ -24,14 +24,14 @@ struct Demo: ParsableCommand {
 
     func run() throws {
         for (name, v) in [("--steps", steps), ("--batch-size", batchSize), ("--timesteps", timesteps), ("--images", images), ("--count", count)] where v <= 0 {
-            throw DDPMError("\(name): expected a positive number, got \(v)")
+            throw DDPMError(.invalidValue, "\(name): expected a positive number, got \(v)")
         }
         let seed = try seedValue(self.seed)
         let started = Date()
         let fm = FileManager.default
         let final = URL(fileURLWithPath: out).standardizedFileURL.path
         let parent = URL(fileURLWithPath: final).deletingLastPathComponent().path
-        guard fm.fileExists(atPath: parent) else { throw DDPMError("--out \(out): the folder '\(parent)' does not exist") }
+        guard fm.fileExists(atPath: parent) else { throw DDPMError(.outputRefused, "--out \(out): the folder '\(parent)' does not exist") }
         let work = final + ".partial-\(ProcessInfo.processInfo.processIdentifier)"
         try fm.createDirectory(atPath: work, withIntermediateDirectories: false)
         do {

@@ -29,7 +29,7 @@ struct Golden: ParsableCommand {
         @Option(help: "Absolute tolerance.") var atol: Double = 1e-12
 
         func run() throws {
-            guard rtol >= 0, atol >= 0, rtol > 0 || atol > 0 else { throw DDPMError("--rtol \(rtol) / --atol \(atol): expected non-negative values, not both 0") }
+            guard rtol >= 0, atol >= 0, rtol > 0 || atol > 0 else { throw DDPMError(.invalidValue, "--rtol \(rtol) / --atol \(atol): expected non-negative values, not both 0") }
             let rows = try GoldenFile.check(path: file, tolerance: Tolerance(rtol: rtol, atol: atol))
             let width = max(12, rows.map(\.name.count).max() ?? 0)
             print("output".padding(toLength: width, withPad: " ", startingAt: 0) + "  shape              max abs error  max rel error  result")
@@ -42,7 +42,7 @@ struct Golden: ParsableCommand {
             let failed = rows.filter { !$0.comparison.passed }
             print("\(rows.count - failed.count) passed, \(failed.count) failed (rtol \(rtol), atol \(atol))")
             if !failed.isEmpty {
-                throw DDPMError("\(failed.count) output(s) differ beyond tolerance: " + failed.map { "\($0.comparison)" }.joined(separator: "; "))
+                throw DDPMError(.checkFailed, "\(failed.count) output(s) differ beyond tolerance: " + failed.map { "\($0.comparison)" }.joined(separator: "; "))
             }
         }
     }

@@ -27,7 +27,7 @@ struct NetworkOptions: ParsableArguments {
         if let dropout { c.dropout = dropout }
         if let outputActivation {
             guard let a = OutputActivation(rawValue: outputActivation) else {
-                throw DDPMError("--output-activation '\(outputActivation)': expected identity or sigmoid")
+                throw DDPMError(.invalidValue, "--output-activation '\(outputActivation)': expected identity or sigmoid")
             }
             c.outputActivation = a
         }

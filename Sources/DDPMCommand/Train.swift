@@ -27,8 +27,8 @@ struct Train: ParsableCommand {
     @OptionGroup var diffusion: DiffusionOptions
 
     func run() throws {
-        guard steps > 0 else { throw DDPMError("--steps: expected a positive number, got \(steps)") }
-        guard checkpointEvery >= 0 else { throw DDPMError("--checkpoint-every: expected 0 or a positive number, got \(checkpointEvery)") }
+        guard steps > 0 else { throw DDPMError(.invalidValue, "--steps: expected a positive number, got \(steps)") }
+        guard checkpointEvery >= 0 else { throw DDPMError(.invalidValue, "--checkpoint-every: expected 0 or a positive number, got \(checkpointEvery)") }
         let trainer: Trainer
         if let resume {
             trainer = try Trainer.load(from: resume)
@@ -42,7 +42,7 @@ struct Train: ParsableCommand {
         }
         let c = trainer.config.network
         let images = try ImageData.load(path: data, dataset: dataset, channels: c.channels, imageSize: c.imageSize)
-        guard trainer.step < steps else { throw DDPMError("--steps \(steps): the checkpoint is already at step \(trainer.step)") }
+        guard trainer.step < steps else { throw DDPMError(.invalidValue, "--steps \(steps): the checkpoint is already at step \(trainer.step)") }
         note("training \(trainer.network.parameterCount) parameters on \(images.shape[0]) images from step \(trainer.step) to \(steps)")
         try Self.loop(trainer, images: images, until: steps, checkpointEvery: checkpointEvery, out: out)
         print("wrote \(out) at step \(trainer.step)")
@@ -54,7 +54,7 @@ struct Train: ParsableCommand {
         var smoothed: Double?
         while trainer.step < until {
             let loss = try trainer.trainStep(on: images)
-            guard loss.isFinite else { throw DDPMError("training diverged: loss is \(loss) at step \(trainer.step)") }
+            guard loss.isFinite else { throw DDPMError(.diverged, "training diverged: loss is \(loss) at step \(trainer.step)") }
             smoothed = smoothed.map { 0.98 * $0 + 0.02 * loss } ?? loss
             progress.update(trainer.step, loss: smoothed)
             if let out, checkpointEvery > 0, trainer.step % checkpointEvery == 0, trainer.step < until { try trainer.save(to: out) }
@@ -74,7 +74,7 @@ struct Sample: ParsableCommand {
     @Option(help: "Also write the samples (N×C×H×W float64, dataset 'samples') to this HDF5 file.") var h5: String?
 
     func run() throws {
-        guard count > 0 else { throw DDPMError("--count: expected a positive number, got \(count)") }
+        guard count > 0 else { throw DDPMError(.invalidValue, "--count: expected a positive number, got \(count)") }
         let trainer = try Trainer.load(from: checkpoint)
         if ema { trainer.useAveragedWeights() }
         let samples = try Self.sample(trainer, count: count, seed: seedValue(seed))

@@ -1,5 +1,7 @@
 // ─── Derived tables: every per-timestep quantity, computed once in float64, named after its formula ──
 
+import Errors
+
 import Foundation
 
 /// All per-timestep constants of a schedule (Ho et al.'s `diffusion_utils_2.py` names).
@@ -37,9 +39,9 @@ public struct DiffusionTables: Sendable, Equatable {
 
     /// Derives every table from β. Throws if T < 1 or a β lies outside (0, 1].
     public init(betas: [Double]) throws {
-        guard !betas.isEmpty else { throw DiffusionError("schedule: timesteps must be at least 1, got 0") }
+        guard !betas.isEmpty else { throw DDPMError(.invalidValue, "schedule: timesteps must be at least 1, got 0") }
         if let (t, b) = betas.enumerated().first(where: { !($0.element > 0 && $0.element <= 1) }) {
-            throw DiffusionError("schedule: β at t = \(t) is \(b), expected a value in (0, 1]")
+            throw DDPMError(.invalidValue, "schedule: β at t = \(t) is \(b), expected a value in (0, 1]")
         }
         self.betas = betas
         alphas = betas.map { 1 - $0 }

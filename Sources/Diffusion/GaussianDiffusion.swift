@@ -59,10 +59,10 @@ public struct GaussianDiffusion: Sendable {
     public init(tables: DiffusionTables, schedule: BetaSchedule? = nil, dataRange: ClosedRange<Double> = 0...1,
                 meanType: ModelMeanType = .epsilon, varianceType: ModelVarianceType = .fixedSmall, lossType: LossType = .simple) throws {
         guard dataRange.lowerBound < dataRange.upperBound, dataRange.lowerBound.isFinite, dataRange.upperBound.isFinite else {
-            throw DiffusionError("data range: expected finite bounds with min < max, got \(dataRange)")
+            throw DDPMError(.invalidValue, "data range: expected finite bounds with min < max, got \(dataRange)")
         }
         if varianceType == .fixedLarge && tables.timesteps < 2 {
-            throw DiffusionError("variance type 'large': needs at least 2 timesteps (β̃_1 stands in at t = 0), got \(tables.timesteps)")
+            throw DDPMError(.invalidConfiguration, "variance type 'large': needs at least 2 timesteps (β̃_1 stands in at t = 0), got \(tables.timesteps)")
         }
         self.tables = tables; self.schedule = schedule; self.dataRange = dataRange
         self.meanType = meanType; self.varianceType = varianceType; self.lossType = lossType
@@ -72,9 +72,9 @@ public struct GaussianDiffusion: Sendable {
 
     /// Throws unless every t is in 0 ..< T and there is one per sample.
     public func validate(_ t: [Int], batch: Int) throws {
-        guard t.count == batch else { throw DiffusionError("timesteps: expected one per sample (\(batch)), got \(t.count)") }
+        guard t.count == batch else { throw DDPMError(.invalidValue, "timesteps: expected one per sample (\(batch)), got \(t.count)") }
         if let bad = t.first(where: { $0 < 0 || $0 >= timesteps }) {
-            throw DiffusionError("timestep \(bad): outside [0, \(timesteps)); timesteps are 0-based")
+            throw DDPMError(.invalidValue, "timestep \(bad): outside [0, \(timesteps)); timesteps are 0-based")
         }
     }
 

@@ -1,5 +1,7 @@
 // ─── Noise schedules: β_t for t = 0 … T−1 (0-based, as in the seed) ─────────────────────────────────
 
+import Errors
+
 import Foundation
 
 /// A named variance schedule β_0 … β_{T−1}. Every case is one documented function in ``Schedules``.
@@ -42,13 +44,13 @@ public enum BetaSchedule: Sendable, Equatable, CustomStringConvertible {
         case "cosine": return .cosine()
         case "sigmoid": return .sigmoid(start: start, end: end)
         default:
-            throw DiffusionError("beta schedule '\(name)': unknown; expected one of linear, quadratic, warmup10, warmup50, constant, jsd, cosine, sigmoid")
+            throw DDPMError(.unknownName, "beta schedule '\(name)': unknown; expected one of linear, quadratic, warmup10, warmup50, constant, jsd, cosine, sigmoid")
         }
     }
 
     /// β_0 … β_{T−1}. Throws if T < 1 or any β falls outside (0, 1].
     public func betas(timesteps T: Int) throws -> [Double] {
-        guard T >= 1 else { throw DiffusionError("beta schedule '\(name)': timesteps must be at least 1, got \(T)") }
+        guard T >= 1 else { throw DDPMError(.invalidValue, "beta schedule '\(name)': timesteps must be at least 1, got \(T)") }
         let betas: [Double]
         switch self {
         case let .linear(start, end): betas = Schedules.linear(T, start: start, end: end)
@@ -61,7 +63,7 @@ public enum BetaSchedule: Sendable, Equatable, CustomStringConvertible {
         case let .sigmoid(start, end): betas = Schedules.sigmoid(T, start: start, end: end)
         }
         if let (t, b) = betas.enumerated().first(where: { !($0.element > 0 && $0.element <= 1) }) {
-            throw DiffusionError("beta schedule '\(name)': β at t = \(t) is \(b), expected a value in (0, 1]")
+            throw DDPMError(.invalidValue, "beta schedule '\(name)': β at t = \(t) is \(b), expected a value in (0, 1]")
         }
         return betas
     }

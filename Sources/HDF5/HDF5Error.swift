@@ -1,7 +1,9 @@
+import Errors
+
 // Every failure the HDF5 layer can report, each naming the file, the object, what was expected and found.
 
 /// An error reading or writing an HDF5 file. The description is one sentence a user can act on.
-public struct HDF5Error: Error, CustomStringConvertible, Equatable {
+public struct HDF5Error: UserFacingError, Equatable {
     public enum Kind: Sendable, Equatable {
         case noSuchFile, notHDF5, noSuchObject, noSuchAttribute, wrongClass, wrongShape, writeFailed, libraryCall
     }

@@ -1,5 +1,7 @@
 // What a trainable network exposes: its parameters, by name, in a fixed order.
 
+@_exported import Errors
+
 /// A container of named parameters (PyTorch's `state_dict` keys, e.g. `init_conv.weight`).
 public protocol ParameterContainer: AnyObject {
     /// Every parameter with its state-dict key, in registration order.

@@ -1,10 +1,6 @@
 // The U-Net's hyper-parameters, their defaults (the seed's network) and their validation.
 
-/// A configuration the U-Net cannot be built with; the message names the constraint.
-public struct UNetConfigurationError: Error, CustomStringConvertible, Equatable {
-    public var description: String
-    public init(_ description: String) { self.description = description }
-}
+import Errors
 
 /// What the network applies to its last convolution's output.
 public enum OutputActivation: String, Sendable, CaseIterable {
@@ -50,23 +46,23 @@ public struct UNetConfiguration: Sendable, Equatable {
     /// Throws unless every constraint holds.
     public func validate() throws {
         func positive(_ name: String, _ v: Int) throws {
-            guard v > 0 else { throw UNetConfigurationError("\(name): expected a positive number, got \(v)") }
+            guard v > 0 else { throw DDPMError(.invalidConfiguration, "\(name): expected a positive number, got \(v)") }
         }
         try positive("channels", channels); try positive("base channels", baseChannels)
         try positive("residual blocks per level", residualBlocksPerLevel); try positive("image size", imageSize)
         try positive("time embedding width", timeEmbeddingDim); try positive("norm groups", normGroups)
-        guard !channelMultipliers.isEmpty else { throw UNetConfigurationError("channel multipliers: expected at least one level, got none") }
+        guard !channelMultipliers.isEmpty else { throw DDPMError(.invalidConfiguration, "channel multipliers: expected at least one level, got none") }
         for m in channelMultipliers { try positive("channel multiplier", m) }
         guard timeEmbeddingDim % 2 == 0 && timeEmbeddingDim >= 4 else {
-            throw UNetConfigurationError("time embedding width: expected an even number ≥ 4, got \(timeEmbeddingDim)")
+            throw DDPMError(.invalidConfiguration, "time embedding width: expected an even number ≥ 4, got \(timeEmbeddingDim)")
         }
-        guard dropout >= 0 && dropout < 1 else { throw UNetConfigurationError("dropout: expected a probability in [0, 1), got \(dropout)") }
+        guard dropout >= 0 && dropout < 1 else { throw DDPMError(.invalidConfiguration, "dropout: expected a probability in [0, 1), got \(dropout)") }
         let halvings = channelMultipliers.count - 1
         guard imageSize % (1 << halvings) == 0 else {
-            throw UNetConfigurationError("image size \(imageSize): the down path halves it \(halvings) time(s), so it must be divisible by \(1 << halvings)")
+            throw DDPMError(.invalidConfiguration, "image size \(imageSize): the down path halves it \(halvings) time(s), so it must be divisible by \(1 << halvings)")
         }
         for r in attentionResolutions where !resolutions.contains(r) {
-            throw UNetConfigurationError("attention resolution \(r): the network never reaches it (its resolutions are \(resolutions))")
+            throw DDPMError(.invalidConfiguration, "attention resolution \(r): the network never reaches it (its resolutions are \(resolutions))")
         }
         // Every GroupNorm width: each level's width, and the concatenated widths entering the up path.
         var widths = Set(channelMultipliers.map { baseChannels * $0 })
@@ -74,7 +70,7 @@ public struct UNetConfiguration: Sendable, Equatable {
         for m in channelMultipliers.reversed() { widths.insert(current + baseChannels * m); current = baseChannels * m }
         widths.insert(baseChannels)
         for w in widths.sorted() where w % normGroups != 0 {
-            throw UNetConfigurationError("width \(w) is not divisible by the \(normGroups) norm groups (base channels \(baseChannels), multipliers \(channelMultipliers))")
+            throw DDPMError(.invalidConfiguration, "width \(w) is not divisible by the \(normGroups) norm groups (base channels \(baseChannels), multipliers \(channelMultipliers))")
         }
     }
 }

@@ -1,12 +1,7 @@
 import Foundation
+import TestSupport
 import Testing
 import DDPM
-
-func scratchFolder() -> String {
-    let path = NSTemporaryDirectory() + "ddpm-tests-\(UUID().uuidString)"
-    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
 
 /// A network small enough for many training steps in a debug build.
 func microConfiguration() -> ModelConfiguration {
@@ -152,23 +147,23 @@ struct TrainingTests {
     @Test func badTrainingDataIsRejectedByName() throws {
         let dir = scratchFolder()
         try HDF5Writer.write(to: dir + "/nan.h5") { try $0.write([0.5, .nan, 0, 0], shape: [1, 1, 2, 2], to: "/images") }
-        #expect(throws: DDPMError("\(dir)/nan.h5 dataset '/images': value nan at element 1 is not finite (NaN or infinite)")) {
+        expectError(.invalidData, mentioning: ["'/images'", "nan", "element 1"]) {
             _ = try ImageData.load(path: dir + "/nan.h5", dataset: nil, channels: 1, imageSize: 2)
         }
-        #expect(throws: DDPMError("\(dir)/nan.h5 dataset '/images': expected shape [N, 1, 8, 8] with N ≥ 1, found [1, 1, 2, 2]")) {
+        expectError(.shapeMismatch, mentioning: ["'/images'", "found [1"]) {
             _ = try ImageData.load(path: dir + "/nan.h5", dataset: nil, channels: 1, imageSize: 8)
         }
         try HDF5Writer.write(to: dir + "/ints.h5") { try $0.write([Int64(1), 2, 3, 4], shape: [1, 1, 2, 2], to: "/images") }
-        #expect(throws: DDPMError("\(dir)/ints.h5 dataset '/images': expected float64, float32 or uint8 images, found int64")) {
+        expectError(.malformedFile, mentioning: ["'/images'", "found int64"]) {
             _ = try ImageData.load(path: dir + "/ints.h5", dataset: nil, channels: 1, imageSize: 2)
         }
         try HDF5Writer.write(to: dir + "/u8.h5") { try $0.write([UInt8(0), 51, 255, 102], shape: [1, 1, 2, 2], to: "/pixels") }
         #expect(try ImageData.load(path: dir + "/u8.h5", dataset: nil, channels: 1, imageSize: 2).data == [0, 0.2, 1, 0.4])
-        #expect(throws: DDPMError("\(dir)/u8.h5: no dataset 'missing'")) {
+        expectError(.malformedFile, mentioning: ["'missing'"]) {
             _ = try ImageData.load(path: dir + "/u8.h5", dataset: "missing", channels: 1, imageSize: 2)
         }
         #expect(throws: HDF5Error.self) { _ = try ImageData.load(path: dir + "/none.h5", dataset: nil, channels: 1, imageSize: 2) }
-        #expect(throws: DDPMError("preset 'huge': unknown; expected default, tiny or small")) { _ = try Presets.network("huge") }
+        expectError(.unknownName, mentioning: ["'huge'"]) { _ = try Presets.network("huge") }
     }
 
     @Test func failedCheckpointWriteKeepsTheOldOne() throws {

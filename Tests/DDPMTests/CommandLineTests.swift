@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 import DDPM
 
@@ -7,7 +8,7 @@ func runDDPM(_ arguments: [String]) throws -> (status: Int32, stdout: String, st
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     let candidates = [".build/debug/ddpm", ".build/release/ddpm"].map { root.appendingPathComponent($0).path }
     guard let binary = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-        throw DDPMError("no ddpm executable in \(candidates)")
+        throw DDPMError(.invalidConfiguration, "no ddpm executable in \(candidates): build it first")
     }
     let p = Process()
     p.executableURL = URL(fileURLWithPath: binary)

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import Diffusion
 import Tensors
@@ -72,16 +73,16 @@ struct EquationTests {
     }
 
     @Test func timestepsOutsideTheRangeThrow() {
-        #expect(throws: DiffusionError("timestep 1000: outside [0, 1000); timesteps are 0-based")) {
+        expectError(.invalidValue, mentioning: ["timestep 1000", "[0, 1000)"]) {
             _ = try d.qSample(start: Inputs.x0, t: [0, 1, 2, 1000], noise: Inputs.noise)
         }
-        #expect(throws: DiffusionError("timestep -1: outside [0, 1000); timesteps are 0-based")) {
+        expectError(.invalidValue, mentioning: ["timestep -1"]) {
             _ = try d.pMeanVariance(modelOutput: Inputs.output, noisy: Inputs.x0, t: [-1, 0, 0, 0], clip: true)
         }
-        #expect(throws: DiffusionError("timesteps: expected one per sample (4), got 2")) {
+        expectError(.invalidValue, mentioning: ["(4)", "got 2"]) {
             _ = try d.qMeanVariance(start: Inputs.x0, t: [0, 1])
         }
-        #expect(throws: DiffusionError.self) { _ = try GaussianDiffusion(dataRange: 1...1) }
+        #expect(throws: DDPMError.self) { _ = try GaussianDiffusion(dataRange: 1...1) }
     }
 }
 

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import Diffusion
 import Tensors
@@ -33,21 +34,21 @@ struct ScheduleTests {
     }
 
     @Test func invalidSchedulesThrowNamingTheValue() {
-        #expect(throws: DiffusionError("beta schedule 'linear': timesteps must be at least 1, got 0")) {
+        expectError(.invalidValue, mentioning: ["'linear'", "got 0"]) {
             _ = try BetaSchedule.linear().betas(timesteps: 0)
         }
-        #expect(throws: DiffusionError("beta schedule 'linear': timesteps must be at least 1, got -3")) {
+        expectError(.invalidValue, mentioning: ["'linear'", "got -3"]) {
             _ = try DiffusionTables(schedule: .linear(), timesteps: -3)
         }
-        #expect(throws: DiffusionError("beta schedule 'constant': β at t = 0 is 1.5, expected a value in (0, 1]")) {
+        expectError(.invalidValue, mentioning: ["'constant'", "is 1.5"]) {
             _ = try BetaSchedule.constant(beta: 1.5).betas(timesteps: 4)
         }
-        #expect(throws: DiffusionError("beta schedule 'linear': β at t = 0 is 0.0, expected a value in (0, 1]")) {
+        expectError(.invalidValue, mentioning: ["'linear'", "is 0.0"]) {
             _ = try BetaSchedule.linear(start: 0, end: 0.02).betas(timesteps: 4)
         }
-        #expect(throws: DiffusionError("schedule: β at t = 1 is -0.1, expected a value in (0, 1]")) {
+        expectError(.invalidValue, mentioning: ["t = 1", "is -0.1"]) {
             _ = try DiffusionTables(betas: [0.1, -0.1])
         }
-        #expect(throws: DiffusionError.self) { _ = try BetaSchedule.named("exponential") }
+        #expect(throws: DDPMError.self) { _ = try BetaSchedule.named("exponential") }
     }
 }

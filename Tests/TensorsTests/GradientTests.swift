@@ -1,4 +1,5 @@
 // One gradient-check test per operation, at rtol 1e-6 / atol 1e-8, on seeded inputs away from kinks.
+import TestSupport
 import Testing
 import Tensors
 

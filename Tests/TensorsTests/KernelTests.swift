@@ -1,4 +1,5 @@
 // The BLAS path against the plain-loop reference kernels, at rtol 1e-12.
+import TestSupport
 import Testing
 import Kernels
 import Tensors

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 import DDPM
 import HDF5
@@ -47,7 +48,7 @@ struct UNetFixtureTests {
         }
         #expect(wrong.namedParameters().map { $0.tensor.data } == wrongBefore)
         // A file with an extra key.
-        let dir = NSTemporaryDirectory() + "ddpm-unet-\(UUID().uuidString)"
+        let dir = scratchFolder("ddpm-unet")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try HDF5Writer.write(to: dir + "/w.h5") { w in
             try net.saveWeights(to: w)
@@ -59,7 +60,7 @@ struct UNetFixtureTests {
 
     @Test func saveLoadRoundTrip() throws {
         let a = try UNet(fixtureConfiguration(), seed: 1), b = try UNet(fixtureConfiguration(), seed: 2)
-        let dir = NSTemporaryDirectory() + "ddpm-unet-\(UUID().uuidString)"
+        let dir = scratchFolder("ddpm-unet")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try HDF5Writer.write(to: dir + "/a.h5") { try a.saveWeights(to: $0) }
         #expect(a.namedParameters().map { $0.tensor.data } != b.namedParameters().map { $0.tensor.data })
