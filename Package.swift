@@ -26,12 +26,14 @@ let package = Package(
         .target(name: "Tensors", dependencies: ["Kernels", "Errors"]),
         // HDF5 files: datasets, groups, attributes, atomic writes. Knows nothing of tensors.
         .target(name: "HDF5", dependencies: ["CHDF5", "Errors"]),
+        // Parameters in HDF5 by their state-dict names (weights of any ParameterContainer).
+        .target(name: "TensorIO", dependencies: ["Tensors", "HDF5"]),
         // The equations of Ho et al. 2020; takes any noise predictor.
         .target(name: "Diffusion", dependencies: ["Tensors"]),
         // The seed's U-Net; knows nothing of schedules.
         .target(name: "UNet", dependencies: ["Tensors"]),
         // The seed's DDPM API, weights and golden files in HDF5, training, PNG output.
-        .target(name: "DDPM", dependencies: ["Tensors", "Diffusion", "UNet", "HDF5", "CPNG"]),
+        .target(name: "DDPM", dependencies: ["Tensors", "Diffusion", "UNet", "HDF5", "TensorIO", "CPNG"]),
         // The `ddpm` command only wires the parts together.
         .executableTarget(name: "DDPMCommand", dependencies: [
             "DDPM", "Kernels",
@@ -43,7 +45,7 @@ let package = Package(
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "Kernels", "TestSupport"]),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "TestSupport"]),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensors", "HDF5", "TestSupport"]),
-        .testTarget(name: "UNetTests", dependencies: ["UNet", "Tensors", "DDPM", "HDF5", "TestSupport"]),
+        .testTarget(name: "UNetTests", dependencies: ["UNet", "Tensors", "TensorIO", "HDF5", "TestSupport"]),
         .testTarget(name: "DDPMTests", dependencies: ["DDPM", "DDPMCommand", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,12 +1,17 @@
-// Golden files (schema `ddpm-golden`, version 1): configuration, weights, inputs and reference outputs
-// that any backend can write with h5py and check against us, or read to check itself. Notes/07.
+// Golden files (schema `ddpm-golden`, version 2): configuration, weights, inputs and reference outputs
+// that any backend can write with h5py and check against us, or read to check itself (Notes/09).
+// Version 2 adds the diffusion's mean, variance and loss types and the schedule's own parameters to
+// `/config`; version-1 files still read and check (they were all ε-prediction, fixed small, L_simple).
 
 import Foundation
 import HDF5
 
 public enum GoldenFile {
     public static let format = "ddpm-golden"
-    public static let version: Int64 = 1
+    /// The version this library writes.
+    public static let version: Int64 = 2
+    /// The versions this library reads and checks.
+    public static let supportedVersions: [Int64] = [1, 2]
 
     /// The inputs of a golden file: x0 (N,C,H,W), t (N), noise (N,C,H,W), z (N,C,H,W).
     public struct Inputs {
@@ -18,45 +23,54 @@ public enum GoldenFile {
     public static let outputNames = ["x_t", "eps_pred", "loss", "posterior_mean", "posterior_variance", "pred_x0", "x_prev"]
 
     /// Computes the requested outputs (all of them when `names` is nil) for a network with loaded weights.
+    /// The network is run in evaluation mode and its mode and accumulated gradients are restored afterwards.
+    ///
+    ///     x_t = qSample(x_0, t, ε)                 eps_pred = network output on (x_t, t)
+    ///     loss = mean of trainingLosses(…).total   posterior_mean/variance = q(x_{t−1} | x_t, x_0)
+    ///     pred_x0 = x̂_0 implied by the output (not clipped)
+    ///     x_prev = pSample(output, x_t, t, z) with the configuration's clipping
+    ///     grad/<key> = ∂loss/∂parameter
     public static func outputs(config: ModelConfiguration, network net: UNet, inputs: Inputs, names: Set<String>? = nil) throws -> [(String, Tensor)] {
-        let d = try config.diffusion()
-        net.isTraining = false
-        net.zeroGradients()
-        let xt = try d.qSample(start: inputs.x0, t: inputs.t, noise: inputs.noise)
-        let eps = net(xt, inputs.t)
-        let loss = d.simpleLoss(predictedNoise: eps, noise: inputs.noise)
-        let want = { (n: String) in names?.contains(n) ?? true }
-        let wantsGradients = names?.contains { $0.hasPrefix("grad/") } ?? true
-        if wantsGradients { loss.backward() }
-        var out: [(String, Tensor)] = []
-        if want("x_t") { out.append(("x_t", xt.detached())) }
-        if want("eps_pred") { out.append(("eps_pred", eps.detached())) }
-        if want("loss") { out.append(("loss", loss.detached())) }
-        let post = try d.qPosteriorMeanVariance(start: inputs.x0, noisy: xt.detached(), t: inputs.t)
-        if want("posterior_mean") { out.append(("posterior_mean", post.mean.detached())) }
-        if want("posterior_variance") { out.append(("posterior_variance", Tensor(shape: [inputs.t.count], data: post.variance))) }
-        let eps0 = eps.detached(), xt0 = xt.detached()
-        if want("pred_x0") { out.append(("pred_x0", try d.predictStartFromNoise(noisy: xt0, t: inputs.t, noise: eps0))) }
-        if want("x_prev") {
-            out.append(("x_prev", try d.pSample(modelOutput: eps0, noisy: xt0, t: inputs.t, noise: inputs.z, clip: config.clipDenoised)))
-        }
-        if wantsGradients {
-            for (name, p) in net.namedParameters() where want("grad/" + name) {
-                out.append(("grad/" + name, Tensor(shape: p.shape, data: p.gradValues ?? [Double](repeating: 0, count: p.count))))
+        let d = try config.makeDiffusion()
+        return try net.withMode(training: false) { try net.preservingGradients {
+            net.zeroGradients()
+            let xt = try d.qSample(start: inputs.x0, t: inputs.t, noise: inputs.noise)
+            let out = net(xt, inputs.t)
+            let loss = try d.trainingLosses(modelOutput: out, start: inputs.x0, noisy: xt, t: inputs.t, noise: inputs.noise).total.mean()
+            let want = { (n: String) in names?.contains(n) ?? true }
+            let wantsGradients = names?.contains { $0.hasPrefix("grad/") } ?? true
+            if wantsGradients { loss.backward() }
+            var result: [(String, Tensor)] = []
+            if want("x_t") { result.append(("x_t", xt.detached())) }
+            if want("eps_pred") { result.append(("eps_pred", out.detached())) }
+            if want("loss") { result.append(("loss", loss.detached())) }
+            let out0 = out.detached(), xt0 = xt.detached()
+            let post = try d.qPosteriorMeanVariance(start: inputs.x0, noisy: xt0, t: inputs.t)
+            if want("posterior_mean") { result.append(("posterior_mean", post.mean)) }
+            if want("posterior_variance") { result.append(("posterior_variance", post.variance.reshaped([inputs.t.count]))) }
+            if want("pred_x0") {
+                result.append(("pred_x0", try d.pMeanVariance(modelOutput: out0, noisy: xt0, t: inputs.t, clip: false).predictedStart))
             }
-        }
-        net.zeroGradients()
-        return out
+            if want("x_prev") {
+                result.append(("x_prev", try d.pSample(modelOutput: out0, noisy: xt0, t: inputs.t, noise: inputs.z, clip: config.diffusion.clipDenoised).sample))
+            }
+            if wantsGradients {
+                for (name, p) in net.namedParameters() where want("grad/" + name) {
+                    result.append(("grad/" + name, Tensor(shape: p.shape, data: p.gradValues ?? [Double](repeating: 0, count: p.count))))
+                }
+            }
+            return result
+        } }
     }
 
     /// Writes a complete golden file from our own initialised network: every output.
     public static func export(to path: String, config: ModelConfiguration, seed: UInt64, batch: Int) throws {
-        guard batch > 0 else { throw DDPMError(.invalidValue, "--batch: expected a positive number, got \(batch)") }
+        guard batch > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batch)") }
         let net = try UNet(config.network, seed: seed)
         var g = RandomGenerator(seed: seed &+ 1)
         let c = config.network
         let shape = [batch, c.channels, c.imageSize, c.imageSize]
-        let lo = config.dataRange.lowerBound, hi = config.dataRange.upperBound
+        let lo = config.diffusion.dataRange.lowerBound, hi = config.diffusion.dataRange.upperBound
         let x0 = Tensor.randomUniform(shape, in: lo...hi, generator: &g)
         // t covers both ends of the chain: 0 first, T−1 last, the rest uniform.
         var t = (0..<batch).map { _ in g.nextInt(below: config.timesteps) }
@@ -90,7 +104,9 @@ public enum GoldenFile {
         let fmt = try file.stringAttribute("format")
         guard fmt == format else { throw DDPMError(.malformedFile, "\(path): attribute 'format' is '\(fmt)', expected '\(format)'") }
         let ver = try file.int64Attribute("version")
-        guard ver == version else { throw DDPMError(.unsupportedVersion, "\(path): schema version \(ver) is not supported (expected \(version))") }
+        guard supportedVersions.contains(ver) else {
+            throw DDPMError(.unsupportedVersion, "\(path): schema version \(ver) is not supported (expected one of \(supportedVersions.map(String.init).joined(separator: ", ")))")
+        }
         let config = try ModelConfiguration(reading: file)
         let net = try UNet(config.network)
         try net.loadWeights(from: file)

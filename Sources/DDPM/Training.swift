@@ -104,16 +104,14 @@ public final class Trainer {
         return loss.scalar
     }
 
-    /// L_simple on fixed images with fixed t and ε drawn from `seed` (evaluation mode, no graph).
+    /// The training loss (the configuration's objective) on fixed images with fixed t and ε drawn from
+    /// `seed` (evaluation mode, no graph).
     public func heldOutLoss(_ images: Tensor, seed: UInt64) throws -> Double {
         var g = RandomGenerator(seed: seed)
         let n = images.shape[0]
         let t = (0..<n).map { _ in g.nextInt(below: config.timesteps) }
         let noise = Tensor.randomNormal(images.shape, generator: &g)
-        let was = network.isTraining
-        network.isTraining = false
-        defer { network.isTraining = was }
-        return try withoutGradients { try ddpm.loss(images, timesteps: t, noise: noise).scalar }
+        return try network.withMode(training: false) { try withoutGradients { try ddpm.loss(images, at: t, noise: noise).scalar } }
     }
 
     /// Copies the averaged weights into the network (for sampling with `--ema`).
@@ -122,12 +120,16 @@ public final class Trainer {
     // MARK: Checkpoints
 
     public static let format = "ddpm-checkpoint"
+    /// The version this library writes: 2 stores the whole diffusion configuration in `/config`.
+    public static let version: Int64 = 2
+    /// The versions this library reads (version 1: ε-prediction, fixed small variance, L_simple).
+    public static let supportedVersions: [Int64] = [1, 2]
 
     /// Writes configuration, weights, averaged weights, optimiser state, step and random state, atomically.
     public func save(to path: String) throws {
         try HDF5Writer.write(to: path) { w in
             try w.setAttribute("format", Self.format)
-            try w.setAttribute("version", Int64(1))
+            try w.setAttribute("version", Self.version)
             try w.setAttribute("step", Int64(step))
             try config.write(to: w)
             try network.saveWeights(to: w)
@@ -152,6 +154,10 @@ public final class Trainer {
         let file = try HDF5File(path: path)
         let fmt = try file.stringAttribute("format")
         guard fmt == format else { throw DDPMError(.malformedFile, "\(path): attribute 'format' is '\(fmt)', expected '\(format)'") }
+        let version = try file.int64Attribute("version")
+        guard supportedVersions.contains(version) else {
+            throw DDPMError(.unsupportedVersion, "\(path): checkpoint version \(version) is not supported (expected one of \(supportedVersions.map(String.init).joined(separator: ", ")))")
+        }
         let config = try ModelConfiguration(reading: file)
         var o = TrainingOptions()
         o.learningRate = try file.doubleAttribute("learning_rate", of: "/training")

@@ -49,8 +49,9 @@ struct Demo: ParsableCommand {
         let train = DigitImages.make(count: images, generator: &g).images
         let heldOut = DigitImages.make(count: 256, generator: &g).images
         let scale = 1000 / Double(timesteps)
-        let config = ModelConfiguration(network: try Presets.network("small"), timesteps: timesteps,
-                                        betaStart: 1e-4 * scale, betaEnd: min(0.02 * scale, 0.999))
+        let (betaStart, betaEnd) = (1e-4 * scale, min(0.02 * scale, 0.999))
+        let config = ModelConfiguration(network: try Presets.network("small"), diffusion: DiffusionConfiguration(
+            schedule: .linear(start: betaStart, end: betaEnd), timesteps: timesteps))
         var options = TrainingOptions()
         options.batchSize = batchSize; options.learningRate = lr; options.emaDecay = emaDecay
         let trainer = try Trainer(config: config, options: options, seed: seed)
@@ -67,8 +68,9 @@ struct Demo: ParsableCommand {
         var chain: [Tensor] = []
         let snapshots = Set((0...10).map { timesteps - 1 - $0 * (timesteps - 1) / 10 } + [-1])
         let sampleStart = Date()
-        let samples = try Sample.sample(trainer, count: count, seed: seed &+ 11) { t, x in
-            if snapshots.contains(t) && t != 0 { chain.append(x.slice(axis: 0, start: 0, length: 1)) }
+        let samples = try Sample.sample(trainer, count: count, seed: seed &+ 11) { step in
+            if snapshots.contains(step.t) && step.t != 0 { chain.append(step.noisy.slice(axis: 0, start: 0, length: 1)) }
+            if step.t == 0 { chain.append(step.next.slice(axis: 0, start: 0, length: 1)) }
         }
         let sampleSeconds = Date().timeIntervalSince(sampleStart)
         try PNGWriter.writeGrid(samples, range: 0...1, path: dir + "/samples.png")
@@ -83,7 +85,7 @@ struct Demo: ParsableCommand {
         | seed | \(seed) |
         | training images | \(train.shape[0]) procedurally drawn digits, 1×16×16, values 0 and 1 |
         | network | preset `small`, \(trainer.network.parameterCount) parameters |
-        | diffusion | T = \(timesteps), linear β from \(config.betaStart) to \(config.betaEnd), ε-prediction, β̃ variance, clipping to [0, 1] |
+        | diffusion | T = \(timesteps), linear β from \(betaStart) to \(betaEnd), ε-prediction, β̃ variance, clipping to [0, 1] |
         | optimisation | \(steps) Adam steps of \(batchSize) images, lr \(lr), gradient norm clipped at 1, EMA decay \(emaDecay) |
         | training time | \(String(format: "%.1f", trainSeconds)) s |
         | held-out L_simple (256 images, fixed t and ε), before training | \(String(format: "%.4f", lossBefore)) |

@@ -2,12 +2,20 @@ import ArgumentParser
 import DDPM
 import Foundation
 
-/// Diffusion options shared by `train` and `demo`.
+/// Diffusion options of `train`.
 struct DiffusionOptions: ParsableArguments {
     @Option(help: "Diffusion steps T.") var timesteps: Int = 1000
     @Option(help: "β schedule: linear, quadratic, warmup10, warmup50, constant, jsd, cosine, sigmoid.") var betaSchedule: String = "linear"
-    @Option(help: "First β.") var betaStart: Double = 1e-4
-    @Option(help: "Last β.") var betaEnd: Double = 0.02
+    @Option(help: "First β (linear, quadratic, warmup, sigmoid).") var betaStart: Double = 1e-4
+    @Option(help: "Last β (linear, quadratic, warmup, sigmoid), or the β of the constant schedule.") var betaEnd: Double = 0.02
+    @Option(help: "The cosine schedule's offset s.") var cosineS: Double = 0.008
+
+    func configuration() throws -> DiffusionConfiguration {
+        let schedule = try BetaSchedule.named(betaSchedule, parameters: ["beta_start": betaStart, "beta_end": betaEnd, "cosine_s": cosineS])
+        let d = DiffusionConfiguration(schedule: schedule, timesteps: timesteps)
+        try d.validate()
+        return d
+    }
 }
 
 struct Train: ParsableCommand {
@@ -35,9 +43,7 @@ struct Train: ParsableCommand {
         } else {
             var options = TrainingOptions()
             options.batchSize = batchSize; options.learningRate = lr; options.emaDecay = emaDecay
-            let config = ModelConfiguration(network: try network.configuration(), timesteps: diffusion.timesteps,
-                                            betaSchedule: diffusion.betaSchedule, betaStart: diffusion.betaStart, betaEnd: diffusion.betaEnd)
-            _ = try config.diffusion()
+            let config = ModelConfiguration(network: try network.configuration(), diffusion: try diffusion.configuration())
             trainer = try Trainer(config: config, options: options, seed: seedValue(seed))
         }
         let c = trainer.config.network
@@ -78,21 +84,21 @@ struct Sample: ParsableCommand {
         let trainer = try Trainer.load(from: checkpoint)
         if ema { trainer.useAveragedWeights() }
         let samples = try Self.sample(trainer, count: count, seed: seedValue(seed))
-        try PNGWriter.writeGrid(samples, range: trainer.config.dataRange, path: out)
+        try PNGWriter.writeGrid(samples, range: trainer.config.diffusion.dataRange, path: out)
         if let h5 {
             try HDF5Writer.write(to: h5) { try $0.write(samples.data, shape: samples.shape, to: "/samples") }
         }
         print("wrote \(out)" + (h5.map { " and \($0)" } ?? "") + ": \(count) samples, seed \(seed)\(ema ? ", EMA weights" : "")")
     }
 
-    /// The full reverse chain with progress; `onStep` sees every x_t.
-    static func sample(_ trainer: Trainer, count: Int, seed: UInt64, onStep: ((Int, Tensor) -> Void)? = nil) throws -> Tensor {
+    /// The full reverse chain with progress; `onStep` sees every step.
+    static func sample(_ trainer: Trainer, count: Int, seed: UInt64, onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
         trainer.ddpm.generator = RandomGenerator(seed: seed)
         let total = trainer.config.timesteps
         let progress = Progress("sample", total: total)
-        return try trainer.ddpm.sample(batchSize: count) { t, x in
-            onStep?(t, x)
-            progress.update(total - 1 - t)
+        return try trainer.ddpm.sample(batchSize: count) { step in
+            onStep?(step)
+            progress.update(total - step.t)
         }
     }
 }

@@ -8,64 +8,50 @@
 import Foundation
 import Tensors
 
-/// What the network's output means (Ho et al. §3.2; the seed predicts ε).
-public enum ModelMeanType: String, Sendable, CaseIterable { case epsilon = "eps", startX = "x0", previousX = "xprev" }
-
-/// Which fixed variance Σ_θ(x_t, t) = σ_t² I the reverse process uses (Ho et al. §3.2).
-public enum ModelVarianceType: String, Sendable, CaseIterable {
-    /// σ_t² = β̃_t, the posterior variance (the seed's choice and our default).
-    case fixedSmall = "small"
-    /// σ_t² = β_t, with β̃_1 standing in at t = 0 (as in Ho et al.'s code).
-    case fixedLarge = "large"
-}
-
-/// The training objective.
-public enum LossType: String, Sendable { case simple, kl }
-
-/// Mean and variance of a diagonal Gaussian over a batch: `mean` N×…, `variance` and `logVariance` per sample (N).
+/// Mean and variance of a diagonal Gaussian over a batch. `mean` is N×C×H×W; `variance` and
+/// `logVariance` broadcast against it: N×1×1×1 for the fixed variances (one value per sample),
+/// N×C×H×W when a network predicts them per element.
 public struct GaussianParameters {
     public var mean: Tensor
-    public var variance: [Double]
-    public var logVariance: [Double]
+    public var variance: Tensor
+    public var logVariance: Tensor
 }
 
-/// The reverse-process distribution p_θ(x_{t−1} | x_t) and the x̂_0 it implies.
+/// The reverse-process distribution p_θ(x_{t−1} | x_t) and the x̂_0 it implies (shapes as in
+/// ``GaussianParameters``).
 public struct ReverseParameters {
     public var mean: Tensor
-    public var variance: [Double]
-    public var logVariance: [Double]
+    public var variance: Tensor
+    public var logVariance: Tensor
     public var predictedStart: Tensor
 }
 
-/// The Gaussian diffusion process of DDPM over a fixed schedule.
+/// The Gaussian diffusion process of DDPM over a fixed schedule: the equations of Ho et al., one
+/// function each, and the seed's ``Diffuser`` interface built on them.
 public struct GaussianDiffusion: Sendable {
+    /// Everything this diffusion is: schedule, T, mean/variance/loss types, data range, clipping.
+    public let configuration: DiffusionConfiguration
     public let tables: DiffusionTables
-    public let schedule: BetaSchedule?
-    /// The range of the data, [0, 1] by default (the seed's convention) or [−1, 1] (the paper's).
-    /// Clipping of x̂_0 and the decoder's 256 bins follow it.
-    public let dataRange: ClosedRange<Double>
-    public let meanType: ModelMeanType
-    public let varianceType: ModelVarianceType
-    public let lossType: LossType
 
     public var timesteps: Int { tables.timesteps }
+    public var schedule: BetaSchedule { configuration.schedule }
+    public var dataRange: ClosedRange<Double> { configuration.dataRange }
+    public var meanType: ModelMeanType { configuration.meanType }
+    public var varianceType: ModelVarianceType { configuration.varianceType }
+    public var lossType: LossType { configuration.lossType }
 
-    public init(schedule: BetaSchedule = .default, timesteps: Int = 1000, dataRange: ClosedRange<Double> = 0...1,
-                meanType: ModelMeanType = .epsilon, varianceType: ModelVarianceType = .fixedSmall, lossType: LossType = .simple) throws {
-        try self.init(tables: DiffusionTables(schedule: schedule, timesteps: timesteps), schedule: schedule, dataRange: dataRange,
-                      meanType: meanType, varianceType: varianceType, lossType: lossType)
+    /// Builds the tables of `configuration`; throws ``DDPMError`` naming whatever cannot be built.
+    public init(_ configuration: DiffusionConfiguration) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        tables = try DiffusionTables(schedule: configuration.schedule, timesteps: configuration.timesteps)
     }
 
-    public init(tables: DiffusionTables, schedule: BetaSchedule? = nil, dataRange: ClosedRange<Double> = 0...1,
-                meanType: ModelMeanType = .epsilon, varianceType: ModelVarianceType = .fixedSmall, lossType: LossType = .simple) throws {
-        guard dataRange.lowerBound < dataRange.upperBound, dataRange.lowerBound.isFinite, dataRange.upperBound.isFinite else {
-            throw DDPMError(.invalidValue, "data range: expected finite bounds with min < max, got \(dataRange)")
-        }
-        if varianceType == .fixedLarge && tables.timesteps < 2 {
-            throw DDPMError(.invalidConfiguration, "variance type 'large': needs at least 2 timesteps (β̃_1 stands in at t = 0), got \(tables.timesteps)")
-        }
-        self.tables = tables; self.schedule = schedule; self.dataRange = dataRange
-        self.meanType = meanType; self.varianceType = varianceType; self.lossType = lossType
+    public init(schedule: BetaSchedule = .default, timesteps: Int = 1000, dataRange: ClosedRange<Double> = 0...1,
+                meanType: ModelMeanType = .epsilon, varianceType: ModelVarianceType = .fixedSmall, lossType: LossType = .simple,
+                clipDenoised: Bool = true) throws {
+        try self.init(DiffusionConfiguration(schedule: schedule, timesteps: timesteps, meanType: meanType, varianceType: varianceType,
+                                             lossType: lossType, dataRange: dataRange, clipDenoised: clipDenoised))
     }
 
     // MARK: helpers
@@ -78,14 +64,25 @@ public struct GaussianDiffusion: Sendable {
         }
     }
 
-    /// `table[t_n]` for each sample, shaped N×1×…×1 to broadcast against a tensor of rank `rank`.
-    func perSample(_ table: [Double], _ t: [Int], rank: Int) -> Tensor {
-        Tensor(shape: [table.count], data: table).gather(t).reshaped([t.count] + Array(repeating: 1, count: rank - 1))
+    /// The one per-sample broadcast: `table[t_n]` for each sample n, shaped N×1×…×1 so that it
+    /// broadcasts against a tensor of rank `rank`. Every coefficient of every equation goes through here.
+    public func perSample(_ table: [Double], _ t: [Int], rank: Int) -> Tensor {
+        Self.broadcastPerSample(t.map { table[$0] }, rank: rank)
     }
 
-    func checkBatch(_ x: Tensor, _ t: [Int], _ op: String) throws {
-        precondition(x.rank >= 1, "\(op): input needs a batch axis, got a scalar")
+    /// One value per sample (N), shaped N×1×…×1 to broadcast against a tensor of rank `rank`.
+    public static func broadcastPerSample(_ values: [Double], rank: Int) -> Tensor {
+        Tensor(shape: [values.count] + Array(repeating: 1, count: max(rank, 1) - 1), data: values)
+    }
+
+    /// Validates the timesteps (thrown) and checks that `others` have `x`'s shape: user-reachable
+    /// mismatches are thrown errors naming the operation, the argument and both shapes.
+    func checkBatch(_ x: Tensor, _ t: [Int], _ op: String, _ others: (String, Tensor)...) throws {
+        guard x.rank >= 1 else { throw DDPMError(.shapeMismatch, "\(op): input needs a batch axis, got a scalar") }
         try validate(t, batch: x.shape[0])
+        for (name, other) in others where other.shape != x.shape {
+            throw DDPMError(.shapeMismatch, "\(op): \(name) has shape \(other.shape), expected \(x.shape)")
+        }
     }
 
     // MARK: The forward process q
@@ -93,20 +90,19 @@ public struct GaussianDiffusion: Sendable {
     /// q(x_t | x_0) = 𝒩(x_t; √ᾱ_t x_0, (1 − ᾱ_t) I)  — Ho et al. eq. 4.
     ///
     ///     mean = √ᾱ_t · x_0        (N×C×H×W)
-    ///     variance = 1 − ᾱ_t,  logVariance = log(1 − ᾱ_t)   (N)
+    ///     variance = 1 − ᾱ_t,  logVariance = log(1 − ᾱ_t)   (N×1×1×1)
     public func qMeanVariance(start x0: Tensor, t: [Int]) throws -> GaussianParameters {
         try checkBatch(x0, t, "qMeanVariance")
         return GaussianParameters(mean: perSample(tables.sqrtAlphasCumprod, t, rank: x0.rank) * x0,
-                                  variance: t.map { 1 - tables.alphasCumprod[$0] },
-                                  logVariance: t.map { tables.logOneMinusAlphasCumprod[$0] })
+                                  variance: perSample(tables.alphasCumprod.map { 1 - $0 }, t, rank: x0.rank),
+                                  logVariance: perSample(tables.logOneMinusAlphasCumprod, t, rank: x0.rank))
     }
 
     /// Sampling eq. 4 with given noise (the seed's `add_noise`):
     ///
     ///     x_t = √ᾱ_t · x_0 + √(1 − ᾱ_t) · ε,    ε ~ 𝒩(0, I)     (all N×C×H×W)
     public func qSample(start x0: Tensor, t: [Int], noise: Tensor) throws -> Tensor {
-        try checkBatch(x0, t, "qSample")
-        precondition(noise.shape == x0.shape, "qSample: noise \(noise.shape) and x0 \(x0.shape) differ")
+        try checkBatch(x0, t, "qSample", ("noise", noise))
         return perSample(tables.sqrtAlphasCumprod, t, rank: x0.rank) * x0
             + perSample(tables.sqrtOneMinusAlphasCumprod, t, rank: x0.rank) * noise
     }
@@ -116,13 +112,12 @@ public struct GaussianDiffusion: Sendable {
     /// q(x_{t−1} | x_t, x_0) = 𝒩(x_{t−1}; μ̃_t(x_t, x_0), β̃_t I)  — Ho et al. eqs. 6–7.
     ///
     ///     μ̃_t = (√ᾱ_{t−1} β_t / (1 − ᾱ_t)) · x_0 + (√α_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t)) · x_t   (N×C×H×W)
-    ///     β̃_t = β_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t),  log β̃_t clipped at t = 0                  (N)
+    ///     β̃_t = β_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t),  log β̃_t clipped at t = 0                  (N×1×1×1)
     public func qPosteriorMeanVariance(start x0: Tensor, noisy xt: Tensor, t: [Int]) throws -> GaussianParameters {
-        try checkBatch(x0, t, "qPosteriorMeanVariance")
-        precondition(x0.shape == xt.shape, "qPosteriorMeanVariance: x0 \(x0.shape) and x_t \(xt.shape) differ")
+        try checkBatch(x0, t, "qPosteriorMeanVariance", ("x_t", xt))
         let mean = perSample(tables.posteriorMeanCoef1, t, rank: x0.rank) * x0 + perSample(tables.posteriorMeanCoef2, t, rank: x0.rank) * xt
-        return GaussianParameters(mean: mean, variance: t.map { tables.posteriorVariance[$0] },
-                                  logVariance: t.map { tables.posteriorLogVarianceClipped[$0] })
+        return GaussianParameters(mean: mean, variance: perSample(tables.posteriorVariance, t, rank: x0.rank),
+                                  logVariance: perSample(tables.posteriorLogVarianceClipped, t, rank: x0.rank))
     }
 
     // MARK: Recovering x_0
@@ -131,8 +126,7 @@ public struct GaussianDiffusion: Sendable {
     ///
     ///     x̂_0 = √(1/ᾱ_t) · x_t − √(1/ᾱ_t − 1) · ε̂      (N×C×H×W)
     public func predictStartFromNoise(noisy xt: Tensor, t: [Int], noise eps: Tensor) throws -> Tensor {
-        try checkBatch(xt, t, "predictStartFromNoise")
-        precondition(eps.shape == xt.shape, "predictStartFromNoise: ε \(eps.shape) and x_t \(xt.shape) differ")
+        try checkBatch(xt, t, "predictStartFromNoise", ("ε", eps))
         return perSample(tables.sqrtRecipAlphasCumprod, t, rank: xt.rank) * xt - perSample(tables.sqrtRecipm1AlphasCumprod, t, rank: xt.rank) * eps
     }
 
@@ -140,23 +134,25 @@ public struct GaussianDiffusion: Sendable {
     ///
     ///     x̂_0 = (x_{t−1} − coef2_t · x_t) / coef1_t,   coef1_t = √ᾱ_{t−1} β_t/(1−ᾱ_t), coef2_t = √α_t (1−ᾱ_{t−1})/(1−ᾱ_t)
     public func predictStartFromPrevious(noisy xt: Tensor, t: [Int], previous xPrev: Tensor) throws -> Tensor {
-        try checkBatch(xt, t, "predictStartFromPrevious")
-        precondition(xPrev.shape == xt.shape, "predictStartFromPrevious: x_{t−1} \(xPrev.shape) and x_t \(xt.shape) differ")
+        try checkBatch(xt, t, "predictStartFromPrevious", ("x_{t−1}", xPrev))
         return (xPrev - perSample(tables.posteriorMeanCoef2, t, rank: xt.rank) * xt) / perSample(tables.posteriorMeanCoef1, t, rank: xt.rank)
     }
 
     // MARK: The reverse process p_θ
 
-    /// The fixed reverse variance σ_t² and its log, per sample (Ho et al. §3.2).
+    /// The fixed reverse variance σ_t² and its log, per sample (Ho et al. §3.2), shaped N×1×…×1 for a
+    /// tensor of rank `rank`:
     ///
-    ///     small: σ_t² = β̃_t (log clipped at t = 0)      large: σ_t² = β_t, with β̃_1 at t = 0
-    public func reverseVariance(t: [Int]) -> (variance: [Double], logVariance: [Double]) {
+    ///     small: σ_t² = β̃_t, log σ_t² = log β̃_t clipped (log β̃_1 at t = 0)
+    ///     large: σ_t² = β_t for t ≥ 1, and β̃_1 at t = 0 for both σ_0² and log σ_0² (improved-diffusion's
+    ///            convention; see ``ModelVarianceType/fixedLarge`` for Ho et al.'s, which differs in σ_0² only)
+    public func reverseVariance(t: [Int], rank: Int) -> (variance: Tensor, logVariance: Tensor) {
         switch varianceType {
         case .fixedSmall:
-            return (t.map { tables.posteriorVariance[$0] }, t.map { tables.posteriorLogVarianceClipped[$0] })
+            return (perSample(tables.posteriorVariance, t, rank: rank), perSample(tables.posteriorLogVarianceClipped, t, rank: rank))
         case .fixedLarge:
-            let v = t.map { $0 == 0 ? tables.posteriorVariance[1] : tables.betas[$0] }
-            return (v, v.map { Foundation.log($0) })
+            let large = [tables.posteriorVariance[1]] + tables.betas.dropFirst()
+            return (perSample(large, t, rank: rank), perSample(large.map { Foundation.log($0) }, t, rank: rank))
         }
     }
 
@@ -167,11 +163,10 @@ public struct GaussianDiffusion: Sendable {
     ///     x_{t−1}-prediction: μ_θ = model output, x̂_0 from inverting eq. 7 (reported only)
     ///
     /// With `clip`, x̂_0 is clamped to ``dataRange`` before μ_θ is formed (for x_{t−1}-prediction the
-    /// clamp applies to the reported x̂_0 only). Shapes: output, x_t N×C×H×W; variances per sample (N).
+    /// clamp applies to the reported x̂_0 only). Shapes: output, x_t N×C×H×W; variances N×1×1×1.
     public func pMeanVariance(modelOutput out: Tensor, noisy xt: Tensor, t: [Int], clip: Bool) throws -> ReverseParameters {
-        try checkBatch(xt, t, "pMeanVariance")
-        precondition(out.shape == xt.shape, "pMeanVariance: model output \(out.shape) and x_t \(xt.shape) differ (learned variances are not supported)")
-        let (variance, logVariance) = reverseVariance(t: t)
+        try checkBatch(xt, t, "pMeanVariance", ("the model output", out))
+        let (variance, logVariance) = reverseVariance(t: t, rank: xt.rank)
         func clipped(_ x: Tensor) -> Tensor { clip ? x.clamp(min: dataRange.lowerBound, max: dataRange.upperBound) : x }
         switch meanType {
         case .epsilon, .startX:
@@ -184,43 +179,18 @@ public struct GaussianDiffusion: Sendable {
         }
     }
 
-    /// One reverse step (Ho et al. Algorithm 2, line 4):
+    /// One reverse step (Ho et al. Algorithm 2, line 4), as Ho et al.'s code computes it:
     ///
-    ///     x_{t−1} = μ_θ(x_t, t) + σ_t z,   z ~ 𝒩(0, I),  and no noise where t = 0
-    public func pSample(modelOutput out: Tensor, noisy xt: Tensor, t: [Int], noise z: Tensor, clip: Bool) throws -> Tensor {
-        precondition(z.shape == xt.shape, "pSample: noise \(z.shape) and x_t \(xt.shape) differ")
+    ///     x_{t−1} = μ_θ(x_t, t) + [t > 0] · exp(½ log σ_t²) · z,   z ~ 𝒩(0, I)     (all N×C×H×W)
+    ///
+    /// The mask [t > 0] matters: exp(½ log σ_0²) is not 0 for any variance type (the log is clipped to
+    /// log β̃_1 at t = 0), so without it the last step would add noise. Returns x_{t−1} and the x̂_0 that
+    /// the step used.
+    public func pSample(modelOutput out: Tensor, noisy xt: Tensor, t: [Int], noise z: Tensor, clip: Bool) throws
+        -> (sample: Tensor, predictedStart: Tensor) {
+        try checkBatch(xt, t, "pSample", ("the noise z", z))
         let p = try pMeanVariance(modelOutput: out, noisy: xt, t: t, clip: clip)
-        let sigma = t.indices.map { t[$0] == 0 ? 0 : p.variance[$0].squareRoot() }
-        return p.mean + Tensor(shape: [t.count] + Array(repeating: 1, count: xt.rank - 1), data: sigma) * z
-    }
-
-    /// The whole reverse chain (Algorithm 2): x_T ~ 𝒩(0, I), then ``pSample`` for t = T−1 … 0.
-    /// `model(x_t, t)` gives the network output; `onStep(t, x_{t})` (if given) sees every intermediate,
-    /// with the final x_0 reported as t = −1. No graph is recorded. Randomness: first x_T, then one
-    /// N×C×H×W draw of z per step (also at t = 0, where it is multiplied by 0), from `generator`.
-    public func sampleLoop(shape: [Int], clip: Bool, generator: inout RandomGenerator,
-                           model: (Tensor, [Int]) throws -> Tensor,
-                           onStep: ((Int, Tensor) -> Void)? = nil) throws -> Tensor {
-        precondition(shape.count >= 1 && shape[0] > 0, "sampleLoop: shape \(shape) needs a positive batch axis")
-        return try withoutGradients {
-            var x = Tensor.randomNormal(shape, generator: &generator)
-            for step in stride(from: timesteps - 1, through: 0, by: -1) {
-                onStep?(step, x)
-                let t = [Int](repeating: step, count: shape[0])
-                let out = try model(x, t)
-                let z = Tensor.randomNormal(shape, generator: &generator)
-                x = try pSample(modelOutput: out, noisy: x, t: t, noise: z, clip: clip)
-            }
-            onStep?(-1, x)
-            return x
-        }
-    }
-
-    // MARK: The training objective
-
-    /// L_simple (Ho et al. eq. 14): `E ‖ε − ε_θ(x_t, t)‖²`, here the mean over every element of the
-    /// batch (as the seed's MSE). Shapes: both N×C×H×W; result a scalar.
-    public func simpleLoss(predictedNoise: Tensor, noise: Tensor) -> Tensor {
-        Tensor.meanSquaredError(predictedNoise, noise)
+        let notLast = Self.broadcastPerSample(t.map { $0 == 0 ? 0 : 1 }, rank: xt.rank)
+        return (p.mean + notLast * (0.5 * p.logVariance).exp() * z, p.predictedStart)
     }
 }

@@ -1,51 +1,84 @@
-// ─── The seed's pluggable parts: a noise predictor and a diffuser ─────────────────────────────────────
+// ─── The seed's pluggable parts: a noise predictor and a diffuser; and the one reverse chain ──────────
 
 import Tensors
 
-/// Any network ε_θ(x_t, t): `x` is N×C×H×W, `t` holds N integer timesteps, the result has x's shape.
-/// (The seed's `forward(x, t)`.) Parameters are exposed by name for optimisers and weight files.
-public protocol NoisePredictor: ParameterContainer {
-    func predictNoise(_ x: Tensor, timesteps t: [Int]) -> Tensor
-    /// Training mode turns on stochastic layers (dropout); evaluation mode turns them off.
-    var isTraining: Bool { get set }
+/// Any network ε_θ(x_t, t) (the seed's `forward(x, t)`): `x` is N×C×H×W, `t` holds N integer timesteps
+/// in 0 ..< T, and the result has x's shape. What the output means (ε̂, x̂_0 or μ_θ) is the diffuser's
+/// mean type, not the network's business. Parameters are exposed by name for optimisers and weight files.
+/// Training mode (``ModeSwitching/isTraining``) turns on stochastic layers (dropout); evaluation mode turns them off.
+public protocol NoisePredictor: ParameterContainer, ModeSwitching {
+    func predictNoise(_ x: Tensor, at t: [Int]) -> Tensor
 }
 
-/// The seed's diffuser interface: `sample_timesteps`, `add_noise`, `denoise`.
+/// One step of a reverse chain, as the per-step callback of ``Diffuser/sampleLoop(model:shape:generator:onStep:)`` sees it.
+public struct ReverseChainStep {
+    /// The timestep of this step (0-based: T−1 first, 0 last).
+    public var t: Int
+    /// The input of the step, x_t (N×C×H×W).
+    public var noisy: Tensor
+    /// x̂_0 as the step saw it (clipped when the diffuser clips).
+    public var predictedStart: Tensor
+    /// The output of the step, x_{t−1} (x_0 after the last step).
+    public var next: Tensor
+}
+
+/// The seed's diffuser interface: `sample_timesteps`, `add_noise`, `denoise`; plus the training terms.
+/// Every diffuser gets the one reverse chain, ``sampleLoop(model:shape:generator:onStep:)``, from these.
 public protocol Diffuser {
+    /// T, the number of diffusion steps.
     var timesteps: Int { get }
     /// Timesteps for a training batch, uniform over 0 ..< T.
     func sampleTimesteps(batchSize: Int, generator: inout RandomGenerator) -> [Int]
-    /// x_t from x_0 and ε (eq. 4).
-    func addNoise(_ xStart: Tensor, timesteps t: [Int], noise: Tensor) throws -> Tensor
-    /// One reverse step x_t → x_{t−1} with the model's prediction.
-    func denoise(model: NoisePredictor, _ x: Tensor, timesteps t: [Int], clipDenoised: Bool, generator: inout RandomGenerator) throws -> Tensor
+    /// x_t from x_0 and ε (Ho et al. eq. 4).
+    func addNoise(_ xStart: Tensor, at t: [Int], noise: Tensor) throws -> Tensor
+    /// The per-sample training terms for a model output on x_t = addNoise(x_0, t, ε).
+    func trainingLosses(modelOutput: Tensor, start: Tensor, noisy: Tensor, t: [Int], noise: Tensor) throws -> TrainingTerms
+    /// One reverse step x_t → x_{t−1} with the model's output and fresh noise from `generator`;
+    /// returns x_{t−1} and the x̂_0 the step used.
+    func denoise(model: NoisePredictor, _ x: Tensor, at t: [Int], generator: inout RandomGenerator) throws
+        -> (sample: Tensor, predictedStart: Tensor)
 }
 
-/// The default diffuser: the equations of ``GaussianDiffusion`` behind the seed's three methods.
-public struct GaussianDiffuser: Diffuser, Sendable {
-    public let diffusion: GaussianDiffusion
-    public var timesteps: Int { diffusion.timesteps }
-
-    public init(diffusion: GaussianDiffusion) { self.diffusion = diffusion }
-    public init(timesteps: Int = 1000, schedule: BetaSchedule = .default, dataRange: ClosedRange<Double> = 0...1) throws {
-        diffusion = try GaussianDiffusion(schedule: schedule, timesteps: timesteps, dataRange: dataRange)
+extension Diffuser {
+    /// The reverse chain (Ho et al. Algorithm 2): x_T ~ 𝒩(0, I), then ``denoise(model:_:at:generator:)`` for
+    /// t = T−1 … 0, with the model in evaluation mode (restored afterwards) and no graph recorded.
+    /// `onStep` sees every step: t, x_t, x̂_0 and x_{t−1}. Randomness, in order: x_T, then each step's draws.
+    /// This is the library's only reverse chain.
+    public func sampleLoop(model: NoisePredictor, shape: [Int], generator: inout RandomGenerator,
+                           onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
+        guard shape.count >= 1, shape[0] > 0, shape.allSatisfy({ $0 > 0 }) else {
+            throw DDPMError(.invalidValue, "sample shape \(shape): expected positive sizes with the batch first")
+        }
+        return try model.withMode(training: false) { try withoutGradients {
+            var x = Tensor.randomNormal(shape, generator: &generator)
+            for step in stride(from: timesteps - 1, through: 0, by: -1) {
+                let (next, x0) = try denoise(model: model, x, at: [Int](repeating: step, count: shape[0]), generator: &generator)
+                onStep?(ReverseChainStep(t: step, noisy: x, predictedStart: x0, next: next))
+                x = next
+            }
+            return x
+        } }
     }
+}
 
+/// The default diffuser is the Gaussian diffusion itself: the seed's three methods are its equations.
+extension GaussianDiffusion: Diffuser {
     public func sampleTimesteps(batchSize: Int, generator: inout RandomGenerator) -> [Int] {
         (0..<batchSize).map { _ in generator.nextInt(below: timesteps) }
     }
 
-    public func addNoise(_ xStart: Tensor, timesteps t: [Int], noise: Tensor) throws -> Tensor {
-        try diffusion.qSample(start: xStart, t: t, noise: noise)
+    public func addNoise(_ xStart: Tensor, at t: [Int], noise: Tensor) throws -> Tensor {
+        try qSample(start: xStart, t: t, noise: noise)
     }
 
-    /// Predicts with the model, then ``GaussianDiffusion/pSample(modelOutput:noisy:t:noise:clip:)`` with a
-    /// fresh z from `generator`.
-    public func denoise(model: NoisePredictor, _ x: Tensor, timesteps t: [Int], clipDenoised: Bool, generator: inout RandomGenerator) throws -> Tensor {
-        try diffusion.validate(t, batch: x.shape[0])
-        let out = model.predictNoise(x, timesteps: t)
+    /// Predicts with the model, draws z ~ 𝒩(0, I) (N×C×H×W, also at t = 0 where it is masked), then
+    /// ``pSample(modelOutput:noisy:t:noise:clip:)`` with the configuration's clipping.
+    public func denoise(model: NoisePredictor, _ x: Tensor, at t: [Int], generator: inout RandomGenerator) throws
+        -> (sample: Tensor, predictedStart: Tensor) {
+        try validate(t, batch: x.shape[0])
+        let out = model.predictNoise(x, at: t)
         let z = Tensor.randomNormal(x.shape, generator: &generator)
-        return try diffusion.pSample(modelOutput: out, noisy: x, t: t, noise: z, clip: clipDenoised)
+        return try pSample(modelOutput: out, noisy: x, t: t, noise: z, clip: configuration.clipDenoised)
     }
 }
 
@@ -56,6 +89,7 @@ public struct GaussianDiffuser: Diffuser, Sendable {
 /// 3·C parameters (`weight`, `time_weight`, `bias`, each of shape C).
 public final class AffineNoisePredictor: NoisePredictor {
     public let weight: Tensor, timeWeight: Tensor, bias: Tensor
+    /// T, used to scale t into [0, 1).
     public let timesteps: Int
     public var isTraining = true
 
@@ -71,7 +105,7 @@ public final class AffineNoisePredictor: NoisePredictor {
         [("weight", weight), ("time_weight", timeWeight), ("bias", bias)]
     }
 
-    public func predictNoise(_ x: Tensor, timesteps t: [Int]) -> Tensor {
+    public func predictNoise(_ x: Tensor, at t: [Int]) -> Tensor {
         let c = weight.count
         precondition(x.rank >= 2 && x.shape[1] == c, "AffineNoisePredictor: input \(x.shape) does not have \(c) channels")
         let trailing = Array(repeating: 1, count: x.rank - 2)

@@ -32,20 +32,42 @@ public enum BetaSchedule: Sendable, Equatable, CustomStringConvertible {
     }
     public var description: String { name }
 
-    /// Builds the schedule by name with the given endpoints (used by configuration files).
-    public static func named(_ name: String, start: Double = 1e-4, end: Double = 0.02) throws -> BetaSchedule {
+    /// Every name ``named(_:parameters:)`` accepts.
+    public static let names = ["linear", "quadratic", "warmup10", "warmup50", "constant", "jsd", "cosine", "sigmoid"]
+
+    /// The schedule's parameters by the names checkpoints and golden files store them under
+    /// (`beta_start`, `beta_end`, `beta`, `cosine_s`); jsd has none.
+    public var parameters: [(name: String, value: Double)] {
+        switch self {
+        case let .linear(a, b), let .quadratic(a, b), let .warmup10(a, b), let .warmup50(a, b), let .sigmoid(a, b):
+            return [("beta_start", a), ("beta_end", b)]
+        case let .constant(beta): return [("beta", beta)]
+        case .jsd: return []
+        case let .cosine(s): return [("cosine_s", s)]
+        }
+    }
+
+    /// Builds a schedule from its name and its ``parameters`` (missing ones take their defaults; the
+    /// constant schedule also accepts `beta_end` for β, as version-1 files store it).
+    public static func named(_ name: String, parameters p: [String: Double] = [:]) throws -> BetaSchedule {
+        let start = p["beta_start"] ?? 1e-4, end = p["beta_end"] ?? 0.02
         switch name {
         case "linear": return .linear(start: start, end: end)
         case "quadratic": return .quadratic(start: start, end: end)
         case "warmup10": return .warmup10(start: start, end: end)
         case "warmup50": return .warmup50(start: start, end: end)
-        case "constant", "const": return .constant(beta: end)
+        case "constant", "const": return .constant(beta: p["beta"] ?? end)
         case "jsd": return .jsd
-        case "cosine": return .cosine()
+        case "cosine": return .cosine(s: p["cosine_s"] ?? 0.008)
         case "sigmoid": return .sigmoid(start: start, end: end)
         default:
-            throw DDPMError(.unknownName, "beta schedule '\(name)': unknown; expected one of linear, quadratic, warmup10, warmup50, constant, jsd, cosine, sigmoid")
+            throw DDPMError(.unknownName, "beta schedule '\(name)': unknown; expected one of \(names.joined(separator: ", "))")
         }
+    }
+
+    /// Builds the schedule by name with the given endpoints (constant takes `end` as its β).
+    public static func named(_ name: String, start: Double = 1e-4, end: Double = 0.02) throws -> BetaSchedule {
+        try named(name, parameters: ["beta_start": start, "beta_end": end])
     }
 
     /// β_0 … β_{T−1}. Throws if T < 1 or any β falls outside (0, 1].

@@ -48,8 +48,11 @@ extension GaussianDiffusion {
 
     /// The per-step terms of the bound (Ho et al. eq. 5), in bits per dimension, one per sample (N):
     ///
-    ///     L_{t−1} = KL(q(x_{t−1} | x_t, x_0) ‖ p_θ(x_{t−1} | x_t)) / (D ln 2)      for t > 0
-    ///     L_0     = −log p_θ(x_0 | x_1) / (D ln 2)  (the discretised decoder)       for t = 0
+    /// The code's step t is the paper's step t + 1 (the noisy input at code t is the paper's x_{t+1}).
+    /// In the paper's indices, the term returned for code step t is
+    ///
+    ///     code t ≥ 1:  L_t = KL(q(x_t | x_{t+1}, x_0) ‖ p_θ(x_t | x_{t+1})) / (D ln 2)
+    ///     code t = 0:  L_0 = −log p_θ(x_0 | x_1) / (D ln 2)  (the discretised decoder, not a KL)
     ///
     /// D = C·H·W. The KL uses the clipped log-variances of both Gaussians. Returns the chosen terms and
     /// both candidates for every sample.
@@ -57,11 +60,9 @@ extension GaussianDiffusion {
         -> (terms: Tensor, kl: Tensor, decoderNLL: Tensor) {
         let q = try qPosteriorMeanVariance(start: x0, noisy: xt, t: t)
         let p = try pMeanVariance(modelOutput: out, noisy: xt, t: t, clip: clip)
-        let shape = [t.count] + Array(repeating: 1, count: x0.rank - 1)
-        let qLog = Tensor(shape: shape, data: q.logVariance), pLog = Tensor(shape: shape, data: p.logVariance)
-        let kl = Self.meanFlat(Self.normalKL(mean1: q.mean, logVariance1: qLog, mean2: p.mean, logVariance2: pLog)) / Foundation.log(2.0)
-        let nll = -Self.meanFlat(Self.discretizedGaussianLogLikelihood(x0, means: p.mean, logScales: 0.5 * pLog, dataRange: dataRange)) / Foundation.log(2.0)
-        let atZero = Tensor(shape: [t.count], data: t.map { $0 == 0 ? 1 : 0 })
+        let kl = Self.meanFlat(Self.normalKL(mean1: q.mean, logVariance1: q.logVariance, mean2: p.mean, logVariance2: p.logVariance)) / Foundation.log(2.0)
+        let nll = -Self.meanFlat(Self.discretizedGaussianLogLikelihood(x0, means: p.mean, logScales: 0.5 * p.logVariance, dataRange: dataRange)) / Foundation.log(2.0)
+        let atZero = Self.broadcastPerSample(t.map { $0 == 0 ? 1 : 0 }, rank: 1)
         return (atZero * nll + (1 - atZero) * kl, kl, nll)
     }
 
@@ -69,9 +70,8 @@ extension GaussianDiffusion {
     public func priorBitsPerDimension(start x0: Tensor) throws -> Tensor {
         let t = [Int](repeating: timesteps - 1, count: x0.shape[0])
         let q = try qMeanVariance(start: x0, t: t)
-        let logVar = Tensor(shape: [t.count] + Array(repeating: 1, count: x0.rank - 1), data: q.logVariance)
         let zero = Tensor(0)
-        return Self.meanFlat(Self.normalKL(mean1: q.mean, logVariance1: logVar, mean2: zero, logVariance2: zero)) / Foundation.log(2.0)
+        return Self.meanFlat(Self.normalKL(mean1: q.mean, logVariance1: q.logVariance, mean2: zero, logVariance2: zero)) / Foundation.log(2.0)
     }
 
     /// The full bound for a batch, in bits per dimension: `Σ_{t=0}^{T−1} L_t + L_T` per sample, with

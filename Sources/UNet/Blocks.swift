@@ -28,10 +28,15 @@ public func sinusoidalEmbedding(_ t: [Int], dim: Int) -> Tensor {
 ///     h = conv1(SiLU(GN1(x))) + time_proj(temb)[:, :, None, None]
 ///     h = Dropout2d(conv2(SiLU(GN2(h))))
 ///     out = h + residual(x)        (residual: 1×1 conv when in ≠ out, identity otherwise)
-public final class ResidualBlock {
+public final class ResidualBlock: Module {
     public let norm1: GroupNorm, conv1: Conv2d, timeProjection: Linear, norm2: GroupNorm, conv2: Conv2d
     public let residual: Conv2d?
     public let dropout: Double
+
+    public var children: [(name: String, module: any Module)] {
+        [("norm1", norm1), ("conv1", conv1), ("time_proj", timeProjection), ("norm2", norm2), ("conv2", conv2)]
+            + (residual.map { [("residual", $0)] } ?? [])
+    }
 
     init(_ inChannels: Int, _ outChannels: Int, timeDim: Int, groups: Int, dropout: Double, generator: inout RandomGenerator) {
         norm1 = GroupNorm(groups: groups, channels: inChannels)
@@ -43,6 +48,7 @@ public final class ResidualBlock {
         self.dropout = dropout
     }
 
+    /// In training mode the dropout mask is drawn from `generator` (the caller owns the random state).
     public func callAsFunction(_ x: Tensor, _ temb: Tensor, training: Bool, generator: inout RandomGenerator) -> Tensor {
         var h = conv1(norm1(x).silu())
         let t = timeProjection(temb)
@@ -51,10 +57,6 @@ public final class ResidualBlock {
         return h + (residual.map { $0(x) } ?? x)
     }
 
-    func named(_ p: String) -> [(name: String, tensor: Tensor)] {
-        norm1.named(p + ".norm1") + conv1.named(p + ".conv1") + timeProjection.named(p + ".time_proj")
-            + norm2.named(p + ".norm2") + conv2.named(p + ".conv2") + (residual?.named(p + ".residual") ?? [])
-    }
 }
 
 /// Single-head self-attention over the pixels of a feature map (C channels, P = H·W):
@@ -62,8 +64,10 @@ public final class ResidualBlock {
 ///     q, k, v = split(qkv(GN(x)))           each N × C × P (q first)
 ///     A = softmax_keys(qᵀ k / √C)           N × P × P  (rows: queries, columns: keys)
 ///     out = x + proj(v Aᵀ)                  N × C × H × W
-public final class AttentionBlock {
+public final class AttentionBlock: Module {
     public let norm: GroupNorm, qkv: Conv2d, projection: Conv2d
+
+    public var children: [(name: String, module: any Module)] { [("norm", norm), ("qkv", qkv), ("proj", projection)] }
 
     init(_ channels: Int, groups: Int, generator: inout RandomGenerator) {
         norm = GroupNorm(groups: groups, channels: channels)
@@ -77,10 +81,7 @@ public final class AttentionBlock {
         let (q, k, v) = (parts[0], parts[1], parts[2])
         let attention = (q.transposedLastTwo().matmul(k) / Double(c).squareRoot()).softmax()
         let out = v.matmul(attention.transposedLastTwo()).reshaped([n, c, h, w])
+        MultiplyAddCounter.add(2 * n * c * (h * w) * (h * w))   // qᵀk and v Aᵀ
         return x + projection(out)
-    }
-
-    func named(_ p: String) -> [(name: String, tensor: Tensor)] {
-        norm.named(p + ".norm") + qkv.named(p + ".qkv") + projection.named(p + ".proj")
     }
 }

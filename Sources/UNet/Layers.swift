@@ -1,4 +1,5 @@
 // Small layers with stored parameters, named as PyTorch names them. They know nothing of diffusion.
+// Each is a `Module`: it lists its own parameters once, and the state-dict names follow.
 
 import Foundation
 import Tensors
@@ -11,8 +12,8 @@ func pytorchDefault(_ shape: [Int], fanIn: Int, generator: inout RandomGenerator
     return Tensor(shape: shape, data: (0..<n).map { _ in (2 * generator.nextUniform() - 1) * bound }, requiresGrad: true)
 }
 
-/// A square-kernel 2-D convolution, weight `[out, in, k, k]`, bias `[out]`.
-public final class Conv2d {
+/// A square-kernel 2-D convolution layer (PyTorch's `nn.Conv2d`), weight `[out, in, k, k]`, bias `[out]`.
+public final class Conv2d: Module {
     public let weight: Tensor, bias: Tensor
     public let stride: Int, padding: Int
     public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, generator: inout RandomGenerator) {
@@ -21,23 +22,31 @@ public final class Conv2d {
         bias = pytorchDefault([outChannels], fanIn: fanIn, generator: &generator)
         self.stride = stride; self.padding = padding
     }
-    public func callAsFunction(_ x: Tensor) -> Tensor { Tensor.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding) }
-    func named(_ prefix: String) -> [(name: String, tensor: Tensor)] { [(prefix + ".weight", weight), (prefix + ".bias", bias)] }
+    public var localParameters: [(name: String, tensor: Tensor)] { [("weight", weight), ("bias", bias)] }
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let y = Tensor.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+        // Multiply–adds: N·O·P_out·C·k² (counted only inside `MultiplyAddCounter.counting`).
+        MultiplyAddCounter.add(y.shape[0] * y.shape[1] * y.shape[2] * y.shape[3] * weight.shape[1] * weight.shape[2] * weight.shape[3])
+        return y
+    }
 }
 
-/// A linear layer, weight `[out, in]`, bias `[out]`: `y = x Wᵀ + b`.
-public final class Linear {
+/// A linear layer (PyTorch's `nn.Linear`), weight `[out, in]`, bias `[out]`: `y = x Wᵀ + b`.
+public final class Linear: Module {
     public let weight: Tensor, bias: Tensor
     public init(_ inFeatures: Int, _ outFeatures: Int, generator: inout RandomGenerator) {
         weight = pytorchDefault([outFeatures, inFeatures], fanIn: inFeatures, generator: &generator)
         bias = pytorchDefault([outFeatures], fanIn: inFeatures, generator: &generator)
     }
-    public func callAsFunction(_ x: Tensor) -> Tensor { Tensor.linear(x, weight: weight, bias: bias) }
-    func named(_ prefix: String) -> [(name: String, tensor: Tensor)] { [(prefix + ".weight", weight), (prefix + ".bias", bias)] }
+    public var localParameters: [(name: String, tensor: Tensor)] { [("weight", weight), ("bias", bias)] }
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        MultiplyAddCounter.add(x.shape[0] * weight.count)
+        return Tensor.linear(x, weight: weight, bias: bias)
+    }
 }
 
 /// Group normalisation with a per-channel affine transform (weight 1, bias 0 at initialisation).
-public final class GroupNorm {
+public final class GroupNorm: Module {
     public let weight: Tensor, bias: Tensor
     public let groups: Int, eps: Double
     public init(groups: Int, channels: Int, eps: Double = 1e-5) {
@@ -45,6 +54,25 @@ public final class GroupNorm {
         bias = Tensor.zeros([channels], requiresGrad: true)
         self.groups = groups; self.eps = eps
     }
+    public var localParameters: [(name: String, tensor: Tensor)] { [("weight", weight), ("bias", bias)] }
     public func callAsFunction(_ x: Tensor) -> Tensor { Tensor.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps) }
-    func named(_ prefix: String) -> [(name: String, tensor: Tensor)] { [(prefix + ".weight", weight), (prefix + ".bias", bias)] }
+}
+
+/// Counts the multiply–adds of the matrix products a forward pass performs (convolutions, linear layers,
+/// attention products), so that the cost of a network is read off the network itself rather than
+/// described a second time. Counting is on only inside ``counting(_:)``, for the task that called it.
+public enum MultiplyAddCounter {
+    final class Tally: @unchecked Sendable {   // one task writes it at a time: the forward pass is sequential
+        var total = 0
+    }
+    @TaskLocal static var current: Tally?
+
+    /// Runs `body` and returns the multiply–adds counted during it.
+    public static func counting(_ body: () throws -> Void) rethrows -> Int {
+        let tally = Tally()
+        try $current.withValue(tally) { try body() }
+        return tally.total
+    }
+
+    static func add(_ n: Int) { current?.total += n }
 }

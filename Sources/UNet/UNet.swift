@@ -1,92 +1,76 @@
 // The seed's U-Net (the 20.9 M network), a noise predictor ε_θ(x_t, t). It knows nothing of schedules:
-// t is just an integer fed to the sinusoidal embedding.
+// t is just an integer fed to the sinusoidal embedding. Its layers are built from one description,
+// ``UNetConfiguration/layout``, and named once, in ``children``; the state-dict names, the parameter
+// list, the ledger and the cost (``forwardMultiplyAdds(batch:)``) all follow from those.
 
 import Tensors
 
-public final class UNet: ParameterContainer {
+public final class UNet: Module {
+    /// One level of the down or up path: its residual blocks and its optional attention block.
+    public struct Level {
+        public let blocks: [ResidualBlock]
+        public let attention: AttentionBlock?
+    }
+
     public let configuration: UNetConfiguration
     public let timeMLP: (Linear, Linear)
     public let initialConv: Conv2d
-    public let downBlocks: [[ResidualBlock]]
+    public let down: [Level]
     public let downsamples: [Conv2d]
-    public let downAttention: [Int: AttentionBlock]
     public let middle: (ResidualBlock, AttentionBlock, ResidualBlock)
+    /// `upsamples[i]` runs before up level i + 1 (after nearest-neighbour ×2 upsampling).
     public let upsamples: [Conv2d]
-    public let upBlocks: [[ResidualBlock]]
-    public let upAttention: [Int: AttentionBlock]
+    public let up: [Level]
     public let finalNorm: GroupNorm
     public let finalConv: Conv2d
     /// Dropout is active only in training mode.
     public var isTraining = true
-    /// The generator of dropout masks (part of a checkpoint's random state).
+    /// The generator of dropout masks (part of a checkpoint's random state). The forward pass in training
+    /// mode draws from it, so a network is mutable state: do not share one across concurrent tasks.
     public var dropoutGenerator: RandomGenerator
 
-    /// Builds and initialises the network as PyTorch would by default (from `seed`).
+    /// Builds and initialises the network as PyTorch would by default (from `seed`), in state-dict order.
     public init(_ c: UNetConfiguration = UNetConfiguration(), seed: UInt64 = 0) throws {
         try c.validate()
         configuration = c
         var g = RandomGenerator(seed: seed)
         dropoutGenerator = RandomGenerator(seed: seed ^ 0xD1B5_4A32_D192_ED03)
-        let (base, groups, temb, p) = (c.baseChannels, c.normGroups, c.timeEmbeddingDim, c.dropout)
+        let layout = c.layout, (groups, temb, p) = (c.normGroups, c.timeEmbeddingDim, c.dropout)
+        func blocks(_ level: UNetLayout.Level) -> [ResidualBlock] {
+            level.blocks.map { ResidualBlock($0.input, $0.output, timeDim: temb, groups: groups, dropout: p, generator: &g) }
+        }
         timeMLP = (Linear(temb, 4 * temb, generator: &g), Linear(4 * temb, temb, generator: &g))
-        initialConv = Conv2d(c.channels, base, kernel: 3, padding: 1, generator: &g)
-        var down: [[ResidualBlock]] = [], downsample: [Conv2d] = [], dAttn: [Int: AttentionBlock] = [:]
-        var current = base
-        for (i, m) in c.channelMultipliers.enumerated() {
-            let out = base * m
-            down.append((0..<c.residualBlocksPerLevel).map { j in
-                ResidualBlock(j == 0 ? current : out, out, timeDim: temb, groups: groups, dropout: p, generator: &g)
-            })
-            current = out
-        }
-        for (i, _) in c.channelMultipliers.enumerated().dropLast() {
-            let w = base * c.channelMultipliers[i]
-            downsample.append(Conv2d(w, w, kernel: 3, stride: 2, padding: 1, generator: &g))
-        }
-        for (i, r) in c.resolutions.enumerated() where c.attentionResolutions.contains(r) {
-            dAttn[i] = AttentionBlock(base * c.channelMultipliers[i], groups: groups, generator: &g)
-        }
-        middle = (ResidualBlock(current, current, timeDim: temb, groups: groups, dropout: p, generator: &g),
-                  AttentionBlock(current, groups: groups, generator: &g),
-                  ResidualBlock(current, current, timeDim: temb, groups: groups, dropout: p, generator: &g))
-        let reversed = Array(c.channelMultipliers.reversed())
-        var upsample: [Conv2d] = []
-        var width = current
-        for i in reversed.indices.dropFirst() {
-            // The upsample after level i−1 keeps the width reached there.
-            let w = base * reversed[i - 1]
-            upsample.append(Conv2d(w, w, kernel: 3, padding: 1, generator: &g))
-        }
-        var up: [[ResidualBlock]] = []
-        for m in reversed {
-            let out = base * m
-            up.append((0..<c.residualBlocksPerLevel).map { j in
-                ResidualBlock(j == 0 ? width + out : out, out, timeDim: temb, groups: groups, dropout: p, generator: &g)
-            })
-            width = out
-        }
-        var uAttn: [Int: AttentionBlock] = [:]
-        let upResolutions = Array(c.resolutions.reversed())
-        for (i, r) in upResolutions.enumerated() where c.attentionResolutions.contains(r) {
-            uAttn[i] = AttentionBlock(base * reversed[i], groups: groups, generator: &g)
-        }
-        downBlocks = down; downsamples = downsample; downAttention = dAttn
-        upsamples = upsample; upBlocks = up; upAttention = uAttn
-        finalNorm = GroupNorm(groups: groups, channels: width)
-        finalConv = Conv2d(width, c.channels, kernel: 3, padding: 1, generator: &g)
+        initialConv = Conv2d(c.channels, layout.stem, kernel: 3, padding: 1, generator: &g)
+        // PyTorch registers all down blocks, then the downsamples, then the attention blocks.
+        let downBlocks = layout.down.map(blocks)
+        downsamples = layout.down.dropLast().map { Conv2d($0.width, $0.width, kernel: 3, stride: 2, padding: 1, generator: &g) }
+        let downAttention = layout.down.map { $0.attention ? AttentionBlock($0.width, groups: groups, generator: &g) : nil }
+        down = zip(downBlocks, downAttention).map { Level(blocks: $0, attention: $1) }
+        middle = (ResidualBlock(layout.middle, layout.middle, timeDim: temb, groups: groups, dropout: p, generator: &g),
+                  AttentionBlock(layout.middle, groups: groups, generator: &g),
+                  ResidualBlock(layout.middle, layout.middle, timeDim: temb, groups: groups, dropout: p, generator: &g))
+        upsamples = layout.up.dropLast().map { Conv2d($0.width, $0.width, kernel: 3, padding: 1, generator: &g) }
+        let upBlocks = layout.up.map(blocks)
+        let upAttention = layout.up.map { $0.attention ? AttentionBlock($0.width, groups: groups, generator: &g) : nil }
+        up = zip(upBlocks, upAttention).map { Level(blocks: $0, attention: $1) }
+        finalNorm = GroupNorm(groups: groups, channels: layout.final)
+        finalConv = Conv2d(layout.final, c.channels, kernel: 3, padding: 1, generator: &g)
     }
 
-    /// Every parameter under its PyTorch/lucid state-dict key, in the order of `unet-parameters.tsv`.
-    public func namedParameters() -> [(name: String, tensor: Tensor)] {
-        var out = timeMLP.0.named("time_mlp.0") + timeMLP.1.named("time_mlp.2") + initialConv.named("init_conv")
-        for (i, level) in downBlocks.enumerated() { for (j, b) in level.enumerated() { out += b.named("down_resblocks.\(i).\(j)") } }
-        for (i, d) in downsamples.enumerated() { out += d.named("downsample.\(i)") }
-        for i in downAttention.keys.sorted() { out += downAttention[i]!.named("down_attn.\(i)") }
-        out += middle.0.named("mid_block1") + middle.1.named("mid_attn") + middle.2.named("mid_block2")
-        for (k, u) in upsamples.enumerated() { out += u.named("upsample.\(k).1") }
-        for (i, level) in upBlocks.enumerated() { for (j, b) in level.enumerated() { out += b.named("up_resblocks.\(i).\(j)") } }
-        for i in upAttention.keys.sorted() { out += upAttention[i]!.named("up_attn.\(i)") }
-        return out + finalNorm.named("final_norm") + finalConv.named("final_conv")
+    /// The state-dict names of the seed's PyTorch module (see `Fixtures/unet-parameters.tsv`).
+    public var children: [(name: String, module: any Module)] {
+        func levels(_ levels: [Level]) -> ModuleList { ModuleList(levels.map { ModuleList($0.blocks) }) }
+        func attention(_ levels: [Level]) -> ModuleDict {
+            ModuleDict(levels.enumerated().compactMap { i, l in l.attention.map { (String(i), $0 as any Module) } })
+        }
+        return [("time_mlp", ModuleDict([("0", timeMLP.0), ("2", timeMLP.1)])),   // time_mlp.1 is the SiLU
+                ("init_conv", initialConv),
+                ("down_resblocks", levels(down)), ("downsample", ModuleList(downsamples)), ("down_attn", attention(down)),
+                ("mid_block1", middle.0), ("mid_attn", middle.1), ("mid_block2", middle.2),
+                // upsample.k is Sequential(Upsample, Conv2d): the convolution is its entry 1.
+                ("upsample", ModuleList(upsamples.map { ModuleDict([("1", $0)]) })),
+                ("up_resblocks", levels(up)), ("up_attn", attention(up)),
+                ("final_norm", finalNorm), ("final_conv", finalConv)]
     }
 
     /// The time embedding: sinusoidal → Linear → SiLU → Linear (N × time-embedding width).
@@ -101,27 +85,38 @@ public final class UNet: ParameterContainer {
                      "UNet: input \(x.shape) does not match [N, \(c.channels), \(c.imageSize), \(c.imageSize)]")
         precondition(t.count == x.shape[0], "UNet: \(t.count) timesteps for a batch of \(x.shape[0])")
         let temb = timeEmbedding(t)
+        func run(_ block: ResidualBlock, _ h: Tensor) -> Tensor { block(h, temb, training: isTraining, generator: &dropoutGenerator) }
         var h = initialConv(x)
         var skips: [Tensor] = []
-        for i in downBlocks.indices {
-            for block in downBlocks[i] { h = block(h, temb, training: isTraining, generator: &dropoutGenerator) }
-            if let a = downAttention[i] { h = a(h) }
+        for (i, level) in down.enumerated() {
+            for block in level.blocks { h = run(block, h) }
+            if let a = level.attention { h = a(h) }
             skips.append(h)
             if i < downsamples.count { h = downsamples[i](h) }
         }
-        h = middle.0(h, temb, training: isTraining, generator: &dropoutGenerator)
-        h = middle.1(h)
-        h = middle.2(h, temb, training: isTraining, generator: &dropoutGenerator)
-        for i in upBlocks.indices {
+        h = middle.1(run(middle.0, h))
+        h = run(middle.2, h)
+        for (i, level) in up.enumerated() {
             if i > 0 { h = upsamples[i - 1](h.upsampleNearest2x()) }
             h = Tensor.concatenate([h, skips.removeLast()], axis: 1)
-            for block in upBlocks[i] { h = block(h, temb, training: isTraining, generator: &dropoutGenerator) }
-            if let a = upAttention[i] { h = a(h) }
+            for block in level.blocks { h = run(block, h) }
+            if let a = level.attention { h = a(h) }
         }
         let out = finalConv(finalNorm(h).silu())
         return c.outputActivation == .sigmoid ? out.sigmoid() : out
     }
 
-    /// (name, shape, count) for every parameter, in state-dict order.
-    public var ledger: [(name: String, shape: [Int], count: Int)] { namedParameters().map { ($0.name, $0.tensor.shape, $0.tensor.count) } }
+    /// Multiply–adds of one forward pass for a batch of `n`, counted while the pass runs: every
+    /// convolution (N·O·P·C·k²), linear layer (N·in·out) and both attention products (2·N·C·P²).
+    /// Elementwise work (norms, activations, softmax, additions) is not counted; FLOPs are 2 × this.
+    /// Runs one forward pass (evaluation mode, no graph), so it costs what a forward pass costs.
+    public func forwardMultiplyAdds(batch n: Int) -> Int {
+        let c = configuration
+        let x = Tensor.zeros([n, c.channels, c.imageSize, c.imageSize])
+        return withMode(training: false) {
+            MultiplyAddCounter.counting { _ = withoutGradients { self(x, [Int](repeating: 0, count: n)) } }
+        }
+    }
 }
+
+extension UNet: ModeSwitching {}

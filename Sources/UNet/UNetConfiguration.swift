@@ -64,13 +64,57 @@ public struct UNetConfiguration: Sendable, Equatable {
         for r in attentionResolutions where !resolutions.contains(r) {
             throw DDPMError(.invalidConfiguration, "attention resolution \(r): the network never reaches it (its resolutions are \(resolutions))")
         }
-        // Every GroupNorm width: each level's width, and the concatenated widths entering the up path.
-        var widths = Set(channelMultipliers.map { baseChannels * $0 })
-        var current = baseChannels * channelMultipliers.last!
-        for m in channelMultipliers.reversed() { widths.insert(current + baseChannels * m); current = baseChannels * m }
-        widths.insert(baseChannels)
-        for w in widths.sorted() where w % normGroups != 0 {
+        for w in layout.normWidths where w % normGroups != 0 {
             throw DDPMError(.invalidConfiguration, "width \(w) is not divisible by the \(normGroups) norm groups (base channels \(baseChannels), multipliers \(channelMultipliers))")
         }
+    }
+
+    /// The network's layout: the one description of its widths and resolutions, from which the
+    /// initialiser builds the layers and the validation checks the norm widths.
+    public var layout: UNetLayout {
+        let base = baseChannels
+        var down: [UNetLayout.Level] = [], width = base
+        for (i, m) in channelMultipliers.enumerated() {
+            let out = base * m
+            let blocks = (0..<residualBlocksPerLevel).map { j in UNetLayout.Block(input: j == 0 ? width : out, output: out) }
+            down.append(.init(resolution: resolutions[i], blocks: blocks, attention: attentionResolutions.contains(resolutions[i])))
+            width = out
+        }
+        let middle = width
+        var up: [UNetLayout.Level] = []
+        for (i, level) in down.reversed().enumerated() {
+            // The first block of each up level also takes the skip from the matching down level.
+            let out = level.width
+            let blocks = (0..<residualBlocksPerLevel).map { j in UNetLayout.Block(input: j == 0 ? width + out : out, output: out) }
+            up.append(.init(resolution: resolutions.reversed()[i], blocks: blocks, attention: level.attention))
+            width = out
+        }
+        return UNetLayout(stem: base, down: down, middle: middle, up: up)
+    }
+}
+
+/// The U-Net's widths and resolutions, level by level (the seed's architecture):
+///
+///     init_conv → [down level: blocks, attention?, downsample (all but the last)] → middle (block, attention, block)
+///       → [up level: upsample (all but the first), concatenate the down level's output, blocks, attention?]
+///       → final_norm → SiLU → final_conv
+public struct UNetLayout: Sendable, Equatable {
+    public struct Block: Sendable, Equatable { public var input: Int, output: Int }
+    public struct Level: Sendable, Equatable {
+        public var resolution: Int
+        public var blocks: [Block]
+        public var attention: Bool
+        public var width: Int { blocks.last?.output ?? 0 }
+    }
+    /// The width `init_conv` produces (the base width).
+    public var stem: Int
+    public var down: [Level]
+    public var middle: Int
+    public var up: [Level]
+    /// The width `final_norm` and `final_conv` see.
+    public var final: Int { up.last?.width ?? middle }
+    /// Every width a GroupNorm normalises: each block's input and output, each attention width, the final width.
+    public var normWidths: [Int] {
+        Array(Set((down + up).flatMap { $0.blocks.flatMap { [$0.input, $0.output] } } + [middle, final])).sorted()
     }
 }

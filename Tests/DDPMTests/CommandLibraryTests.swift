@@ -7,7 +7,7 @@ import DDPM
 func microConfiguration() -> ModelConfiguration {
     ModelConfiguration(network: UNetConfiguration(channels: 1, baseChannels: 8, channelMultipliers: [1, 2], residualBlocksPerLevel: 1,
                                                   attentionResolutions: [4], imageSize: 8, timeEmbeddingDim: 16, dropout: 0.1, normGroups: 4),
-                       timesteps: 20, betaStart: 1e-3, betaEnd: 0.2)
+                       diffusion: DiffusionConfiguration(schedule: .linear(start: 1e-3, end: 0.2), timesteps: 20))
 }
 
 func digits8(_ n: Int) -> Tensor {

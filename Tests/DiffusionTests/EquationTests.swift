@@ -29,8 +29,8 @@ struct EquationTests {
     func forwardProcess() throws {
         let q = try d.qMeanVariance(start: Inputs.x0, t: Inputs.t)
         expectMatches(q.mean, "equations/q_mean")
-        expectMatches(q.variance, "equations/q_variance")
-        expectMatches(q.logVariance, "equations/q_log_variance")
+        expectMatches(q.variance.data, "equations/q_variance")
+        expectMatches(q.logVariance.data, "equations/q_log_variance")
         expectMatches(try d.qSample(start: Inputs.x0, t: Inputs.t, noise: Inputs.noise), "equations/q_sample")
     }
 
@@ -38,8 +38,8 @@ struct EquationTests {
     func posterior() throws {
         let q = try d.qPosteriorMeanVariance(start: Inputs.x0, noisy: Inputs.xt, t: Inputs.t)
         expectMatches(q.mean, "equations/posterior_mean")
-        expectMatches(q.variance, "equations/posterior_variance")
-        expectMatches(q.logVariance, "equations/posterior_log_variance_clipped")
+        expectMatches(q.variance.data, "equations/posterior_variance")
+        expectMatches(q.logVariance.data, "equations/posterior_log_variance_clipped")
     }
 
     @Test("x̂_0 from ε and from x_{t-1}: fixtures equations/pred_x0_from_eps, pred_x0_from_xprev")
@@ -56,15 +56,15 @@ struct EquationTests {
             let p = try d.pMeanVariance(modelOutput: Inputs.output, noisy: Inputs.xt, t: Inputs.t, clip: clip)
             let base = "equations/p/\(mean.rawValue)/\(variance.rawValue)/\(clip ? "clip" : "noclip")"
             expectMatches(p.mean, base + "/mean")
-            expectMatches(p.variance, base + "/variance")
-            expectMatches(p.logVariance, base + "/log_variance")
+            expectMatches(p.variance.data, base + "/variance")
+            expectMatches(p.logVariance.data, base + "/log_variance")
             expectMatches(p.predictedStart, base + "/pred_x0")
         }
     }
 
     @Test("one reverse step with stored z (no noise at t = 0): fixture equations/p_sample")
     func reverseStep() throws {
-        expectMatches(try d.pSample(modelOutput: Inputs.output, noisy: Inputs.xt, t: Inputs.t, noise: Inputs.z, clip: true), "equations/p_sample")
+        expectMatches(try d.pSample(modelOutput: Inputs.output, noisy: Inputs.xt, t: Inputs.t, noise: Inputs.z, clip: true).sample, "equations/p_sample")
     }
 
     @Test("L_simple, eq. 14: fixture equations/loss_simple")

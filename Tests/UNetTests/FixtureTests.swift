@@ -1,7 +1,7 @@
 import Foundation
 import TestSupport
 import Testing
-import DDPM
+import TensorIO
 import HDF5
 import Tensors
 import UNet

@@ -44,11 +44,11 @@ struct UNetGradientTests {
             #expect(r.passed, "\(r)")
         }
         let x8 = seeded([2, 8, 8, 8], 9), x16 = seeded([2, 16, 4, 4], 10), t = temb
-        let withShortcut = net.downBlocks[1][0], plain = net.downBlocks[0][0]
+        let withShortcut = net.down[1].blocks[0], plain = net.down[0].blocks[0]
         #expect(withShortcut.residual != nil && plain.residual == nil)
         check("residual block with 1×1 shortcut", [x8, t] + withShortcut.parametersList) { withShortcut(x8, t, training: false, generator: &g) }
         check("residual block, identity shortcut", [x8, t] + plain.parametersList) { plain(x8, t, training: false, generator: &g) }
-        let attention = net.downAttention[1]!
+        let attention = net.down[1].attention!
         check("attention block", [x16] + attention.parametersList) { attention(x16) }
         let mlp = net.timeMLP
         check("time MLP", [mlp.0.weight, mlp.0.bias, mlp.1.weight, mlp.1.bias]) { net.timeEmbedding([0, 17, 999]) }

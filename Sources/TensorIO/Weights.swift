@@ -1,8 +1,8 @@
 // Parameters in HDF5: one float64 dataset per parameter, named by its PyTorch state-dict key, in PyTorch
 // layout. A PyTorch user writes `model.state_dict()` with h5py and loads it here, and the other way round.
 
-import HDF5
-import Tensors
+@_exported import HDF5
+@_exported import Tensors
 
 extension ParameterContainer {
     /// Writes every parameter as `group/<key>` (float64, PyTorch layout).
