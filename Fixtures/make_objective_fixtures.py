@@ -10,6 +10,9 @@ An independent oracle written from the papers, never from the Swift code it chec
   the v-parameterisation);
 - Hang et al. (2023), "Efficient Diffusion Training via Min-SNR Weighting Strategy" (min-SNR-γ).
 
+Equation numbers: Ho eq. 4 (q(x_t|x_0)), 5 (the bound's terms), 6–7 (posterior), 11 (μ_θ from ε), 13 (the
+decoder), 14 (L_simple); N&D eq. 15 (learned range), §3.1 (hybrid), §3.3 (importance sampling).
+
 Where the papers leave a choice open the conventions follow the public reference code the field ports
 from (Ho et al.'s `diffusion_utils_2.py`, improved-diffusion's `gaussian_diffusion.py` and `resample.py`);
 each such choice is named in the function's docstring and in Fixtures/README.md.
@@ -335,12 +338,14 @@ def hybrid_scale(T):
 
 
 def min_snr_weight(snr, gamma, mean_type):
-    """Min-SNR-γ loss weights (Hang et al. 2023, §3.4 and its Table/Eq. for each prediction target):
+    """Min-SNR-γ loss weights (Hang et al. 2023): the x_0-space weight is min(SNR_t, γ); the same weight
+    expressed for the other targets divides by the factor their squared error carries relative to x_0's
+    (from eq. 4: ‖ε̂ − ε‖² = SNR_t ‖x̂_0 − x_0‖², ‖v̂ − v‖² = (SNR_t + 1) ‖x̂_0 − x_0‖²):
 
-    ε-prediction:  min(SNR_t, γ)/SNR_t
+    ε-prediction:   min(SNR_t, γ)/SNR_t
     x_0-prediction: min(SNR_t, γ)
-    v-prediction:  min(SNR_t, γ)/(SNR_t + 1)
-    with SNR_t = ᾱ_t/(1 − ᾱ_t).  Not defined for x_{t−1}-prediction (raises).
+    v-prediction:   min(SNR_t, γ)/(SNR_t + 1)
+    with SNR_t = ᾱ_t/(1 − ᾱ_t).  Not defined for x_{t−1}-prediction (raises ValueError).  (N,) → (N,).
     """
     m = np.minimum(snr, gamma)
     if mean_type == "eps":
@@ -354,7 +359,8 @@ def min_snr_weight(snr, gamma, mean_type):
 
 # ============================================================================ the loss-second-moment resampler
 def resampler_weights(history, counts, history_per_term=10, uniform_prob=0.001):
-    """improved-diffusion LossSecondMomentResampler.weights() (N&D §3.3, importance sampling of L_vlb):
+    """improved-diffusion LossSecondMomentResampler.weights() (N&D §3.3: L_vlb = E_{t~p_t}[L_t/p_t],
+    p_t ∝ √E[L_t²], resampling only once every term has 10 losses):
 
     until every t has `history_per_term` losses: w_t = 1 (uniform);
     then w_t = √(mean_k L_{t,k}²), w ← w/Σw, w ← w(1 − uniform_prob) + uniform_prob/T.
