@@ -2,7 +2,7 @@
 
 An independent oracle written from the papers, never from the Swift code it checks:
 
-- Ho, Jain & Abbeel (2020), "Denoising Diffusion Probabilistic Models" (eqs. 4, 6-7, 11, 12, 14);
+- Ho, Jain & Abbeel (2020), "Denoising Diffusion Probabilistic Models" (eqs. 4, 5, 6–7, 11, 13, 14);
 - Nichol & Dhariwal (2021), "Improved Denoising Diffusion Probabilistic Models" (eq. 15, the learned
   range; §3.1, the hybrid objective L_hybrid = L_simple + λ L_vlb with λ = 0.001; §3.3, importance
   sampling of t with p_t ∝ √E[L_t²]);
