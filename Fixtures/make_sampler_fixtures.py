@@ -692,7 +692,7 @@ def main():
             trips.append((P, Q, math.sqrt((P - 1) ** 2 * (s2 + mu ** 2) + 2 * (P - 1) * Q * mu + Q ** 2)))
         g = gg.create_group("laws")
         g.attrs["chain"] = "improved-diffusion 'ddimN' spacing on the linear T = 1000 chain (ddim1000 = the full chain)"
-        g.attrs["samplers"] = samplers
+        g.attrs["samplers"] = ",".join(samplers)  # the columns of mean / variance / kl_to_data
         g.attrs["steps_meaning"] = "N; rows of every dataset"
         put(g, "steps", np.array(steps, dtype=np.int64))
         put(g, "mean", np.array([[law[N][k][0] for k in samplers] for N in steps]), shape="(steps, samplers)")
