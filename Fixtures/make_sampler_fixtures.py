@@ -123,14 +123,18 @@ def diffusers_timesteps(T, N, spacing, steps_offset=0):
     """diffusers set_timesteps for DDIMScheduler and DDPMScheduler [HF; ZSNR Table 2], in SAMPLING order
     (descending), as scheduler.timesteps:
       linspace: round(linspace(0, T-1, N)) (ties to even), reversed.       Keeps 0 and T-1.
+                linspace's values are i * ((T-1)/(N-1)) with the last set to T-1 exactly (asserted); ties
+                happen: T = 40, N = 7 has 6.5 -> 6, 19.5 -> 20, 32.5 -> 32.
       leading:  (arange(N) * (T // N)) + steps_offset, reversed.           Never keeps T-1 (unless offset
                 pushes it there); keeps 0 only when steps_offset = 0.
-      trailing: round(T - i * (T / N)) - 1 for i = 0 ... N-1 (ties to even). Keeps T-1; does not keep 0
-                unless T / N = 1 ... (keeps T/N - 1 as the last step).
+      trailing: round(T - i * (T / N)) - 1 for i = 0 ... N-1 (ties to even). Keeps T-1; its last step is
+                round(T/N) - 1, so it keeps 0 only when N = T.
     The trailing values are computed here as T - i*(T/N) and asserted equal to diffusers' own
     np.round(np.arange(T, 0, -T/N)) - 1 after rounding."""
     if spacing == "linspace":
         ts = np.round(np.linspace(0, T - 1, N))[::-1].astype(np.int64)
+        mine = np.array([i * ((T - 1) / (N - 1)) for i in range(N - 1)] + [float(T - 1)])
+        assert np.array_equal(mine, np.linspace(0, T - 1, N)), (T, N)
     elif spacing == "leading":
         ts = (np.arange(0, N) * (T // N))[::-1].astype(np.int64) + steps_offset
     elif spacing == "trailing":
