@@ -78,7 +78,7 @@ public struct ModelConfiguration: Sendable, Equatable {
         n.dropout = try file.doubleAttribute("dropout", of: group)
         n.outputActivation = try choice("output_activation", OutputActivation.identity)
         if names.contains("norm_groups") { n.normGroups = try int("norm_groups") }
-        do { try n.validate() } catch { throw DDPMError(.invalidConfiguration, "\(file.path) \(group): unsupported network: \(error)") }
+        do { try n.validate() } catch { throw DDPMError(.invalidConfiguration, "\(file.path) \(group): unsupported configuration: \(error)") }
         network = n
 
         var d = DiffusionConfiguration()
@@ -97,7 +97,7 @@ public struct ModelConfiguration: Sendable, Equatable {
         let lo = try double("data_min", default: 0)!, hi = try double("data_max", default: 1)!
         guard lo < hi else { throw DDPMError(.invalidConfiguration, "\(file.path) \(group): data_min \(lo) must be below data_max \(hi)") }
         d.dataRange = lo...hi
-        do { try d.validate() } catch { throw DDPMError(.invalidConfiguration, "\(file.path) \(group): unsupported diffusion: \(error)") }
+        do { try d.validate() } catch { throw DDPMError(.invalidConfiguration, "\(file.path) \(group): unsupported configuration: \(error)") }
         diffusion = d
     }
 }

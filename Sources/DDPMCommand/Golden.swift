@@ -2,10 +2,10 @@ import ArgumentParser
 import DDPM
 import Foundation
 
-/// `ddpm golden export|check`: reference files for other backends (schema in Notes/07-golden-files.md).
+/// `ddpm golden export|check`: reference files for other backends (schema in Notes/09-golden-files.md).
 struct Golden: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write or check golden files (schema ddpm-golden, version 1) for other backends.",
+        abstract: "Write or check golden files (schema ddpm-golden, version 2; version 1 still checks) for other backends.",
         subcommands: [Export.self, Check.self])
 
     struct Export: ParsableCommand {
@@ -16,6 +16,7 @@ struct Golden: ParsableCommand {
         @Option(help: "Batch size N of the inputs.") var batch: Int = 2
 
         func run() throws {
+            guard batch > 0 else { throw DDPMError(.invalidValue, "--batch: expected a positive number, got \(batch)") }
             let config = ModelConfiguration(network: try Presets.network(preset))
             try GoldenFile.export(to: out, config: config, seed: seedValue(seed), batch: batch)
             print("wrote \(out): preset \(preset), seed \(seed), batch \(batch), \(GoldenFile.outputNames.count) outputs and the gradient of every parameter")

@@ -28,7 +28,7 @@ struct GoldenFileTests {
         #expect(rows.count == GoldenFile.outputNames.count + (try UNet(Presets.network("tiny")).namedParameters().count))
         for r in rows { #expect(r.comparison.passed, "\(r.comparison)") }
         let file = try HDF5File(path: path)
-        #expect(try file.stringAttribute("format") == "ddpm-golden" && file.int64Attribute("version") == 1)
+        #expect(try file.stringAttribute("format") == "ddpm-golden" && file.int64Attribute("version") == GoldenFile.version)
         let t = try file.readInt64s("/inputs/t").values
         #expect(t.first == 0 && t.last == 999)
     }
