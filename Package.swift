@@ -48,5 +48,5 @@ let package = Package(
         .testTarget(name: "UNetTests", dependencies: ["UNet", "Tensors", "TensorIO", "HDF5", "TestSupport"]),
         .testTarget(name: "DDPMTests", dependencies: ["DDPM", "DDPMCommand", "TestSupport"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

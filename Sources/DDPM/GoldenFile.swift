@@ -7,11 +7,11 @@ import Foundation
 import HDF5
 
 public enum GoldenFile {
-    public static let format = "ddpm-golden"
+    public static let format = FileFormat.golden.name
     /// The version this library writes.
-    public static let version: Int64 = 2
+    public static let version = FileFormat.golden.version
     /// The versions this library reads and checks.
-    public static let supportedVersions: [Int64] = [1, 2]
+    public static let supportedVersions = FileFormat.golden.readableVersions
 
     /// The inputs of a golden file: x0 (N,C,H,W), t (N), noise (N,C,H,W), z (N,C,H,W).
     public struct Inputs {
@@ -79,8 +79,7 @@ public enum GoldenFile {
         let inputs = Inputs(x0: x0, t: t, noise: Tensor.randomNormal(shape, generator: &g), z: Tensor.randomNormal(shape, generator: &g))
         let outs = try outputs(config: config, network: net, inputs: inputs)
         try HDF5Writer.write(to: path) { w in
-            try w.setAttribute("format", format)
-            try w.setAttribute("version", version)
+            try FileFormat.golden.stamp(w)
             try config.write(to: w)
             try net.saveWeights(to: w)
             try w.write(inputs.x0.data, shape: shape, to: "/inputs/x0")
@@ -101,12 +100,7 @@ public enum GoldenFile {
     /// unsupported configuration).
     public static func check(path: String, tolerance: Tolerance) throws -> [Row] {
         let file = try HDF5File(path: path)
-        let fmt = try file.stringAttribute("format")
-        guard fmt == format else { throw DDPMError(.malformedFile, "\(path): attribute 'format' is '\(fmt)', expected '\(format)'") }
-        let ver = try file.int64Attribute("version")
-        guard supportedVersions.contains(ver) else {
-            throw DDPMError(.unsupportedVersion, "\(path): schema version \(ver) is not supported (expected one of \(supportedVersions.map(String.init).joined(separator: ", ")))")
-        }
+        try FileFormat.golden.check(file)
         let config = try ModelConfiguration(reading: file)
         let net = try UNet(config.network)
         try net.loadWeights(from: file)

@@ -96,12 +96,17 @@ public final class Trainer {
         loss.backward()
         clipGradientNorm(network.parameters, maxNorm: options.gradientClipNorm)
         optimizer.update(network.parameters)
-        let d = options.emaDecay
-        for (k, p) in network.parameters.enumerated() {
-            for i in 0..<p.count { ema[k][i] = d * ema[k][i] + (1 - d) * p.data[i] }
-        }
+        for (k, p) in network.parameters.enumerated() { Self.updateAverage(&ema[k], toward: p.data, decay: options.emaDecay) }
         network.zeroGradients()
         return loss.scalar
+    }
+
+    /// The exponential moving average of the weights, one update:
+    ///
+    ///     θ̄ ← d · θ̄ + (1 − d) · θ        (d = the EMA decay, 0.9999 by default)
+    public static func updateAverage(_ average: inout [Double], toward values: [Double], decay d: Double) {
+        precondition(average.count == values.count, "updateAverage: \(average.count) averages for \(values.count) values")
+        for i in average.indices { average[i] = d * average[i] + (1 - d) * values[i] }
     }
 
     /// The training loss (the configuration's objective) on fixed images with fixed t and ε drawn from
@@ -119,17 +124,13 @@ public final class Trainer {
 
     // MARK: Checkpoints
 
-    public static let format = "ddpm-checkpoint"
-    /// The version this library writes: 2 stores the whole diffusion configuration in `/config`.
-    public static let version: Int64 = 2
-    /// The versions this library reads (version 1: ε-prediction, fixed small variance, L_simple).
-    public static let supportedVersions: [Int64] = [1, 2]
+    /// The checkpoint format (version 1 files: ε-prediction, fixed small variance, L_simple).
+    public static let format = FileFormat.checkpoint
 
     /// Writes configuration, weights, averaged weights, optimiser state, step and random state, atomically.
     public func save(to path: String) throws {
         try HDF5Writer.write(to: path) { w in
-            try w.setAttribute("format", Self.format)
-            try w.setAttribute("version", Self.version)
+            try Self.format.stamp(w)
             try w.setAttribute("step", Int64(step))
             try config.write(to: w)
             try network.saveWeights(to: w)
@@ -152,12 +153,7 @@ public final class Trainer {
     /// Restores a trainer exactly as it was saved. Options come from the checkpoint.
     public static func load(from path: String) throws -> Trainer {
         let file = try HDF5File(path: path)
-        let fmt = try file.stringAttribute("format")
-        guard fmt == format else { throw DDPMError(.malformedFile, "\(path): attribute 'format' is '\(fmt)', expected '\(format)'") }
-        let version = try file.int64Attribute("version")
-        guard supportedVersions.contains(version) else {
-            throw DDPMError(.unsupportedVersion, "\(path): checkpoint version \(version) is not supported (expected one of \(supportedVersions.map(String.init).joined(separator: ", ")))")
-        }
+        try format.check(file)
         let config = try ModelConfiguration(reading: file)
         var o = TrainingOptions()
         o.learningRate = try file.doubleAttribute("learning_rate", of: "/training")

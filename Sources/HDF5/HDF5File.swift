@@ -202,7 +202,7 @@ public final class HDF5File {
                 let len = H5Aget_name(attr, 0, nil)
                 var buf = [CChar](repeating: 0, count: Int(len) + 1)
                 H5Aget_name(attr, buf.count, &buf)
-                return String(cString: buf)
+                return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             }
         }
     }
@@ -277,7 +277,7 @@ public final class HDF5File {
                 H5Tset_strpad(memType, H5T_STR_NULLTERM)
                 var buffer = [CChar](repeating: 0, count: size + 1)
                 guard H5Aread(attr, memType, &buffer) >= 0 else { throw HDF5Error(.libraryCall, file: path, object: objectPath, "could not read string attribute '\(name)'") }
-                return String(cString: buffer).trimmingCharacters(in: CharacterSet(charactersIn: " "))
+                return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).trimmingCharacters(in: CharacterSet(charactersIn: " "))
             }
         }
     }

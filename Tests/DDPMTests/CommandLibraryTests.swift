@@ -42,6 +42,22 @@ struct GoldenFileTests {
         #expect(failed == ["eps_pred"], "failed: \(failed)")
     }
 
+    @Test("a golden difference inside rtol but outside atol passes; ten times rtol fails")
+    func toleranceRuleInTheCheck() throws {
+        let dir = scratchFolder(), good = dir + "/g.h5"
+        try GoldenFile.export(to: good, config: ModelConfiguration(network: Presets.network("tiny")), seed: 3, batch: 2)
+        // x_t has entries of order 1: a relative change of 5e-11 is an absolute change far above atol 1e-12.
+        func perturbed(_ relative: Double) throws -> [GoldenFile.Row] {
+            let path = dir + "/p\(relative).h5"
+            try copyGolden(from: good, to: path) { name, v in name == "/outputs/x_t" ? v.map { $0 * (1 + relative) } : v }
+            return try GoldenFile.check(path: path, tolerance: .independentImplementation)
+        }
+        let inside = try perturbed(5e-11).first { $0.name == "x_t" }!
+        #expect(inside.comparison.passed && inside.comparison.maxAbsoluteError > 1e-12, "\(inside.comparison)")
+        let outside = try perturbed(1e-9).first { $0.name == "x_t" }!
+        #expect(!outside.comparison.passed, "\(outside.comparison)")
+    }
+
     @Test func malformedFilesAreReportedByName() throws {
         let dir = scratchFolder(), good = dir + "/g.h5"
         try GoldenFile.export(to: good, config: ModelConfiguration(network: Presets.network("tiny")), seed: 3, batch: 2)
@@ -62,8 +78,8 @@ struct GoldenFileTests {
         try GoldenFile.export(to: good, config: ModelConfiguration(network: Presets.network("tiny")), seed: 3, batch: 1)
         try copyGolden(from: good, to: bad, { _, v in v }, configEdit: { $0.network.baseChannels = 20 })
         #expect(throws: DDPMError.self) { _ = try GoldenFile.check(path: bad, tolerance: .independentImplementation) }
-        do { _ = try GoldenFile.check(path: bad, tolerance: .independentImplementation) } catch {
-            #expect("\(error)".contains("unsupported configuration") && "\(error)".contains("not divisible by the 32 norm groups"))
+        expectError(.invalidConfiguration, mentioning: ["unsupported configuration", "not divisible by the 32 norm groups"]) {
+            _ = try GoldenFile.check(path: bad, tolerance: .independentImplementation)
         }
         #expect(throws: HDF5Error.self) { _ = try GoldenFile.check(path: dir + "/absent.h5", tolerance: .independentImplementation) }
     }

@@ -9,11 +9,11 @@ func fixtureDiffusion(meanType: ModelMeanType = .epsilon, varianceType: ModelVar
 }
 
 enum Inputs {
-    static let x0 = DiffusionFixture.tensor("equations/inputs/x0")
+    static var x0: Tensor { DiffusionFixture.tensor("equations/inputs/x0") }
     static let t = DiffusionFixture.ints("equations/inputs/t")
-    static let noise = DiffusionFixture.tensor("equations/inputs/noise")
-    static let output = DiffusionFixture.tensor("equations/inputs/model_output")
-    static let z = DiffusionFixture.tensor("equations/inputs/z")
+    static var noise: Tensor { DiffusionFixture.tensor("equations/inputs/noise") }
+    static var output: Tensor { DiffusionFixture.tensor("equations/inputs/model_output") }
+    static var z: Tensor { DiffusionFixture.tensor("equations/inputs/z") }
     static var xt: Tensor { try! fixtureDiffusion().qSample(start: x0, t: t, noise: noise) }
 }
 
@@ -99,7 +99,7 @@ struct BoundTests {
     @Test("discretised Gaussian decoder, data in [0,1] and [-1,1]: fixtures bound/decoder/…", arguments: ["range01", "range11"])
     func decoder(_ tag: String) throws {
         let g = "bound/decoder/\(tag)"
-        let lo = try DiffusionFixture.file.doubleAttribute("data_min", of: g), hi = try DiffusionFixture.file.doubleAttribute("data_max", of: g)
+        let lo = DiffusionFixture.file.doubleAttribute("data_min", of: g), hi = DiffusionFixture.file.doubleAttribute("data_max", of: g)
         let ll = GaussianDiffusion.discretizedGaussianLogLikelihood(DiffusionFixture.tensor(g + "/x"), means: DiffusionFixture.tensor(g + "/means"),
                                                                     logScales: DiffusionFixture.tensor(g + "/log_scales"), dataRange: lo...hi)
         expectMatches(ll, g + "/log_likelihood")

@@ -68,6 +68,20 @@ struct UNetGradientTests {
         net.isTraining = true
         let tr = withoutGradients { net(x, [1, 2]) }.data
         #expect(tr != e1)
+        // Seeded: the masks come from the network's own generator, fixed by the seed, and advance with it.
+        let same = try UNet(tinyConfiguration(), seed: 3), other = try UNet(tinyConfiguration(), seed: 4)
+        #expect(withoutGradients { same(x, [1, 2]) }.data == tr, "same seed, same masks")
+        let second = withoutGradients { same(x, [1, 2]) }.data
+        #expect(second != tr, "the generator advances: the next pass draws new masks")
+        other.assignParameters(from: net)
+        #expect(withoutGradients { other(x, [1, 2]) }.data != tr, "another seed draws other masks (same weights)")
+    }
+}
+
+extension UNet {
+    /// Copies every parameter's values from `source` (same configuration).
+    func assignParameters(from source: UNet) {
+        for (p, q) in zip(parameters, source.parameters) { p.assign(q.data) }
     }
 }
 
