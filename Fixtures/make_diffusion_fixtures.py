@@ -106,7 +106,7 @@ def x0_from_xprev(tb, xt, t, xprev):
 def p_mean_variance(tb, out, xt, t, param, var_type, clip, lo, hi):
     if var_type == "small":
         var, logvar = tb["posterior_variance"], tb["posterior_log_variance_clipped"]
-    else:  # "large": beta_t, with the posterior variance at t=1 standing in at t=0 (Ho et al.'s code)
+    else:  # "large": beta_t, with the posterior variance at t=1 standing in at t=0 (improved-diffusion's convention, in both the variance and its log; Ho et al.'s code swaps it into the log only)
         var = np.concatenate([[tb["posterior_variance"][1]], tb["betas"][1:]])
         logvar = np.log(var)
     var, logvar = var[t], logvar[t]

@@ -1,4 +1,5 @@
-"""A numpy float64 forward pass of a reduced U-Net, written from ../shared/reference/seed-system.md.
+"""A numpy float64 forward pass of a reduced U-Net, written from the prose specification of the seed system
+(the architecture as Notes/08-network.md describes it).
 
 Independent of the Swift code: it follows the prose specification of the seed's network (sinusoidal
 embedding -> MLP, residual blocks with time projection, single-head attention, down path with one skip

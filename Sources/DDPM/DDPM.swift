@@ -22,11 +22,15 @@ public final class DDPM {
     public var generator: RandomGenerator
 
     /// - Parameters:
-    ///   - model: ε_θ(x_t, t); the seed's U-Net (``UNetConfiguration/seed(channels:)`` at `imageSize`) when nil.
-    ///   - diffuser: the diffusion process; a ``GaussianDiffusion`` with the linear schedule over `timesteps`
+    ///   - model: ε_θ(x_t, t); the seed's U-Net (`UNetConfiguration.seed(channels:)` at `imageSize`) when nil.
+    ///   - imageSize: the side of the square images.
+    ///   - channels: the images' channels.
+    ///   - timesteps: T, the number of diffusion steps.
+    ///   - diffuser: the diffusion process; a `GaussianDiffusion` with the linear schedule over `timesteps`
     ///     when nil. Its configuration decides what the model's output means and what the loss is.
-    ///   - clipDenoised, dataRange: the default diffuser's clipping of x̂_0 and data range ([0, 1], the seed's
-    ///     convention). Give them only when `diffuser` is nil; a given diffuser carries its own.
+    ///   - clipDenoised: the default diffuser's clipping of x̂_0 (on when nil). Give it only when `diffuser` is nil.
+    ///   - dataRange: the default diffuser's data range ([0, 1], the seed's convention, when nil). Only when `diffuser` is nil.
+    ///   - seed: seeds the default U-Net's weights and ``generator``.
     public init(model: NoisePredictor? = nil, imageSize: Int = 32, channels: Int = 3, timesteps: Int = 1000,
                 diffuser: Diffuser? = nil, clipDenoised: Bool? = nil, dataRange: ClosedRange<Double>? = nil, seed: UInt64 = 0) throws {
         guard imageSize > 0 else { throw DDPMError(.invalidValue, "image size: expected a positive number, got \(imageSize)") }
@@ -59,8 +63,8 @@ public final class DDPM {
     }
 
     /// The training loss for a batch with given timesteps and noise (deterministic): the mean over the
-    /// batch of the diffuser's per-sample ``TrainingTerms/total`` — L_simple against the target the mean
-    /// type implies, or the bound terms in bits/dim (see ``GaussianDiffusion/trainingLosses(modelOutput:start:noisy:t:noise:)``).
+    /// batch of the diffuser's per-sample `TrainingTerms/total` — L_simple against the target the mean
+    /// type implies, or the bound terms in bits/dim (see `GaussianDiffusion/trainingLosses(modelOutput:start:noisy:t:noise:)`).
     public func loss(_ x: Tensor, at t: [Int], noise: Tensor) throws -> Tensor {
         try validateBatch(x)
         guard noise.shape == x.shape else {
@@ -80,7 +84,7 @@ public final class DDPM {
         return try loss(x, at: t, noise: noise)
     }
 
-    /// The full reverse chain (``Diffuser/sampleLoop(model:shape:generator:onStep:)``) from x_T ~ 𝒩(0, I)
+    /// The full reverse chain (`Diffuser/sampleLoop(model:shape:generator:onStep:)`) from x_T ~ 𝒩(0, I)
     /// for `batchSize` images, with the model in evaluation mode. `onStep` sees t, x_t, x̂_0 and x_{t−1}.
     public func sample(batchSize: Int, onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
         guard batchSize > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batchSize)") }

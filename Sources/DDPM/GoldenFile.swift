@@ -96,7 +96,7 @@ public enum GoldenFile {
     }
 
     /// Rebuilds the network from `/config` and `/weights`, recomputes every output present and compares.
-    /// Throws ``DDPMError`` for a malformed file (missing group, weight or input, wrong shape, unknown output,
+    /// Throws `DDPMError` for a malformed file (missing group, weight or input, wrong shape, unknown output,
     /// unsupported configuration).
     public static func check(path: String, tolerance: Tolerance) throws -> [Row] {
         let file = try HDF5File(path: path)

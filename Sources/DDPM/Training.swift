@@ -64,7 +64,7 @@ public final class Trainer {
     public let ddpm: DDPM
     public let network: UNet
     public let optimizer: Adam
-    /// The exponential moving average of the weights, in ``UNet/namedParameters()`` order.
+    /// The exponential moving average of the weights, in `UNet/namedParameters()` order.
     public var ema: [[Double]]
     public var step: Int { optimizer.step }
 
