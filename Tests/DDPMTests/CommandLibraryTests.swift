@@ -58,6 +58,19 @@ struct GoldenFileTests {
         #expect(!outside.comparison.passed, "\(outside.comparison)")
     }
 
+    @Test("a version-1 golden file (no diffusion types in /config) still reads and checks; version 3 is refused")
+    func versionOneStillChecks() throws {
+        let dir = scratchFolder(), good = dir + "/g.h5", old = dir + "/v1.h5", future = dir + "/v3.h5"
+        try GoldenFile.export(to: good, config: ModelConfiguration(network: Presets.network("tiny")), seed: 3, batch: 2)
+        try copyGolden(from: good, to: old, { _, v in v }, asVersionOne: true)
+        let file = try HDF5File(path: old)
+        #expect(try file.int64Attribute("version") == 1 && !(try file.attributeNames(of: "/config")).contains("mean_type"))
+        let rows = try GoldenFile.check(path: old, tolerance: .independentImplementation)
+        #expect(!rows.isEmpty && rows.allSatisfy { $0.comparison.passed }, "\(rows.filter { !$0.comparison.passed }.map(\.comparison))")
+        try copyGolden(from: good, to: future, { _, v in v }, extra: { try $0.setAttribute("version", Int64(3)) })
+        expectError(.unsupportedVersion, mentioning: ["version 3"]) { _ = try GoldenFile.check(path: future, tolerance: .independentImplementation) }
+    }
+
     @Test func malformedFilesAreReportedByName() throws {
         let dir = scratchFolder(), good = dir + "/g.h5"
         try GoldenFile.export(to: good, config: ModelConfiguration(network: Presets.network("tiny")), seed: 3, batch: 2)
@@ -87,7 +100,8 @@ struct GoldenFileTests {
 
 /// Rewrites a golden file dataset by dataset; `edit` returns nil to drop a dataset.
 func copyGolden(from source: String, to destination: String, _ edit: (String, [Double]) -> [Double]?,
-                extra: ((HDF5Writer) throws -> Void)? = nil, configEdit: ((inout ModelConfiguration) -> Void)? = nil) throws {
+                extra: ((HDF5Writer) throws -> Void)? = nil, configEdit: ((inout ModelConfiguration) -> Void)? = nil,
+                asVersionOne: Bool = false) throws {
     let f = try HDF5File(path: source)
     var config = try ModelConfiguration(reading: f)
     configEdit?(&config)
@@ -101,8 +115,8 @@ func copyGolden(from source: String, to destination: String, _ edit: (String, [D
     try walk("/")
     try HDF5Writer.write(to: destination) { w in
         try w.setAttribute("format", try f.stringAttribute("format"))
-        try w.setAttribute("version", try f.int64Attribute("version"))
-        try config.write(to: w)
+        try w.setAttribute("version", asVersionOne ? 1 : try f.int64Attribute("version"))
+        if asVersionOne { try writeVersionOneConfig(config, to: w) } else { try config.write(to: w) }
         for d in datasets where d != "/inputs/t" {
             let a = try f.readDoubles(d)
             guard let v = edit(d, a.values) else { continue }
@@ -111,6 +125,26 @@ func copyGolden(from source: String, to destination: String, _ edit: (String, [D
         try w.write(try f.readInt64s("/inputs/t").values, shape: [try f.readInt64s("/inputs/t").values.count], to: "/inputs/t")
         try extra?(w)
     }
+}
+
+/// `/config` exactly as schema version 1 wrote it (before the diffusion's types and schedule parameters).
+func writeVersionOneConfig(_ c: ModelConfiguration, to w: HDF5Writer) throws {
+    let g = "/config", n = c.network, d = c.diffusion
+    try w.createGroup(g)
+    for (k, v) in [("image_size", n.imageSize), ("channels", n.channels), ("base_channels", n.baseChannels),
+                   ("num_res_blocks", n.residualBlocksPerLevel), ("time_emb_dim", n.timeEmbeddingDim),
+                   ("timesteps", d.timesteps), ("clip_denoised", d.clipDenoised ? 1 : 0), ("norm_groups", n.normGroups)] {
+        try w.setAttribute(k, Int64(v), on: g)
+    }
+    try w.setAttribute("channel_mults", n.channelMultipliers.map(Int64.init), on: g)
+    try w.setAttribute("attention_resolutions", n.attentionResolutions.map(Int64.init), on: g)
+    try w.setAttribute("beta_schedule", "linear", on: g)
+    try w.setAttribute("output_activation", n.outputActivation.rawValue, on: g)
+    try w.setAttribute("beta_start", 1e-4, on: g)
+    try w.setAttribute("beta_end", 0.02, on: g)
+    try w.setAttribute("dropout", n.dropout, on: g)
+    try w.setAttribute("data_min", d.dataRange.lowerBound, on: g)
+    try w.setAttribute("data_max", d.dataRange.upperBound, on: g)
 }
 
 @Suite("Training, checkpoints and sampling")
