@@ -51,7 +51,7 @@ public enum GoldenFile {
 
     /// Writes a complete golden file from our own initialised network: every output.
     public static func export(to path: String, config: ModelConfiguration, seed: UInt64, batch: Int) throws {
-        guard batch > 0 else { throw DDPMError(.invalidValue, "--batch: expected a positive number, got \(batch)") }
+        guard batch > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batch)") }
         let net = try UNet(config.network, seed: seed)
         var g = RandomGenerator(seed: seed &+ 1)
         let c = config.network

@@ -79,7 +79,7 @@ struct CommandLineTests {
     @Test func existingOutputSurvivesAFailedRun() throws {
         let dir = scratchFolder(), out = dir + "/keep.h5"
         try "precious".write(toFile: out, atomically: true, encoding: .utf8)
-        try expectUserError(["train", "--data", dir + "/absent.h5", "--out", out, "--preset", "tiny"], "no such file")
+        try expectUserError(["train", "--data", dir + "/absent.h5", "--out", out, "--preset", "tiny", "--force"], "no such file")
         #expect(try String(contentsOfFile: out, encoding: .utf8) == "precious")
     }
 
