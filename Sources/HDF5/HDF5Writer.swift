@@ -119,6 +119,24 @@ public final class HDF5Writer {
         }
     }
 
+    /// Creates a float64 dataset of `shape` without writing values: chunked (one chunk per first index), so
+    /// it takes no space and reads as zeros. Lets a file declare a large data set cheaply (readers must
+    /// check shapes from the metadata before reading).
+    public func reserve(shape: [Int], to datasetPath: String) throws {
+        precondition(!shape.isEmpty && shape.allSatisfy { $0 > 0 }, "HDF5Writer.reserve: shape \(shape) must have positive extents")
+        let parent = datasetPath.split(separator: "/").dropLast().joined(separator: "/")
+        if !parent.isEmpty { try createGroup(parent) }
+        try HDF5Library.locked {
+            let space = makeSpace(shape); defer { H5Sclose(space) }
+            let dcpl = H5Pcopy(datasetProperties); defer { H5Pclose(dcpl) }
+            let chunk = [hsize_t(1)] + shape.dropFirst().map { hsize_t($0) }
+            H5Pset_chunk(dcpl, Int32(shape.count), chunk)
+            let ds = H5Dcreate2(id, datasetPath, ddpm_h5t_native_double(), space, ddpm_h5p_default(), dcpl, ddpm_h5p_default())
+            guard ds >= 0 else { throw fail(datasetPath, "could not create the dataset") }
+            H5Dclose(ds)
+        }
+    }
+
     func makeSpace(_ shape: [Int]) -> hid_t {
         if shape.isEmpty { return H5Screate(H5S_SCALAR) }
         let dims = shape.map { hsize_t($0) }
