@@ -22,12 +22,14 @@ let package = Package(
 
         // The one error story: `DDPMError` (a kind for programs, a message for people) and `UserFacingError`.
         .target(name: "Errors"),
+        // The one way to write a file: atomic temporary + rename, links and modes kept, checks before work.
+        .target(name: "FileOutput", dependencies: ["Errors"]),
         // Matrix products and convolution lowering: BLAS path plus plain-loop references.
         .target(name: "Kernels", dependencies: ["CBLAS"]),
         // Float64 tensors, reverse-mode derivatives, random numbers, the gradient checker.
         .target(name: "Tensors", dependencies: ["Kernels", "Errors"]),
         // HDF5 files: datasets, groups, attributes, atomic writes. Knows nothing of tensors.
-        .target(name: "HDF5", dependencies: ["CHDF5", "Errors"]),
+        .target(name: "HDF5", dependencies: ["CHDF5", "Errors", "FileOutput"]),
         // Parameters in HDF5 by their state-dict names (weights of any ParameterContainer).
         .target(name: "TensorIO", dependencies: ["Tensors", "HDF5"]),
         // The equations of Ho et al. 2020; takes any noise predictor.
@@ -35,10 +37,10 @@ let package = Package(
         // The seed's U-Net; knows nothing of schedules.
         .target(name: "UNet", dependencies: ["Tensors"]),
         // The seed's DDPM API, weights and golden files in HDF5, training, PNG output.
-        .target(name: "DDPM", dependencies: ["Tensors", "Diffusion", "UNet", "HDF5", "TensorIO", "CPNG"]),
+        .target(name: "DDPM", dependencies: ["Tensors", "Diffusion", "UNet", "HDF5", "TensorIO", "CPNG", "FileOutput"]),
         // The `ddpm` command only wires the parts together.
         .executableTarget(name: "DDPMCommand", dependencies: [
-            "DDPM", "Kernels",
+            "DDPM", "Kernels", "FileOutput",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -48,7 +50,7 @@ let package = Package(
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "TestSupport"]),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensors", "HDF5", "TestSupport"]),
         .testTarget(name: "UNetTests", dependencies: ["UNet", "Tensors", "TensorIO", "HDF5", "TestSupport"]),
-        .testTarget(name: "DDPMTests", dependencies: ["DDPM", "DDPMCommand", "TestSupport"]),
+        .testTarget(name: "DDPMTests", dependencies: ["DDPM", "DDPMCommand", "FileOutput", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -12,6 +12,9 @@ static inline hid_t ddpm_h5t_native_float(void) { return H5T_NATIVE_FLOAT; }
 static inline hid_t ddpm_h5p_default(void) { return H5P_DEFAULT; }
 static inline hid_t ddpm_h5p_file_access(void) { return H5P_FILE_ACCESS; }
 static inline hid_t ddpm_h5p_link_create(void) { return H5P_LINK_CREATE; }
+static inline hid_t ddpm_h5p_file_create(void) { return H5P_FILE_CREATE; }
+static inline hid_t ddpm_h5p_group_create(void) { return H5P_GROUP_CREATE; }
+static inline hid_t ddpm_h5p_dataset_create(void) { return H5P_DATASET_CREATE; }
 static inline hid_t ddpm_h5s_all(void) { return H5S_ALL; }
 static inline unsigned ddpm_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
 static inline unsigned ddpm_h5f_acc_rdwr(void) { return H5F_ACC_RDWR; }

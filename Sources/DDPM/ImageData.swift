@@ -1,16 +1,22 @@
 // Image data sets in HDF5: N×C×H×W, stored as float64, float32 or uint8 (uint8 scaled to [0, 1]).
+// The shape is checked from the file's metadata, and the memory the values need against what the process
+// may use, before any value is read; values outside the model's data range are refused.
 
+import Foundation
 import HDF5
 
 public enum ImageData {
-    /// Loads `dataset` (default: `images`, or the file's only root dataset) and checks its shape and values.
-    public static func load(path: String, dataset: String?, channels: Int, imageSize: Int) throws -> Tensor {
+    /// Loads `dataset` (default: `images`, or the file's only root dataset) and checks its shape and values:
+    /// the shape (from metadata, before reading), the memory it needs, finiteness, and that every value lies
+    /// in `range` (after uint8 scaling).
+    public static func load(path: String, dataset: String?, channels: Int, imageSize: Int,
+                            range: ClosedRange<Double> = 0...1) throws -> Tensor {
         let file = try HDF5File(path: path)
         let name: String
         if let dataset { name = dataset } else if file.exists("/images") { name = "/images" } else {
             let datasets = try file.members().filter { try file.kind(of: "/" + $0) == .dataset }
             guard datasets.count == 1 else {
-                throw DDPMError(.malformedFile, "\(path): no dataset 'images' and \(datasets.count) root datasets (\(datasets.joined(separator: ", "))); choose one with --dataset")
+                throw DDPMError(.malformedFile, "\(path): no dataset 'images' and \(datasets.count) root datasets (\(datasets.joined(separator: ", "))); name the dataset to use")
             }
             name = "/" + datasets[0]
         }
@@ -19,14 +25,58 @@ public enum ImageData {
         guard ["float64", "float32", "uint8"].contains(type) else {
             throw DDPMError(.malformedFile, "\(path) dataset '\(name)': expected float64, float32 or uint8 images, found \(type)")
         }
-        let a = try file.readDoubles(name)
-        guard a.shape.count == 4, a.shape[0] > 0, a.shape[1] == channels, a.shape[2] == imageSize, a.shape[3] == imageSize else {
-            throw DDPMError(.shapeMismatch, "\(path) dataset '\(name)': expected shape [N, \(channels), \(imageSize), \(imageSize)] with N ≥ 1, found \(a.shape)")
+        let shape = try file.shape(of: name)
+        guard shape.count == 4, shape[0] > 0, shape[1] == channels, shape[2] == imageSize, shape[3] == imageSize else {
+            throw DDPMError(.shapeMismatch, "\(path) dataset '\(name)': expected shape [N, \(channels), \(imageSize), \(imageSize)] with N ≥ 1, found \(shape)")
         }
+        // The values are held twice while loading (as read, then as the tensor).
+        try MemoryBudget.check(bytes: MemoryBudget.bytes(ofDoubles: shape, copies: 2), for: "\(path) dataset '\(name)' of shape \(shape)")
+        let a = try file.readDoubles(name)
         if let i = a.values.firstIndex(where: { !$0.isFinite }) {
             throw DDPMError(.invalidData, "\(path) dataset '\(name)': value \(a.values[i]) at element \(i) is not finite (NaN or infinite)")
         }
-        return Tensor(shape: a.shape, data: type == "uint8" ? a.values.map { $0 / 255 } : a.values)
+        let values = type == "uint8" ? a.values.map { $0 / 255 } : a.values
+        if let i = values.firstIndex(where: { !range.contains($0) }) {
+            let lo = values.min()!, hi = values.max()!
+            throw DDPMError(.invalidData, "\(path) dataset '\(name)': value \(values[i]) at element \(i) is outside the data range [\(range.lowerBound), \(range.upperBound)] (the data span [\(lo), \(hi)]); rescale the images to the data range")
+        }
+        return Tensor(shape: a.shape, data: values)
+    }
+}
+
+/// How much memory a request may take: the smallest of the machine's physical memory, the process's
+/// address-space limit (`ulimit -v`) and its control group's limit (`memory.max`). Requests are estimated
+/// and checked against it before anything is allocated.
+public enum MemoryBudget {
+    /// The limit in bytes.
+    public static var limit: Double {
+        var bound = Double(ProcessInfo.processInfo.physicalMemory)
+        var r = rlimit()
+        if getrlimit(Int32(RLIMIT_AS.rawValue), &r) == 0, r.rlim_cur != rlim_t.max { bound = min(bound, Double(r.rlim_cur)) }
+        if let text = try? String(contentsOfFile: "/sys/fs/cgroup/memory.max", encoding: .utf8),
+           let v = Double(text.trimmingCharacters(in: .whitespacesAndNewlines)) { bound = min(bound, v) }
+        return bound
+    }
+
+    /// Bytes of `copies` float64 arrays of `shape` (as a Double, so that absurd shapes cannot overflow).
+    public static func bytes(ofDoubles shape: [Int], copies: Int = 1) -> Double {
+        shape.reduce(8.0 * Double(copies)) { $0 * Double($1) }
+    }
+
+    /// A size in bytes for people: "6.10 GiB".
+    public static func describe(_ bytes: Double) -> String {
+        let units = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+        var v = bytes, k = 0
+        while v >= 1024 && k < units.count - 1 { v /= 1024; k += 1 }
+        return k == 0 ? "\(Int(v)) bytes" : String(format: "%.2f %@", v, units[k])
+    }
+
+    /// Throws `.exceedsMemory` when `bytes` exceed ``limit``, naming the request, the estimate and the limit.
+    public static func check(bytes: Double, for what: String) throws {
+        let l = limit
+        guard bytes <= l else {
+            throw DDPMError(.exceedsMemory, "\(what): needs about \(describe(bytes)), more than the \(describe(l)) this process may use")
+        }
     }
 }
 

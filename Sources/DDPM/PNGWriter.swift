@@ -1,39 +1,39 @@
-// PNG output through Debian's libpng (its simplified write API), written atomically.
+// PNG output through Debian's libpng (its simplified write API), written atomically through `OutputFile`.
 
 import CPNG
+import FileOutput
 import Foundation
 
 public enum PNGWriter {
-    /// Writes 8-bit pixels (grey: 1 byte per pixel, RGB: 3) to `path` via a temporary file and a rename.
+    /// Writes 8-bit pixels (grey: 1 byte per pixel, RGB: 3) to `path` atomically (through ``OutputFile``:
+    /// a temporary file and a rename, links followed, the replaced file's mode kept).
     public static func write(path: String, width: Int, height: Int, channels: Int, pixels: [UInt8]) throws {
         precondition(channels == 1 || channels == 3, "PNGWriter: channels must be 1 or 3, got \(channels)")
         precondition(pixels.count == width * height * channels, "PNGWriter: \(pixels.count) bytes for \(width)×\(height)×\(channels)")
-        let url = URL(fileURLWithPath: path)
-        let folder = url.deletingLastPathComponent().path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw DDPMError(.outputRefused, "\(path): the folder '\(folder)' does not exist")
-        }
-        let temporary = folder + "/." + url.lastPathComponent + ".tmp-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
-        var image = png_image()
-        image.version = png_uint_32(PNG_IMAGE_VERSION)
-        image.width = png_uint_32(width)
-        image.height = png_uint_32(height)
-        // PNG_FORMAT_GRAY is 0 and PNG_FORMAT_RGB is PNG_FORMAT_FLAG_COLOR (2); nested macros do not import.
-        image.format = png_uint_32(channels == 1 ? 0 : 2)
-        let ok = pixels.withUnsafeBytes { png_image_write_to_file(&image, temporary, 0, $0.baseAddress, png_int_32(width * channels), nil) }
-        guard ok != 0 else {
-            unlink(temporary)
-            let message = withUnsafeBytes(of: image.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            throw DDPMError(.outputRefused, "\(path): libpng could not write the image: \(message)")
-        }
-        guard rename(temporary, path) == 0 else {
-            unlink(temporary)
-            throw DDPMError(.outputRefused, "\(path): could not move the finished image into place: \(String(cString: strerror(errno)))")
+        try OutputFile.write(to: path) { temporary in
+            var image = png_image()
+            image.version = png_uint_32(PNG_IMAGE_VERSION)
+            image.width = png_uint_32(width)
+            image.height = png_uint_32(height)
+            // PNG_FORMAT_GRAY is 0 and PNG_FORMAT_RGB is PNG_FORMAT_FLAG_COLOR (2); nested macros do not import.
+            image.format = png_uint_32(channels == 1 ? 0 : 2)
+            let ok = pixels.withUnsafeBytes { png_image_write_to_file(&image, temporary, 0, $0.baseAddress, png_int_32(width * channels), nil) }
+            guard ok != 0 else {
+                let message = withUnsafeBytes(of: image.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+                throw DDPMError(.outputRefused, "\(path): libpng could not write the image: \(message)")
+            }
         }
     }
 
-    /// Lays out N×C×H×W images (values in `range`, clamped) as a grid with `columns` columns and a
+    /// The 8-bit value of `v` shown on `range`: clamped into the range first, so that any value (±∞ too)
+    /// gives a pixel; NaN, which has no place on the range, is shown as the range's lower end (black).
+    public static func pixel(_ v: Double, range: ClosedRange<Double>) -> UInt8 {
+        guard !v.isNaN else { return 0 }
+        let u = (Swift.min(Swift.max(v, range.lowerBound), range.upperBound) - range.lowerBound) / (range.upperBound - range.lowerBound)
+        return UInt8((Swift.min(Swift.max(u, 0), 1) * 255).rounded())
+    }
+
+    /// Lays out N×C×H×W images (values in `range`, clamped; see ``pixel(_:range:)``) as a grid with `columns` columns and a
     /// 1-pixel grey gap, and writes it. C must be 1 (grey) or 3 (RGB). `scale` repeats each pixel.
     public static func writeGrid(_ images: Tensor, range: ClosedRange<Double>, columns: Int? = nil, scale: Int = 2, path: String) throws {
         precondition(images.rank == 4, "writeGrid: expected N×C×H×W, got \(images.shape)")
@@ -48,8 +48,7 @@ public enum PNGWriter {
             let top = gap + (i / cols) * cellH, left = gap + (i % cols) * cellW
             for y in 0..<(h * scale) { for x in 0..<(w * scale) { for ch in 0..<c {
                 let v = images.data[((i * c + ch) * h + y / scale) * w + x / scale]
-                let u = (min(max(v, range.lowerBound), range.upperBound) - range.lowerBound) / (range.upperBound - range.lowerBound)
-                pixels[((top + y) * width + left + x) * c + ch] = UInt8((u * 255).rounded())
+                pixels[((top + y) * width + left + x) * c + ch] = pixel(v, range: range)
             } } }
         }
         try write(path: path, width: width, height: height, channels: c, pixels: pixels)

@@ -162,6 +162,7 @@ public final class Trainer {
         o.gradientClipNorm = try file.doubleAttribute("gradient_clip_norm", of: "/training")
         o.emaDecay = try file.doubleAttribute("ema_decay", of: "/training")
         o.batchSize = Int(try file.int64Attribute("batch_size", of: "/training"))
+        do { try o.validate() } catch let e as DDPMError { throw DDPMError(.malformedFile, "\(path) /training: \(e.message)") }
         let trainer = try Trainer(config: config, options: o, seed: 0)
         try trainer.network.loadWeights(from: file)
         let params = trainer.network.namedParameters()
@@ -171,6 +172,8 @@ public final class Trainer {
             trainer.optimizer.v[k] = try file.readDoubles("/adam/v/" + name, expectedShape: p.shape).values
         }
         trainer.optimizer.step = Int(try file.int64Attribute("step"))
+        guard trainer.step >= 0 else { throw DDPMError(.malformedFile, "\(path): attribute 'step' is \(trainer.step), expected 0 or more") }
+        if let (name, value) = trainer.firstNonFiniteWeight() { throw DDPMError(.invalidData, "\(path): weight '\(name)' is \(value), expected finite weights") }
         func state(_ key: String) throws -> [UInt64] {
             let words = try file.int64ArrayAttribute(key, of: "/training").map { UInt64(bitPattern: $0) }
             guard words.count == 4, words.contains(where: { $0 != 0 }) else { throw DDPMError(.malformedFile, "\(path) /training attribute '\(key)': expected 4 non-zero words") }

@@ -9,7 +9,12 @@ struct DDPMTool: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ddpm",
         abstract: "A float64 reference implementation of Denoising Diffusion Probabilistic Models (Ho et al., 2020).",
-        discussion: "With no subcommand, runs `ddpm demo`.",
+        discussion: """
+        With no subcommand, runs `ddpm demo`.
+
+        \(outputRules)
+        Ctrl-C during training saves a checkpoint at the current step and exits with status 130.
+        """,
         version: "0.1.0",
         subcommands: [Demo.self, Train.self, Sample.self, Golden.self, Params.self, Bench.self, SchedulesFigure.self],
         defaultSubcommand: Demo.self
@@ -31,6 +36,8 @@ struct DDPMTool: ParsableCommand {
             }
             let line = message.split(separator: "\n").first.map(String.init) ?? "\(error)"
             FileHandle.standardError.write(("error: " + line.replacingOccurrences(of: "Error: ", with: "") + "\n").data(using: .utf8)!)
+            // Stopped by a signal after saving: the shell's convention, 128 + the signal's number.
+            if let e = error as? DDPMError, e.kind == .interrupted, let signal = InterruptWatch.lastSignal { Foundation.exit(128 + signal) }
             Foundation.exit(code.rawValue == 0 ? 1 : code.rawValue)
         }
     }

@@ -1,50 +1,79 @@
 import ArgumentParser
 import DDPM
+import FileOutput
 import Foundation
 
 /// `ddpm demo`: draw a digits data set, train a small DDPM on it, sample, and write pictures and a report.
 struct Demo: ParsableCommand {
+    /// The files the demo writes into --out; nothing else there is touched.
+    static let files = ["data.png", "samples.png", "chain.png", "checkpoint.h5", "report.md"]
+
     static let configuration = CommandConfiguration(
         abstract: "Train a small DDPM on procedurally drawn 16×16 digits and sample from it (the default command).",
         discussion: """
-        Writes into --out: data.png (training images), samples.png (samples of the averaged weights, full reverse
-        chain), chain.png (one sample's reverse chain x_T … x_0), checkpoint.h5, and report.md. Files are written
-        to a temporary folder beside --out and moved into place only when everything succeeded.
+        Writes into the folder --out: data.png (training images), samples.png (samples of the averaged weights, full \
+        reverse chain), chain.png (one sample's reverse chain x_T … x_0), checkpoint.h5, and report.md. The files are \
+        made in a temporary folder and moved into place only when everything succeeded. --out may be a new folder or \
+        an existing one: other files in it are never touched, and any of the five that exists already is replaced \
+        only with --force. An existing file (not a folder) at --out is refused.
+
+        \(outputRules)
         """)
 
-    @Option(help: "Folder to write the results into.") var out: String = "demo-out"
-    @Option(help: "Optimisation steps.") var steps: Int = 900
-    @Option(help: "Images per step.") var batchSize: Int = 32
-    @Option(help: "Adam learning rate.") var lr: Double = 1e-3
-    @Option(help: "Decay of the exponential moving average of the weights.") var emaDecay: Double = 0.995
-    @Option(help: "Diffusion steps T (β from 1e-4·1000/T to 0.02·1000/T, linear).") var timesteps: Int = 250
-    @Option(help: "Number of training images to draw.") var images: Int = 4096
-    @Option(help: "Number of samples in samples.png.") var count: Int = 36
-    @Option(help: "Seed of everything.") var seed: Int = 0
+    @Option(help: "Folder to write the results into (created if missing).") var out: String = "demo-out"
+    @Option(parsing: .unconditional, help: "Optimisation steps.") var steps: Int = 900
+    @Option(parsing: .unconditional, help: "Images per step.") var batchSize: Int = 32
+    @Option(parsing: .unconditional, help: "Adam learning rate, in (0, 1].") var lr: Double = 1e-3
+    @Option(parsing: .unconditional, help: "Decay of the exponential moving average of the weights.") var emaDecay: Double = 0.995
+    @Option(parsing: .unconditional, help: "Diffusion steps T (β from 1e-4·1000/T to 0.02·1000/T, linear).") var timesteps: Int = 250
+    @Option(parsing: .unconditional, help: "Number of training images to draw.") var images: Int = 4096
+    @Option(parsing: .unconditional, help: "Number of samples in samples.png.") var count: Int = 36
+    @Option(parsing: .unconditional, help: "Seed of everything.") var seed: Int = 0
+    @Flag(help: "Replace demo files (data.png, samples.png, chain.png, checkpoint.h5, report.md) already in --out.") var force = false
 
     func run() throws {
         for (name, v) in [("--steps", steps), ("--batch-size", batchSize), ("--timesteps", timesteps), ("--images", images), ("--count", count)] where v <= 0 {
             throw DDPMError(.invalidValue, "\(name): expected a positive number, got \(v)")
         }
+        guard count <= images else { throw DDPMError(.invalidValue, "--count \(count): expected at most --images (\(images)), the pictures show training images too") }
+        var options = TrainingOptions()
+        options.batchSize = batchSize; options.learningRate = lr; options.emaDecay = emaDecay
+        try naming(Train.flagNames) { try options.validate() }
         let seed = try seedValue(self.seed)
+        try MemoryBudget.check(bytes: MemoryBudget.bytes(ofDoubles: [images + 256, 1, 16, 16], copies: 2), for: "--images \(images)")
+        try MemoryBudget.check(bytes: MemoryBudget.bytes(ofDoubles: [count, 1, 16, 16], copies: 3), for: "--count \(count)")
         let started = Date()
         let fm = FileManager.default
-        let final = URL(fileURLWithPath: out).standardizedFileURL.path
-        let parent = URL(fileURLWithPath: final).deletingLastPathComponent().path
-        guard fm.fileExists(atPath: parent) else { throw DDPMError(.outputRefused, "--out \(out): the folder '\(parent)' does not exist") }
-        let work = final + ".partial-\(ProcessInfo.processInfo.processIdentifier)"
+        // Checks before work: a new folder in an existing, writable one, or an existing folder whose demo files may be replaced.
+        guard !out.isEmpty else { throw DDPMError(.outputRefused, "--out: the output path is empty") }
+        var isFolder: ObjCBool = false
+        let exists = fm.fileExists(atPath: out, isDirectory: &isFolder)
+        if exists && !isFolder.boolValue {
+            throw DDPMError(.outputRefused, "--out \(out): is a file; the demo writes a folder (give a new or existing folder)")
+        }
+        if exists {
+            for name in Self.files { try checkOutput("--out", out + "/" + name, force: force) }
+        } else {
+            try checkOutput("--out", out, force: false)
+        }
+        let work = OutputFile.temporaryPath(for: exists ? out + "/demo" : OutputFile.resolve(out))
         try fm.createDirectory(atPath: work, withIntermediateDirectories: false)
         do {
-            try produce(in: work, seed: seed, started: started)
-            try replace(final, with: work)
+            try produce(in: work, options: options, seed: seed, started: started)
+            if exists {
+                for name in Self.files { try OutputFile.commit(work + "/" + name, to: out + "/" + name) }
+                try fm.removeItem(atPath: work)
+            } else {
+                try OutputFile.commit(work, to: out)
+            }
         } catch {
             try? fm.removeItem(atPath: work)
             throw error
         }
-        print("wrote \(final)/: data.png, samples.png, chain.png, checkpoint.h5, report.md (\(String(format: "%.0f", Date().timeIntervalSince(started))) s)")
+        print("wrote \(out)/: \(Self.files.joined(separator: ", ")) (\(String(format: "%.0f", Date().timeIntervalSince(started))) s)")
     }
 
-    func produce(in dir: String, seed: UInt64, started: Date) throws {
+    func produce(in dir: String, options: TrainingOptions, seed: UInt64, started: Date) throws {
         var g = RandomGenerator(seed: seed)
         let train = DigitImages.make(count: images, generator: &g).images
         let heldOut = DigitImages.make(count: 256, generator: &g).images
@@ -52,14 +81,13 @@ struct Demo: ParsableCommand {
         let (betaStart, betaEnd) = (1e-4 * scale, min(0.02 * scale, 0.999))
         let config = ModelConfiguration(network: try Presets.network("small"), diffusion: DiffusionConfiguration(
             schedule: .linear(start: betaStart, end: betaEnd), timesteps: timesteps))
-        var options = TrainingOptions()
-        options.batchSize = batchSize; options.learningRate = lr; options.emaDecay = emaDecay
         let trainer = try Trainer(config: config, options: options, seed: seed)
         note("demo: \(train.shape[0]) digit images 16×16, network \(trainer.network.parameterCount) parameters, T = \(timesteps), \(steps) steps of \(batchSize)")
         try PNGWriter.writeGrid(train.slice(axis: 0, start: 0, length: count), range: 0...1, path: dir + "/data.png")
         let lossBefore = try trainer.heldOutLoss(heldOut, seed: seed &+ 7)
         let trainStart = Date()
-        try Train.loop(trainer, images: train, until: steps, checkpointEvery: 0, out: dir + "/checkpoint.h5", label: "demo train")
+        try Train.loop(trainer, images: train, until: steps, checkpointEvery: 0, out: nil, label: "demo train")
+        try trainer.save(to: dir + "/checkpoint.h5")
         let trainSeconds = Date().timeIntervalSince(trainStart)
         let lossAfter = try trainer.heldOutLoss(heldOut, seed: seed &+ 7)
         trainer.useAveragedWeights()
@@ -101,20 +129,7 @@ struct Demo: ParsableCommand {
         Files: `data.png` (training images), `samples.png` (samples), `chain.png` (one sample's chain,
         x_T on the left to x_0 on the right, shown on the range [−1, 2]), `checkpoint.h5` (for `ddpm sample`).
         """
-        try report.write(toFile: dir + "/report.md", atomically: true, encoding: .utf8)
+        try OutputFile.write(to: dir + "/report.md") { try report.write(toFile: $0, atomically: false, encoding: .utf8) }
         print(report)
-    }
-
-    /// Moves the finished folder into place; an existing folder there is replaced only now.
-    func replace(_ final: String, with work: String) throws {
-        let fm = FileManager.default
-        if fm.fileExists(atPath: final) {
-            let old = final + ".old-\(ProcessInfo.processInfo.processIdentifier)"
-            try fm.moveItem(atPath: final, toPath: old)
-            try fm.moveItem(atPath: work, toPath: final)
-            try fm.removeItem(atPath: old)
-        } else {
-            try fm.moveItem(atPath: work, toPath: final)
-        }
     }
 }

@@ -9,16 +9,21 @@ struct Golden: ParsableCommand {
         subcommands: [Export.self, Check.self])
 
     struct Export: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Write a golden file from our own initialised network, with every output.")
+        static let configuration = CommandConfiguration(
+            abstract: "Write a golden file from our own initialised network, with every output.",
+            discussion: outputRules)
         @Option(help: "The golden file to write.") var out: String
-        @Option(help: "Network preset: tiny or default.") var preset: String = "tiny"
-        @Option(help: "Seed of the weights and inputs.") var seed: Int = 0
-        @Option(help: "Batch size N of the inputs.") var batch: Int = 2
+        @Option(help: "Network preset: tiny, small or default.") var preset: String = "tiny"
+        @Option(parsing: .unconditional, help: "Seed of the weights and inputs.") var seed: Int = 0
+        @Option(parsing: .unconditional, help: "Batch size N of the inputs.") var batch: Int = 2
+        @Flag(help: "Replace --out if it exists.") var force = false
 
         func run() throws {
             guard batch > 0 else { throw DDPMError(.invalidValue, "--batch: expected a positive number, got \(batch)") }
+            let seed = try seedValue(seed)
             let config = ModelConfiguration(network: try Presets.network(preset))
-            try GoldenFile.export(to: out, config: config, seed: seedValue(seed), batch: batch)
+            try checkOutput("--out", out, force: force)
+            try GoldenFile.export(to: out, config: config, seed: seed, batch: batch)
             print("wrote \(out): preset \(preset), seed \(seed), batch \(batch), \(GoldenFile.outputNames.count) outputs and the gradient of every parameter")
         }
     }
@@ -32,6 +37,7 @@ struct Golden: ParsableCommand {
         func run() throws {
             guard rtol >= 0, atol >= 0, rtol > 0 || atol > 0 else { throw DDPMError(.invalidValue, "--rtol \(rtol) / --atol \(atol): expected non-negative values, not both 0") }
             let rows = try GoldenFile.check(path: file, tolerance: Tolerance(rtol: rtol, atol: atol))
+            guard !rows.isEmpty else { throw DDPMError(.checkFailed, "\(file): '/outputs' holds no outputs; a check that compares nothing fails") }
             let width = max(12, rows.map(\.name.count).max() ?? 0)
             print("output".padding(toLength: width, withPad: " ", startingAt: 0) + "  shape              max abs error  max rel error  result")
             for r in rows {

@@ -2,21 +2,34 @@ import ArgumentParser
 import DDPM
 
 /// Network options shared by the commands. `--preset` picks a starting point; each option overrides it.
+/// Numbers are parsed unconditionally, so that `--channels -1` reaches the range check instead of being
+/// taken for an option.
 struct NetworkOptions: ParsableArguments {
-    @Option(help: "Starting configuration: default (the seed's 20.9 M U-Net), tiny (for tests and golden files), or small (the demo's).")
-    var preset: String = "default"
-    @Option(help: "Image channels (the seed's documented 20,907,649 parameters is --channels 1).") var channels: Int?
-    @Option(help: "Image side length.") var imageSize: Int?
-    @Option(help: "Base width of the U-Net.") var baseChannels: Int?
+    @Option(help: "Starting configuration: default (the seed's 20.9 M U-Net), tiny (for tests and golden files), or small (the demo's). (default: default)")
+    var preset: String?
+    @Option(parsing: .unconditional, help: "Image channels (the seed's documented 20,907,649 parameters is --channels 1).") var channels: Int?
+    @Option(parsing: .unconditional, help: "Image side length.") var imageSize: Int?
+    @Option(parsing: .unconditional, help: "Base width of the U-Net.") var baseChannels: Int?
     @Option(help: "Channel multipliers per level, comma-separated (e.g. 1,2,2).") var channelMults: String?
-    @Option(help: "Residual blocks per level.") var numResBlocks: Int?
+    @Option(parsing: .unconditional, help: "Residual blocks per level.") var numResBlocks: Int?
     @Option(help: "Resolutions with attention, comma-separated (empty for none).") var attentionResolutions: String?
-    @Option(help: "Time-embedding width.") var timeEmbDim: Int?
-    @Option(help: "Dropout probability.") var dropout: Double?
+    @Option(parsing: .unconditional, help: "Time-embedding width.") var timeEmbDim: Int?
+    @Option(parsing: .unconditional, help: "Dropout probability.") var dropout: Double?
     @Option(help: "Output activation: identity or sigmoid (the seed's, for parity only).") var outputActivation: String?
 
-    func configuration() throws -> UNetConfiguration {
-        var c = try Presets.network(preset)
+    /// The options given on the command line, by flag name.
+    var given: [String] {
+        [("--preset", preset != nil), ("--channels", channels != nil), ("--image-size", imageSize != nil),
+         ("--base-channels", baseChannels != nil), ("--channel-mults", channelMults != nil), ("--num-res-blocks", numResBlocks != nil),
+         ("--attention-resolutions", attentionResolutions != nil), ("--time-emb-dim", timeEmbDim != nil),
+         ("--dropout", dropout != nil), ("--output-activation", outputActivation != nil)].filter(\.1).map(\.0)
+    }
+
+    func configuration() throws -> UNetConfiguration { try configuration(startingFrom: nil) }
+
+    /// The preset (or `base`, when no preset is given) with every given option applied, validated.
+    func configuration(startingFrom base: UNetConfiguration?) throws -> UNetConfiguration {
+        var c = try preset.map(Presets.network) ?? base ?? Presets.network("default")
         if let channels { c.channels = channels }
         if let imageSize { c.imageSize = imageSize }
         if let baseChannels { c.baseChannels = baseChannels }

@@ -1,89 +1,216 @@
 import ArgumentParser
 import DDPM
+import FileOutput
 import Foundation
 
-/// Diffusion options of `train`.
+/// Diffusion options of `train`. Optional so that a resumed run can tell a given option from a default.
 struct DiffusionOptions: ParsableArguments {
-    @Option(help: "Diffusion steps T.") var timesteps: Int = 1000
-    @Option(help: "β schedule: linear, quadratic, warmup10, warmup50, constant, jsd, cosine, sigmoid.") var betaSchedule: String = "linear"
-    @Option(help: "First β (linear, quadratic, warmup, sigmoid).") var betaStart: Double = 1e-4
-    @Option(help: "Last β (linear, quadratic, warmup, sigmoid), or the β of the constant schedule.") var betaEnd: Double = 0.02
-    @Option(help: "The cosine schedule's offset s.") var cosineS: Double = 0.008
+    @Option(parsing: .unconditional, help: "Diffusion steps T. (default: 1000)") var timesteps: Int?
+    @Option(help: "β schedule: linear, quadratic, warmup10, warmup50, constant, jsd, cosine, sigmoid. (default: linear)") var betaSchedule: String?
+    @Option(parsing: .unconditional, help: "First β of linear, quadratic, warmup and sigmoid. (default: 0.0001)") var betaStart: Double?
+    @Option(parsing: .unconditional, help: "Last β of linear, quadratic, warmup and sigmoid, or the constant schedule's β. (default: 0.02)") var betaEnd: Double?
+    @Option(parsing: .unconditional, help: "The cosine schedule's offset s. (default: 0.008)") var cosineS: Double?
 
+    /// The schedule options that were given, by their flags.
+    var givenSchedule: [String] {
+        [("--beta-schedule", betaSchedule != nil), ("--beta-start", betaStart != nil), ("--beta-end", betaEnd != nil), ("--cosine-s", cosineS != nil)]
+            .filter(\.1).map(\.0)
+    }
+
+    /// The schedule these options give, starting from `base` (the defaults, or a checkpoint's schedule).
+    func schedule(startingFrom base: BetaSchedule = .default) throws -> BetaSchedule {
+        var p = Dictionary(base.parameters.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
+        if let betaStart { p["beta_start"] = betaStart }
+        if let betaEnd { p["beta_end"] = betaEnd; p["beta"] = betaEnd }
+        if let cosineS { p["cosine_s"] = cosineS }
+        return try BetaSchedule.named(betaSchedule ?? base.name, parameters: p)
+    }
+
+    /// The diffusion these options give (defaults where an option is not given).
     func configuration() throws -> DiffusionConfiguration {
-        let schedule = try BetaSchedule.named(betaSchedule, parameters: ["beta_start": betaStart, "beta_end": betaEnd, "cosine_s": cosineS])
-        let d = DiffusionConfiguration(schedule: schedule, timesteps: timesteps)
+        let d = DiffusionConfiguration(schedule: try schedule(), timesteps: timesteps ?? 1000)
         try d.validate()
         return d
     }
 }
 
+/// The rules every command follows for the files it writes, as `--help` states them.
+let outputRules = """
+Outputs are written atomically (a temporary file `.NAME.ddpm-tmp-PID-RANDOM` beside the output, renamed into \
+place when complete; temporary files of dead processes are removed by the next run that writes there). An \
+existing file is replaced only with --force; an output is never one of the command's inputs; a symbolic link \
+is written through to its target and a replaced file keeps its mode. Output folders are checked before any work.
+"""
+
+/// Checks an output before any work, adding the option's name to the library's message.
+func checkOutput(_ option: String, _ path: String, force: Bool, inputs: [String] = []) throws {
+    do { try OutputFile.check(path, mayReplace: force, inputs: inputs) } catch let e as DDPMError {
+        let hint = e.message.contains("was not written by this run") ? "; pass --force to replace it" : ""
+        throw DDPMError(e.kind, (e.message.hasPrefix(path + ":") ? "\(option) " : "\(option): ") + e.message + hint)
+    }
+}
+
+/// Runs a library check and names the option behind each quantity in its message ("learning rate: …" → "--lr: …").
+func naming(_ options: [String: String], _ body: () throws -> Void) throws {
+    do { try body() } catch let e as DDPMError {
+        for (quantity, flag) in options where e.message.hasPrefix(quantity + ":") {
+            throw DDPMError(e.kind, flag + e.message.dropFirst(quantity.count))
+        }
+        throw e
+    }
+}
+
+/// A rough upper estimate of one training step's memory: the weights with their gradient, Adam moments
+/// and average (5 copies), plus the activations kept for the backward pass, counted as `activationFactor`
+/// arrays of every level's size (blocks·width·side²) per image.
+func trainingStepBytes(_ c: UNetConfiguration, parameters: Int, batch: Int) -> Double {
+    var perImage = 0.0
+    for (l, m) in c.channelMultipliers.enumerated() {
+        let side = Double(c.imageSize >> l)
+        perImage += Double(2 * c.residualBlocksPerLevel + 1) * Double(c.baseChannels * m) * side * side
+    }
+    return 8 * (5 * Double(parameters) + activationFactor * perImage * Double(batch))
+}
+
+/// Arrays kept per level element in a training step (see `trainingStepBytes`). Measured peak resident memory
+/// per extra image of one step (`/usr/bin/time -f %M ddpm train --steps 1 --timesteps 10`, debug build, batch
+/// sizes 4 and 64 for `--preset tiny`, 1 and 4 for the default preset): tiny 7.9 MiB per image = 27.6 level
+/// arrays, default 65 MB per image = 7.6 level arrays. 32 covers both.
+let activationFactor = 32.0
+
 struct Train: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Train a DDPM on images in an HDF5 file (N×C×H×W; float64, float32 or uint8).")
+    static let configuration = CommandConfiguration(
+        abstract: "Train a DDPM on images in an HDF5 file (N×C×H×W; float64, float32 or uint8).",
+        discussion: """
+        Data must lie in the model's data range [0, 1] (uint8 is scaled by 1/255 first); other data is refused.
+        Ctrl-C or SIGTERM saves a checkpoint at the current step and exits with status 130 (143 for SIGTERM); \
+        a second Ctrl-C exits at once without saving. A non-finite loss or weight stops training with an error \
+        naming the step; the last checkpoint written is kept.
+        With --resume, the checkpoint fixes the network, diffusion and training options: giving any of them \
+        with a different value is an error (the same value is accepted); --seed is not used. Resuming into \
+        the checkpoint itself (--out equal to --resume) is the one case where an input is replaced.
+
+        \(outputRules)
+        """)
 
     @Option(help: "HDF5 file of training images.") var data: String
     @Option(help: "Dataset in the file (default: 'images', or the only root dataset).") var dataset: String?
     @Option(help: "Checkpoint to write (atomically; periodically and at the end).") var out: String
-    @Option(help: "Total optimisation steps to reach (a resumed run continues up to this step).") var steps: Int = 1000
-    @Option(help: "Images per step.") var batchSize: Int = 32
-    @Option(help: "Adam learning rate.") var lr: Double = 2e-4
-    @Option(help: "Seed of the weights and of all training randomness.") var seed: Int = 0
-    @Option(help: "Decay of the exponential moving average of the weights.") var emaDecay: Double = 0.9999
-    @Option(help: "Write the checkpoint every this many steps (0: only at the end).") var checkpointEvery: Int = 500
+    @Option(parsing: .unconditional, help: "Total optimisation steps to reach (a resumed run continues up to this step).") var steps: Int = 1000
+    @Option(parsing: .unconditional, help: "Images per step. (default: 32)") var batchSize: Int?
+    @Option(parsing: .unconditional, help: "Adam learning rate, in (0, 1]. (default: 0.0002)") var lr: Double?
+    @Option(parsing: .unconditional, help: "Seed of the weights and of all training randomness. (default: 0)") var seed: Int?
+    @Option(parsing: .unconditional, help: "Decay of the exponential moving average of the weights. (default: 0.9999)") var emaDecay: Double?
+    @Option(parsing: .unconditional, help: "Write the checkpoint every this many steps (0: only at the end).") var checkpointEvery: Int = 500
     @Option(help: "Continue from this checkpoint (its configuration and options are used).") var resume: String?
+    @Flag(help: "Replace --out if it exists and is not the checkpoint being resumed.") var force = false
     @OptionGroup var network: NetworkOptions
     @OptionGroup var diffusion: DiffusionOptions
+
+    static let flagNames = ["learning rate": "--lr", "batch size": "--batch-size", "EMA decay": "--ema-decay"]
 
     func run() throws {
         guard steps > 0 else { throw DDPMError(.invalidValue, "--steps: expected a positive number, got \(steps)") }
         guard checkpointEvery >= 0 else { throw DDPMError(.invalidValue, "--checkpoint-every: expected 0 or a positive number, got \(checkpointEvery)") }
+        var options = TrainingOptions()
+        if let batchSize { options.batchSize = batchSize }
+        if let lr { options.learningRate = lr }
+        if let emaDecay { options.emaDecay = emaDecay }
+        try naming(Self.flagNames) { try options.validate() }
+        let seed = try seedValue(self.seed ?? 0)
+        // Outputs before any work: resuming into the checkpoint itself is the one allowed replacement of an input.
+        let inPlace = resume.map { OutputFile.sameFile($0, out) } ?? false
+        try checkOutput("--out", out, force: force || inPlace, inputs: [data] + (inPlace ? [] : resume.map { [$0] } ?? []))
+
         let trainer: Trainer
         if let resume {
             trainer = try Trainer.load(from: resume)
+            try checkResumeOptions(trainer, path: resume)
         } else {
-            var options = TrainingOptions()
-            options.batchSize = batchSize; options.learningRate = lr; options.emaDecay = emaDecay
             let config = ModelConfiguration(network: try network.configuration(), diffusion: try diffusion.configuration())
-            trainer = try Trainer(config: config, options: options, seed: seedValue(seed))
+            trainer = try Trainer(config: config, options: options, seed: seed)
         }
         let c = trainer.config.network
-        let images = try ImageData.load(path: data, dataset: dataset, channels: c.channels, imageSize: c.imageSize)
+        let estimate = trainingStepBytes(c, parameters: trainer.network.parameterCount, batch: trainer.options.batchSize)
+        try MemoryBudget.check(bytes: estimate, for: "a training step with --batch-size \(trainer.options.batchSize) on this network")
+        let images = try ImageData.load(path: data, dataset: dataset, channels: c.channels, imageSize: c.imageSize, range: trainer.config.diffusion.dataRange)
         guard trainer.step < steps else { throw DDPMError(.invalidValue, "--steps \(steps): the checkpoint is already at step \(trainer.step)") }
         note("training \(trainer.network.parameterCount) parameters on \(images.shape[0]) images from step \(trainer.step) to \(steps)")
         try Self.loop(trainer, images: images, until: steps, checkpointEvery: checkpointEvery, out: out)
         print("wrote \(out) at step \(trainer.step)")
     }
 
-    /// Runs steps up to `until`, with progress, writing the checkpoint periodically and at the end.
+    /// Options given together with --resume: a value that differs from the checkpoint's is an error; --seed is announced as unused.
+    func checkResumeOptions(_ trainer: Trainer, path: String) throws {
+        var conflicts: [String] = []
+        let o = trainer.options, k = trainer.config
+        if let batchSize, batchSize != o.batchSize { conflicts.append("--batch-size \(batchSize) (checkpoint: \(o.batchSize))") }
+        if let lr, lr != o.learningRate { conflicts.append("--lr \(lr) (checkpoint: \(o.learningRate))") }
+        if let emaDecay, emaDecay != o.emaDecay { conflicts.append("--ema-decay \(emaDecay) (checkpoint: \(o.emaDecay))") }
+        if let t = diffusion.timesteps, t != k.timesteps { conflicts.append("--timesteps \(t) (checkpoint: \(k.timesteps))") }
+        if !diffusion.givenSchedule.isEmpty, try diffusion.schedule(startingFrom: k.diffusion.schedule) != k.diffusion.schedule {
+            conflicts.append(diffusion.givenSchedule.joined(separator: ", ") + " (checkpoint: \(k.diffusion.schedule.name) schedule, "
+                             + k.diffusion.schedule.parameters.map { "\($0.name) \($0.value)" }.joined(separator: ", ") + ")")
+        }
+        if !network.given.isEmpty, try network.configuration(startingFrom: k.network) != k.network {
+            conflicts.append(network.given.joined(separator: ", ") + " (a network other than the checkpoint's)")
+        }
+        guard conflicts.isEmpty else {
+            throw DDPMError(.invalidConfiguration, "--resume \(path): the checkpoint fixes these options, and they differ from it: "
+                            + conflicts.joined(separator: "; ") + "; drop them or start a new run")
+        }
+        if seed != nil { note("note: --seed is not used when resuming; the checkpoint holds the random state") }
+    }
+
+    /// The library's training loop with a progress bar; checkpoints at `out` (periodically and at the end).
     static func loop(_ trainer: Trainer, images: Tensor, until: Int, checkpointEvery: Int, out: String?, label: String = "train") throws {
         let progress = Progress(label, total: until)
-        var smoothed: Double?
-        while trainer.step < until {
-            let loss = try trainer.trainStep(on: images)
-            guard loss.isFinite else { throw DDPMError(.diverged, "training diverged: loss is \(loss) at step \(trainer.step)") }
-            smoothed = smoothed.map { 0.98 * $0 + 0.02 * loss } ?? loss
-            progress.update(trainer.step, loss: smoothed)
-            if let out, checkpointEvery > 0, trainer.step % checkpointEvery == 0, trainer.step < until { try trainer.save(to: out) }
+        try TrainingLoop.run(trainer, images: images, until: until, checkpointEvery: checkpointEvery, checkpoint: out) { p in
+            progress.update(p.step, loss: p.smoothedLoss)
         }
-        if let out { try trainer.save(to: out) }
     }
 }
 
 struct Sample: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Sample images with the full reverse chain from a checkpoint.")
+    static let configuration = CommandConfiguration(
+        abstract: "Sample images with the full reverse chain from a checkpoint.",
+        discussion: """
+        Samples are drawn in batches of at most \(Sample.chunk) images, so --count is bounded by time; the memory \
+        the results need is estimated first and a request beyond what the process may use is refused.
+
+        \(outputRules)
+        """)
 
     @Option(help: "Checkpoint written by `ddpm train`.") var checkpoint: String
-    @Option(help: "Number of images.") var count: Int = 16
-    @Option(help: "Seed of the sampling noise.") var seed: Int = 0
+    @Option(parsing: .unconditional, help: "Number of images.") var count: Int = 16
+    @Option(parsing: .unconditional, help: "Seed of the sampling noise.") var seed: Int = 0
     @Flag(help: "Use the exponential moving average of the weights.") var ema = false
     @Option(help: "PNG grid to write.") var out: String
     @Option(help: "Also write the samples (N×C×H×W float64, dataset 'samples') to this HDF5 file.") var h5: String?
+    @Flag(help: "Replace --out and --h5 if they exist.") var force = false
+
+    /// Images per reverse chain (memory per chain is bounded by this; more images means more chains).
+    static let chunk = 32
 
     func run() throws {
         guard count > 0 else { throw DDPMError(.invalidValue, "--count: expected a positive number, got \(count)") }
+        let seed = try seedValue(self.seed)
+        try checkOutput("--out", out, force: force, inputs: [checkpoint])
+        if let h5 {
+            try checkOutput("--h5", h5, force: force, inputs: [checkpoint])
+            try OutputFile.checkDistinct(out, h5)
+        }
         let trainer = try Trainer.load(from: checkpoint)
+        let c = trainer.config.network
+        // The samples twice (the batches and the joined tensor) and the grid's bytes.
+        let bytes = MemoryBudget.bytes(ofDoubles: [count, c.channels, c.imageSize, c.imageSize], copies: 2)
+            + Double(count * c.channels) * Double((2 * c.imageSize + 1) * (2 * c.imageSize + 1))
+        try MemoryBudget.check(bytes: bytes, for: "--count \(count) samples of \(c.channels)×\(c.imageSize)×\(c.imageSize)")
         if ema { trainer.useAveragedWeights() }
-        let samples = try Self.sample(trainer, count: count, seed: seedValue(seed))
+        let samples = try Self.sample(trainer, count: count, seed: seed)
+        if let bad = samples.data.first(where: { !$0.isFinite }) {
+            throw DDPMError(.invalidData, "\(checkpoint): sampling produced a non-finite value (\(bad)); the checkpoint's weights are unusable")
+        }
         try PNGWriter.writeGrid(samples, range: trainer.config.diffusion.dataRange, path: out)
         if let h5 {
             try HDF5Writer.write(to: h5) { try $0.write(samples.data, shape: samples.shape, to: "/samples") }
@@ -91,14 +218,21 @@ struct Sample: ParsableCommand {
         print("wrote \(out)" + (h5.map { " and \($0)" } ?? "") + ": \(count) samples, seed \(seed)\(ema ? ", EMA weights" : "")")
     }
 
-    /// The full reverse chain with progress; `onStep` sees every step.
+    /// The full reverse chain in batches of at most ``chunk`` images, one generator throughout, with progress;
+    /// `onStep` sees every step of the first batch.
     static func sample(_ trainer: Trainer, count: Int, seed: UInt64, onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
         trainer.ddpm.generator = RandomGenerator(seed: seed)
-        let total = trainer.config.timesteps
-        let progress = Progress("sample", total: total)
-        return try trainer.ddpm.sample(batchSize: count) { step in
-            onStep?(step)
-            progress.update(total - step.t)
+        let T = trainer.config.timesteps
+        let batches = (count + chunk - 1) / chunk
+        let progress = Progress("sample", total: T * batches)
+        var parts: [Tensor] = []
+        for b in 0..<batches {
+            let n = min(chunk, count - b * chunk)
+            parts.append(try trainer.ddpm.sample(batchSize: n) { step in
+                if b == 0 { onStep?(step) }
+                progress.update(b * T + T - step.t)
+            })
         }
+        return parts.count == 1 ? parts[0] : Tensor.concatenate(parts, axis: 0)
     }
 }

@@ -37,6 +37,10 @@ public struct DDPMError: UserFacingError, Equatable {
         case checkFailed
         /// An output that cannot or must not be written (it is an input, it exists, its folder is missing).
         case outputRefused
+        /// A request whose estimated memory exceeds what this process may use (checked before allocating).
+        case exceedsMemory
+        /// Work stopped by a signal (Ctrl-C, SIGTERM); the message says what was saved.
+        case interrupted
     }
 
     public var kind: Kind

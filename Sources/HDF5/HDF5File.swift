@@ -34,9 +34,10 @@ public final class HDF5File {
     public init(path: String) throws {
         self.path = path
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw HDF5Error(.noSuchFile, file: path, "no such file")
         }
+        guard !isDirectory.boolValue else { throw HDF5Error(.notHDF5, file: path, "is a folder, expected an HDF5 file") }
         let opened: hid_t = try HDF5Library.locked {
             guard H5Fis_hdf5(path) > 0 else { throw HDF5Error(.notHDF5, file: path, "not an HDF5 file (no HDF5 signature)") }
             return H5Fopen(path, ddpm_h5f_acc_rdonly(), ddpm_h5p_default())
@@ -117,6 +118,16 @@ public final class HDF5File {
     public func readInt64s(_ datasetPath: String, expectedShape: [Int]? = nil) throws -> HDF5Array<Int64> {
         try read(datasetPath, expectedShape: expectedShape, allowed: [H5T_INTEGER],
                  expectedName: "integer data", memoryType: ddpm_h5t_native_int64(), zero: Int64(0))
+    }
+
+    /// The shape of a dataset from the file's metadata (`[]` for a scalar), without reading its values.
+    public func shape(of datasetPath: String) throws -> [Int] {
+        try HDF5Library.locked {
+            let ds = try openDataset(datasetPath)
+            defer { H5Dclose(ds) }
+            let space = H5Dget_space(ds); defer { H5Sclose(space) }
+            return shape(ofSpace: space)
+        }
     }
 
     /// The stored element type of a dataset, e.g. "float32", "int64", "uint8", "string".

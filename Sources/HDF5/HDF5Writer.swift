@@ -1,7 +1,12 @@
-// Writing HDF5 files atomically: everything goes to a temporary file beside the destination, which is
-// renamed into place only when complete. A failure leaves the destination as it was.
+// Writing HDF5 files through the package's one file-writing helper (`OutputFile`): everything goes to a
+// temporary file beside the destination, which is renamed into place only when complete (through a
+// symbolic link, keeping the replaced file's mode). A failure leaves the destination as it was.
+// Objects are written without modification times (H5Pset_obj_track_times off), so the same contents
+// give the same bytes whenever they are written.
 
 import CHDF5
+import Errors
+import FileOutput
 import Foundation
 
 /// Builds a new HDF5 file. Use ``HDF5Writer/write(to:_:)``; the writer itself is only valid inside it.
@@ -9,49 +14,58 @@ public final class HDF5Writer {
     public let destination: String
     let temporaryPath: String
     var id: hid_t
+    /// Creation property lists with object-time tracking off, for groups and datasets.
+    let groupProperties: hid_t, datasetProperties: hid_t
 
     /// Writes a complete file at `destination` by running `body`, then renaming into place.
     /// If `body` throws (or any write fails) the temporary file is removed and the destination is untouched.
     public static func write(to destination: String, _ body: (HDF5Writer) throws -> Void) throws {
-        let writer = try HDF5Writer(destination: destination)
         do {
-            try body(writer)
-            try writer.commit()
-        } catch {
-            writer.abandon()
-            throw error
+            try OutputFile.write(to: destination) { temporary in
+                let writer = try HDF5Writer(destination: destination, temporaryPath: temporary)
+                do {
+                    try body(writer)
+                    try writer.close()
+                } catch {
+                    writer.abandon()
+                    throw error
+                }
+            }
+        } catch let e as DDPMError where e.kind == .outputRefused {
+            throw HDF5Error(.writeFailed, file: destination, e.message.hasPrefix(destination + ": ") ? String(e.message.dropFirst(destination.count + 2)) : e.message)
         }
     }
 
-    init(destination: String) throws {
+    init(destination: String, temporaryPath: String) throws {
         self.destination = destination
-        let url = URL(fileURLWithPath: destination)
-        let folder = url.deletingLastPathComponent().path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw HDF5Error(.writeFailed, file: destination, "the folder '\(folder)' does not exist")
+        self.temporaryPath = temporaryPath
+        (id, groupProperties, datasetProperties) = HDF5Library.locked {
+            let fcpl = H5Pcreate(ddpm_h5p_file_create()); defer { H5Pclose(fcpl) }
+            H5Pset_obj_track_times(fcpl, false)   // the root group
+            let gcpl = H5Pcreate(ddpm_h5p_group_create()), dcpl = H5Pcreate(ddpm_h5p_dataset_create())
+            H5Pset_obj_track_times(gcpl, false); H5Pset_obj_track_times(dcpl, false)
+            return (H5Fcreate(temporaryPath, ddpm_h5f_acc_excl(), fcpl, ddpm_h5p_default()), gcpl, dcpl)
         }
-        temporaryPath = folder + "/." + url.lastPathComponent + ".tmp-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
-        let tmp = temporaryPath
-        id = HDF5Library.locked { H5Fcreate(tmp, ddpm_h5f_acc_excl(), ddpm_h5p_default(), ddpm_h5p_default()) }
-        guard id >= 0 else { throw HDF5Error(.writeFailed, file: destination, "could not create a temporary file in '\(folder)'") }
+        guard id >= 0 else {
+            throw HDF5Error(.writeFailed, file: destination, "could not create a temporary file in '\(OutputFile.folder(of: temporaryPath))'")
+        }
     }
 
-    deinit { abandon() }
+    deinit {
+        abandon()
+        HDF5Library.locked { _ = H5Pclose(groupProperties); _ = H5Pclose(datasetProperties) }
+    }
 
-    func commit() throws {
+    /// Finishes the file; ``OutputFile`` then moves it into place.
+    func close() throws {
         let status = HDF5Library.locked { H5Fclose(id) }
         id = -1
         guard status >= 0 else { throw HDF5Error(.writeFailed, file: destination, "HDF5 could not finish the file") }
-        guard Foundation.rename(temporaryPath, destination) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporaryPath)
-            throw HDF5Error(.writeFailed, file: destination, "could not move the finished file into place: \(reason)")
-        }
     }
 
+    /// Closes the file without finishing; ``OutputFile`` removes the temporary file.
     func abandon() {
-        if id >= 0 { HDF5Library.locked { _ = H5Fclose(id) }; id = -1; unlink(temporaryPath) }
+        if id >= 0 { HDF5Library.locked { _ = H5Fclose(id) }; id = -1 }
     }
 
     func fail(_ object: String, _ detail: String) -> HDF5Error { HDF5Error(.writeFailed, file: destination, object: object, detail) }
@@ -63,7 +77,7 @@ public final class HDF5Writer {
             for part in groupPath.split(separator: "/") {
                 prefix += "/" + part
                 if H5Lexists(id, prefix, ddpm_h5p_default()) > 0 { continue }
-                let g = H5Gcreate2(id, prefix, ddpm_h5p_default(), ddpm_h5p_default(), ddpm_h5p_default())
+                let g = H5Gcreate2(id, prefix, ddpm_h5p_default(), groupProperties, ddpm_h5p_default())
                 guard g >= 0 else { throw fail(prefix, "could not create the group") }
                 H5Gclose(g)
             }
@@ -96,12 +110,30 @@ public final class HDF5Writer {
         if !parent.isEmpty { try createGroup(parent) }
         try HDF5Library.locked {
             let space = makeSpace(shape); defer { H5Sclose(space) }
-            let ds = H5Dcreate2(id, datasetPath, type, space, ddpm_h5p_default(), ddpm_h5p_default(), ddpm_h5p_default())
+            let ds = H5Dcreate2(id, datasetPath, type, space, ddpm_h5p_default(), datasetProperties, ddpm_h5p_default())
             guard ds >= 0 else { throw fail(datasetPath, "could not create the dataset (does it exist already?)") }
             defer { H5Dclose(ds) }
             if values.isEmpty { return }
             let status = values.withUnsafeBytes { H5Dwrite(ds, type, ddpm_h5s_all(), ddpm_h5s_all(), ddpm_h5p_default(), $0.baseAddress) }
             guard status >= 0 else { throw fail(datasetPath, "could not write the data") }
+        }
+    }
+
+    /// Creates a float64 dataset of `shape` without writing values: chunked (one chunk per first index), so
+    /// it takes no space and reads as zeros. Lets a file declare a large data set cheaply (readers must
+    /// check shapes from the metadata before reading).
+    public func reserve(shape: [Int], to datasetPath: String) throws {
+        precondition(!shape.isEmpty && shape.allSatisfy { $0 > 0 }, "HDF5Writer.reserve: shape \(shape) must have positive extents")
+        let parent = datasetPath.split(separator: "/").dropLast().joined(separator: "/")
+        if !parent.isEmpty { try createGroup(parent) }
+        try HDF5Library.locked {
+            let space = makeSpace(shape); defer { H5Sclose(space) }
+            let dcpl = H5Pcopy(datasetProperties); defer { H5Pclose(dcpl) }
+            let chunk = [hsize_t(1)] + shape.dropFirst().map { hsize_t($0) }
+            H5Pset_chunk(dcpl, Int32(shape.count), chunk)
+            let ds = H5Dcreate2(id, datasetPath, ddpm_h5t_native_double(), space, ddpm_h5p_default(), dcpl, ddpm_h5p_default())
+            guard ds >= 0 else { throw fail(datasetPath, "could not create the dataset") }
+            H5Dclose(ds)
         }
     }
 

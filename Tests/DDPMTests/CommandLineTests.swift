@@ -3,15 +3,20 @@ import TestSupport
 import Testing
 import DDPM
 
-/// Runs the `ddpm` executable that `swift test` built (the test target depends on it).
-func runDDPM(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+/// The `ddpm` executable that `swift test` built (the test target depends on it).
+func ddpmExecutable() throws -> URL {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     let candidates = [".build/debug/ddpm", ".build/release/ddpm"].map { root.appendingPathComponent($0).path }
     guard let binary = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
         throw DDPMError(.invalidConfiguration, "no ddpm executable in \(candidates): build it first")
     }
+    return URL(fileURLWithPath: binary)
+}
+
+/// Runs the `ddpm` executable and waits for it.
+func runDDPM(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: binary)
+    p.executableURL = try ddpmExecutable()
     p.arguments = arguments
     let out = Pipe(), err = Pipe()
     p.standardOutput = out; p.standardError = err
@@ -79,7 +84,7 @@ struct CommandLineTests {
     @Test func existingOutputSurvivesAFailedRun() throws {
         let dir = scratchFolder(), out = dir + "/keep.h5"
         try "precious".write(toFile: out, atomically: true, encoding: .utf8)
-        try expectUserError(["train", "--data", dir + "/absent.h5", "--out", out, "--preset", "tiny"], "no such file")
+        try expectUserError(["train", "--data", dir + "/absent.h5", "--out", out, "--preset", "tiny", "--force"], "no such file")
         #expect(try String(contentsOfFile: out, encoding: .utf8) == "precious")
     }
 

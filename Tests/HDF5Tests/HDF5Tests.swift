@@ -156,4 +156,22 @@ struct HDF5ErrorTests {
         let e = hdf5Error { try HDF5Writer.write(to: "/nonexistent-folder/x.h5") { _ in } }
         #expect(e?.kind == .writeFailed && e!.description.contains("does not exist"))
     }
+
+    /// Issue 13, item 10: objects carry no modification times, so the same contents written in different
+    /// seconds give the same bytes (HDF5 stores object times by default).
+    @Test func sameContentsGiveTheSameBytesWhenWrittenLater() throws {
+        let dir = temporaryFolder()
+        func write(_ name: String) throws -> Data {
+            try HDF5Writer.write(to: dir + "/" + name) { w in
+                try w.write([1.0, 2, 3], shape: [3], to: "/group/v")
+                try w.reserve(shape: [4, 2], to: "/reserved")
+                try w.setAttribute("format", "x")
+            }
+            return try Data(contentsOf: URL(fileURLWithPath: dir + "/" + name))
+        }
+        let a = try write("a.h5")
+        usleep(1_100_000)
+        let b = try write("b.h5")
+        #expect(a == b, "\(a.count) and \(b.count) bytes; first difference at \(zip(a, b).enumerated().first { $1.0 != $1.1 }?.offset ?? -1)")
+    }
 }
