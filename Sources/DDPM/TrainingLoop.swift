@@ -111,15 +111,16 @@ public enum TrainingLoop {
         let watch = InterruptWatch(notice: notice)
         watch.start()
         defer { watch.stop() }
+        let start = trainer.step
         var smoothed: Double?
         var lastSaved: (step: Int, path: String)?
         while trainer.step < until {
             let loss = try trainer.trainStep(on: images)
             if !loss.isFinite {
-                throw diverged(at: trainer.step, "the loss is \(loss)", kept: lastSaved)
+                throw diverged(at: trainer.step, "the loss is \(loss)", kept: lastSaved, start: start)
             }
             if let (name, value) = trainer.firstNonFiniteWeight() {
-                throw diverged(at: trainer.step, "weight '\(name)' is \(value)", kept: lastSaved)
+                throw diverged(at: trainer.step, "weight '\(name)' is \(value)", kept: lastSaved, start: start)
             }
             smoothed = smoothed.map { 0.98 * $0 + 0.02 * loss } ?? loss
             var saved: String?
@@ -137,8 +138,9 @@ public enum TrainingLoop {
         }
     }
 
-    static func diverged(at step: Int, _ what: String, kept: (step: Int, path: String)?) -> DDPMError {
+    static func diverged(at step: Int, _ what: String, kept: (step: Int, path: String)?, start: Int) -> DDPMError {
         DDPMError(.diverged, "training diverged at step \(step): \(what); "
-                  + (kept.map { "the last good checkpoint (step \($0.step)) is kept in \($0.path)" } ?? "no checkpoint was written by this run"))
+                  + (kept.map { "the last good checkpoint (step \($0.step)) is kept in \($0.path)" }
+                     ?? "nothing was saved after step \(start), so any earlier checkpoint is kept"))
     }
 }
