@@ -66,7 +66,9 @@ public final class InterruptWatch: @unchecked Sendable {
         for s in [SIGINT, SIGTERM] {
             Foundation.signal(s, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: s, queue: .global())
-            source.setEventHandler { [weak self] in self?.handle(s) }
+            // Signals that arrive before the handler runs are merged into one event; `data` counts them. (The
+            // handler holds its source until `stop()` cancels it.)
+            source.setEventHandler { [weak self] in self?.handle(s, count: Int(source.data)) }
             source.resume()
             sources.append(source)
         }
@@ -78,12 +80,12 @@ public final class InterruptWatch: @unchecked Sendable {
         Foundation.signal(SIGINT, SIG_DFL); Foundation.signal(SIGTERM, SIG_DFL)
     }
 
-    private func handle(_ s: Int32) {
+    private func handle(_ s: Int32, count: Int) {
         lock.lock()
         let first = received == nil
         if first { received = s }
         lock.unlock()
-        if first {
+        if first && !(s == SIGINT && count > 1) {
             FileHandle.standardError.write(Data(("\n" + notice + "\n").utf8))
         } else if s == SIGINT {
             FileHandle.standardError.write(Data("\nsecond interrupt: stopping now without saving\n".utf8))

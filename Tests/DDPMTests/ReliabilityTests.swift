@@ -222,6 +222,22 @@ struct ReliabilityTests {
         #expect(temporaries(dir).isEmpty)
     }
 
+    // 7a'. A second Ctrl-C during the step that the first one is waiting for ends the process at once, unsaved.
+    @Test func secondInterruptStopsAtOnce() throws {
+        let dir = scratchFolder()
+        try writeImages(dir + "/data.h5")
+        let p = try startDDPM(["train", "--data", dir + "/data.h5", "--out", dir + "/c.h5", "--checkpoint-every", "1", "--steps", "1000",
+                               "--preset", "tiny", "--timesteps", "10", "--batch-size", "32"], logs: dir)
+        #expect(waitFor(120) { FileManager.default.fileExists(atPath: dir + "/c.h5") }, "no first checkpoint")
+        kill(p.processIdentifier, SIGINT)
+        _ = waitFor(30) { ((try? String(contentsOfFile: dir + "/stderr.txt", encoding: .utf8)) ?? "").contains("interrupt: finishing") }
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        let stderr = try String(contentsOfFile: dir + "/stderr.txt", encoding: .utf8)
+        #expect(p.terminationStatus == 130 && stderr.contains("second interrupt: stopping now without saving"), "\(stderr)")
+        #expect(!stderr.contains("checkpoint saved"))
+    }
+
     // 7b. kill -9 in the middle of writing checkpoints leaves a temporary file; the next run removes it.
     @Test func killedRunsLeaveNoTemporariesAfterTheNextRun() throws {
         let dir = scratchFolder()
