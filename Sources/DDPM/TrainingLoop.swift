@@ -66,7 +66,9 @@ public final class InterruptWatch: @unchecked Sendable {
         for s in [SIGINT, SIGTERM] {
             Foundation.signal(s, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: s, queue: .global())
-            source.setEventHandler { [weak self] in self?.handle(s) }
+            // Signals that arrive before the handler runs are merged into one event; `data` counts them. (The
+            // handler holds its source until `stop()` cancels it.)
+            source.setEventHandler { [weak self] in self?.handle(s, count: Int(source.data)) }
             source.resume()
             sources.append(source)
         }
@@ -78,12 +80,12 @@ public final class InterruptWatch: @unchecked Sendable {
         Foundation.signal(SIGINT, SIG_DFL); Foundation.signal(SIGTERM, SIG_DFL)
     }
 
-    private func handle(_ s: Int32) {
+    private func handle(_ s: Int32, count: Int) {
         lock.lock()
         let first = received == nil
         if first { received = s }
         lock.unlock()
-        if first {
+        if first && !(s == SIGINT && count > 1) {
             FileHandle.standardError.write(Data(("\n" + notice + "\n").utf8))
         } else if s == SIGINT {
             FileHandle.standardError.write(Data("\nsecond interrupt: stopping now without saving\n".utf8))
@@ -111,15 +113,16 @@ public enum TrainingLoop {
         let watch = InterruptWatch(notice: notice)
         watch.start()
         defer { watch.stop() }
+        let start = trainer.step
         var smoothed: Double?
         var lastSaved: (step: Int, path: String)?
         while trainer.step < until {
             let loss = try trainer.trainStep(on: images)
             if !loss.isFinite {
-                throw diverged(at: trainer.step, "the loss is \(loss)", kept: lastSaved)
+                throw diverged(at: trainer.step, "the loss is \(loss)", kept: lastSaved, start: start)
             }
             if let (name, value) = trainer.firstNonFiniteWeight() {
-                throw diverged(at: trainer.step, "weight '\(name)' is \(value)", kept: lastSaved)
+                throw diverged(at: trainer.step, "weight '\(name)' is \(value)", kept: lastSaved, start: start)
             }
             smoothed = smoothed.map { 0.98 * $0 + 0.02 * loss } ?? loss
             var saved: String?
@@ -137,8 +140,9 @@ public enum TrainingLoop {
         }
     }
 
-    static func diverged(at step: Int, _ what: String, kept: (step: Int, path: String)?) -> DDPMError {
+    static func diverged(at step: Int, _ what: String, kept: (step: Int, path: String)?, start: Int) -> DDPMError {
         DDPMError(.diverged, "training diverged at step \(step): \(what); "
-                  + (kept.map { "the last good checkpoint (step \($0.step)) is kept in \($0.path)" } ?? "no checkpoint was written by this run"))
+                  + (kept.map { "the last good checkpoint (step \($0.step)) is kept in \($0.path)" }
+                     ?? "nothing was saved after step \(start), so any earlier checkpoint is kept"))
     }
 }

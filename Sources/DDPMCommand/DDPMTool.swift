@@ -13,6 +13,7 @@ struct DDPMTool: ParsableCommand {
         With no subcommand, runs `ddpm demo`.
 
         \(outputRules)
+
         Ctrl-C during training saves a checkpoint at the current step and exits with status 130.
         """,
         version: "0.1.0",

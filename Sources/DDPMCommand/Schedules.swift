@@ -1,5 +1,6 @@
 import ArgumentParser
 import DDPM
+import FileOutput
 import Foundation
 
 /// `ddpm schedules`: an SVG figure of ᾱ_t and log SNR for every schedule (Notes/02-schedules.md).
@@ -41,7 +42,7 @@ struct SchedulesFigure: ParsableCommand {
             svg += "<text x=\"\(20 + Double(k) * 102)\" y=\"\(h + 20)\" font-size=\"12\" fill=\"\(colours[k])\">■ \(n)</text>\n"
         }
         svg += "</svg>\n"
-        try svg.write(toFile: out, atomically: true, encoding: .utf8)
+        try OutputFile.write(to: out) { try svg.write(toFile: $0, atomically: false, encoding: .utf8) }
         print("wrote \(out) (T = \(timesteps))")
     }
 }

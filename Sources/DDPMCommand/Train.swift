@@ -83,9 +83,11 @@ struct Train: ParsableCommand {
         abstract: "Train a DDPM on images in an HDF5 file (N×C×H×W; float64, float32 or uint8).",
         discussion: """
         Data must lie in the model's data range [0, 1] (uint8 is scaled by 1/255 first); other data is refused.
+
         Ctrl-C or SIGTERM saves a checkpoint at the current step and exits with status 130 (143 for SIGTERM); \
         a second Ctrl-C exits at once without saving. A non-finite loss or weight stops training with an error \
         naming the step; the last checkpoint written is kept.
+
         With --resume, the checkpoint fixes the network, diffusion and training options: giving any of them \
         with a different value is an error (the same value is accepted); --seed is not used. Resuming into \
         the checkpoint itself (--out equal to --resume) is the one case where an input is replaced.
@@ -133,7 +135,12 @@ struct Train: ParsableCommand {
         let c = trainer.config.network
         let estimate = trainingStepBytes(c, parameters: trainer.network.parameterCount, batch: trainer.options.batchSize)
         try MemoryBudget.check(bytes: estimate, for: "a training step with --batch-size \(trainer.options.batchSize) on this network")
-        let images = try ImageData.load(path: data, dataset: dataset, channels: c.channels, imageSize: c.imageSize, range: trainer.config.diffusion.dataRange)
+        let images: Tensor
+        do {
+            images = try ImageData.load(path: data, dataset: dataset, channels: c.channels, imageSize: c.imageSize, range: trainer.config.diffusion.dataRange)
+        } catch let e as DDPMError where e.kind == .malformedFile && e.message.hasSuffix("name the dataset to use") {
+            throw DDPMError(e.kind, e.message + " with --dataset")
+        }
         guard trainer.step < steps else { throw DDPMError(.invalidValue, "--steps \(steps): the checkpoint is already at step \(trainer.step)") }
         note("training \(trainer.network.parameterCount) parameters on \(images.shape[0]) images from step \(trainer.step) to \(steps)")
         try Self.loop(trainer, images: images, until: steps, checkpointEvery: checkpointEvery, out: out)

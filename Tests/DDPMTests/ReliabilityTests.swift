@@ -146,6 +146,22 @@ struct ReliabilityTests {
         try PNGWriter.writeGrid(Tensor(shape: [1, 1, 2, 2], data: [.nan, .infinity, -.infinity, 1e300]), range: 0...1, path: dir + "/odd.png")
     }
 
+    // 3b. Training that diverges stops with an error naming the step, and the last good checkpoint is kept.
+    @Test func divergenceStopsAndKeepsTheLastGoodCheckpoint() throws {
+        let dir = scratchFolder()
+        let checkpoint = try makeCheckpoint(dir)
+        // A finite but absurd output bias: the next loss is (ε − 1e300)², which overflows to +∞.
+        let bias = try HDF5File(path: checkpoint).readDoubles("/weights/final_conv.bias").values
+        try copyHDF5(checkpoint, to: dir + "/absurd.h5", datasets: ["/weights/final_conv.bias": bias.map { _ in 1e300 }])
+        let before = fileBytes(dir + "/absurd.h5")
+        let r = try runDDPM(["train", "--data", dir + "/data.h5", "--resume", dir + "/absurd.h5", "--out", dir + "/absurd.h5",
+                             "--steps", "5", "--checkpoint-every", "1"])
+        let last = r.stderr.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(r.status == 1 && last.hasPrefix("error: training diverged at step 2: the loss is inf"), "\(r.stderr)")
+        #expect(fileBytes(dir + "/absurd.h5") == before, "the checkpoint was changed")
+        #expect(temporaries(dir).isEmpty)
+    }
+
     // 4. Sizes checked before allocating: --count, --batch-size, and data files that claim 1e9 images.
     @Test func sizesAreEstimatedBeforeAllocating() throws {
         let dir = scratchFolder()
@@ -204,6 +220,22 @@ struct ReliabilityTests {
         #expect(resumed.status == 0 && straight.status == 0, "\(resumed.stderr) \(straight.stderr)")
         #expect(fileBytes(dir + "/c.h5") == fileBytes(dir + "/straight.h5"), "resumed and uninterrupted checkpoints differ")
         #expect(temporaries(dir).isEmpty)
+    }
+
+    // 7a'. A second Ctrl-C during the step that the first one is waiting for ends the process at once, unsaved.
+    @Test func secondInterruptStopsAtOnce() throws {
+        let dir = scratchFolder()
+        try writeImages(dir + "/data.h5")
+        let p = try startDDPM(["train", "--data", dir + "/data.h5", "--out", dir + "/c.h5", "--checkpoint-every", "1", "--steps", "1000",
+                               "--preset", "tiny", "--timesteps", "10", "--batch-size", "32"], logs: dir)
+        #expect(waitFor(120) { FileManager.default.fileExists(atPath: dir + "/c.h5") }, "no first checkpoint")
+        kill(p.processIdentifier, SIGINT)
+        _ = waitFor(30) { ((try? String(contentsOfFile: dir + "/stderr.txt", encoding: .utf8)) ?? "").contains("interrupt: finishing") }
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        let stderr = try String(contentsOfFile: dir + "/stderr.txt", encoding: .utf8)
+        #expect(p.terminationStatus == 130 && stderr.contains("second interrupt: stopping now without saving"), "\(stderr)")
+        #expect(!stderr.contains("checkpoint saved"))
     }
 
     // 7b. kill -9 in the middle of writing checkpoints leaves a temporary file; the next run removes it.
