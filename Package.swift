@@ -42,6 +42,7 @@ let package = Package(
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensors", "HDF5"]),
         .testTarget(name: "UNetTests", dependencies: ["UNet", "Tensors", "DDPM", "HDF5"]),
         .testTarget(name: "DDPMTests", dependencies: ["DDPM", "DDPMCommand"]),
+        .testTarget(name: "NotesTests", dependencies: ["HDF5"]),
     ],
     swiftLanguageModes: [.v5]
 )
