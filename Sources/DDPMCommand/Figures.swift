@@ -62,7 +62,7 @@ struct Figures: ParsableCommand {
             list.map { ($0.slice(axis: 0, start: i, length: 1) - a) * ((width) / (b - a)) + lo }
         }
         let rows = row(xs, 0, from: -1, to: 2) + row(x0s, 0, from: lo, to: lo + width) + row(xs, 1, from: -1, to: 2) + row(x0s, 1, from: lo, to: lo + width)
-        try PNGWriter.writeGrid(Tensor.concatenate(rows, axis: 0), range: trainer.config.dataRange, columns: snapshots.count, scale: 2,
+        try PNGWriter.writeGrid(Tensor.concatenate(rows, axis: 0), range: trainer.config.dataRange, columns: snapshots.count, scale: 3,
                                 path: out + "/chain-x0.png")
 
         // 2. The bound per timestep on held-out digits (drawn after the demo's 4096 training images).
@@ -90,7 +90,7 @@ struct Figures: ParsableCommand {
         try tsv.write(toFile: out + "/bound-per-step.tsv", atomically: true, encoding: .utf8)
         try Self.boundSVG(perStep, prior: prior, total: total).write(toFile: out + "/bound-per-step.svg", atomically: true, encoding: .utf8)
         let klSum = perStep.dropFirst().reduce(0, +)
-        print(String(format: "bound on %d held-out digits: L_0 (decoder) %.4f, sum of L_1 … L_%d %.4f, prior L_T %.6f, total %.4f bits/dim",
+        print(String(format: "bound on %d held-out digits: L_0 (decoder) %.4f, sum of L_1 … L_%d %.4f, prior L_T %.3e, total %.4f bits/dim",
                      boundImages, perStep[0], T - 1, klSum, prior, total))
         print("wrote \(out)/samples.png, chain-x0.png, bound-per-step.svg, bound-per-step.tsv")
     }

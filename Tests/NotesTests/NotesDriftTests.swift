@@ -385,11 +385,13 @@ enum DriftCheck {
         for (i, raw) in text.components(separatedBy: "\n").enumerated() {
             let trimmed = raw.trimmingCharacters(in: .whitespaces)
             if trimmed.hasPrefix("```") { inFence.toggle(); continue }
-            if trimmed.hasPrefix("$$") {
-                if !(trimmed.count > 2 && trimmed.hasSuffix("$$")) { inMath.toggle() }
+            if inFence { continue }
+            // Display math: a line holding "$$" opens or closes a block (an odd count toggles).
+            let fences = raw.components(separatedBy: "$$").count - 1
+            if fences > 0 || inMath {
+                if fences % 2 == 1 { inMath.toggle() }
                 continue
             }
-            if inFence || inMath { continue }
             // Each marker becomes one placeholder character; code spans and inline math are dropped.
             var line = raw.replacingOccurrences(of: "<!--.*?-->", with: "\u{1}", options: .regularExpression)
             line = line.replacingOccurrences(of: "`[^`]*`", with: "", options: .regularExpression)
