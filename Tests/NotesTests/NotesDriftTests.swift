@@ -344,7 +344,7 @@ enum NamedComputation {
 
 // MARK: - The check
 
-struct DriftResult { var checked = 0, measured = 0, settings = 0; var failures: [String] = [] }
+struct DriftResult { var checked = 0, measured = 0, settings = 0; var failures: [String] = [], report: [String] = [] }
 
 enum DriftCheck {
     static func check(_ text: String, file: String) -> DriftResult {
@@ -366,6 +366,7 @@ enum DriftCheck {
                     guard v.count == 1 else { r.failures.append("\(m): '\(expression)' gives \(v.count) values, expected 1"); continue }
                     let c = v[0]
                     r.checked += 1
+                    r.report.append("\(m): \(m.quoted) ≈ \(c)  (\(expression))")
                     if !(Swift.abs(q - c) <= half * (1 + 1e-9) + 2 * c.ulp.magnitude) {
                         r.failures.append("\(m): quoted \(m.quoted), computed \(c) (from \(expression))")
                     }
@@ -418,6 +419,7 @@ struct NotesDriftTests {
         for doc in Repository.documents {
             let text = try String(contentsOfFile: Repository.path(doc), encoding: .utf8)
             let r = DriftCheck.check(text, file: doc)
+            for line in r.report { print("notes \(line)") }
             print("notes \(doc): \(r.checked) numbers checked, \(r.measured) measurements, \(r.settings) settings")
             total.checked += r.checked; total.measured += r.measured; total.settings += r.settings; total.failures += r.failures
         }
