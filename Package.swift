@@ -51,6 +51,8 @@ let package = Package(
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensors", "HDF5", "TestSupport"]),
         .testTarget(name: "UNetTests", dependencies: ["UNet", "Tensors", "TensorIO", "HDF5", "TestSupport"]),
         .testTarget(name: "DDPMTests", dependencies: ["DDPM", "DDPMCommand", "FileOutput", "TestSupport"]),
+        // The Notes' quoted numbers against the fixtures (the drift check).
+        .testTarget(name: "NotesTests", dependencies: ["HDF5"]),
     ],
     swiftLanguageModes: [.v6]
 )
