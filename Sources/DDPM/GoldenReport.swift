@@ -40,7 +40,7 @@ extension GoldenCheckResult {
         let zeros = rows.filter(\.zeroInExactArithmetic).count
         if zeros > 0 {
             s += tier == nil ? "; \(zeros) gradient(s) zero in exact arithmetic (their values are rounding noise, compared through atol only)"
-                : "; \(zeros) gradient(s) zero in exact arithmetic, judged against the gradient floor"
+                : "; \(zeros) gradient(s) zero in exact arithmetic, judged against the network's gradient floor"
         }
         if tier != nil, let worst = rows.max(by: { $0.normwiseRatio < $1.normwiseRatio }) {
             s += "; largest normwise error/bound \(formatRatio(worst.normwiseRatio)) (\(worst.name))"
@@ -52,15 +52,15 @@ extension GoldenCheckResult {
     /// The whole check as Markdown: the rule, the budgets, one row per output, one row per layer.
     public func markdown() -> String {
         var md = "# Golden check of `\(URL(fileURLWithPath: path).lastPathComponent)`\n\n"
-        md += "Rule: \(ruleDescription). Result: **\(passed ? "pass" : "FAIL")** — \(summaryLine).\n\n"
+        md += "Result: **\(passed ? "pass" : "FAIL")** — \(summaryLine).\n\n"
         if let tier {
             md += "| kind | depth L | reduction n | normwise bound τ = λ√(L·u_s² + n·u_a²) |\n|---|---|---|---|\n"
             for k in [GoldenOutputKind.elementwise, .network, .gradient] {
                 let b = budgets[k]
                 md += "| \(k.rawValue) | \(b.depth) | \(b.reduction) | \(sci(tier.normwiseBound(b))) |\n"
             }
-            md += "\nElementwise: |file − ours| ≤ λ_m·τ·(|ours| + s/√m), λ_m = √(2 ln 2m), s = ‖ours‖ "
-                + "(or the gradient floor \(sci(gradientRMS))·√m for gradients zero in exact arithmetic). "
+            md += "\nNormwise error ‖file − ours‖/s ≤ τ; elementwise |file − ours| ≤ λ_m·τ·(|ours| + s/√m), λ_m = √(2 ln 2m); "
+                + "s = ‖ours‖, for a gradient max(‖ours‖, \(sci(gradientRMS))·√m) (the network's gradient RMS times √m). "
                 + "Errors below are of the file against our float64 recomputation.\n\n"
         } else {
             md += "Elementwise: |ours − file| ≤ atol + rtol·|file|. Errors below are of our float64 recomputation against the file.\n\n"

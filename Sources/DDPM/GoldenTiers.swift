@@ -36,6 +36,7 @@ public enum GoldenOutputKind: String, Sendable {
 /// longest reduction n (the most terms summed into one value).
 public struct RoundingBudget: Sendable, Equatable {
     public var depth: Int, reduction: Int
+    public init(depth: Int, reduction: Int) { self.depth = depth; self.reduction = reduction }
 }
 
 /// A tier: the precision values are stored in and the precision reductions accumulate in.
@@ -49,7 +50,8 @@ public struct RoundingBudget: Sendable, Equatable {
 /// quadrature (√L · u_s, not L · u_s); a reduction of n terms accumulated in precision u_a has a
 /// relative error below λ√n · u_a with high probability (their Theorem 3.1), not the worst case n · u_a.
 /// λ is the confidence parameter. The elementwise check allows each element
-/// `|a − e| ≤ λ_m · τ · (|e| + s/√m)` over the m elements, s the output's norm (or its floor),
+/// `|a − e| ≤ λ_m · τ · (|e| + s/√m)` over the m elements, s the output's norm (for a gradient at least the
+/// floor RMS·√m, RMS the root mean square of every parameter gradient of the network),
 /// λ_m = √(2 ln 2m) the size of the largest of m Gaussian errors in units of their RMS.
 public struct GoldenTier: Sendable, Equatable, CustomStringConvertible {
     public var storage: Precision, accumulation: Precision
@@ -122,7 +124,7 @@ public struct RoundingBudgets: Sendable, Equatable {
 public struct TierRow: Sendable {
     public var name: String, shape: [Int], kind: GoldenOutputKind
     public var comparison: Comparison
-    /// ‖file − ours‖ / s, s = ‖ours‖ or, for a gradient that is zero in exact arithmetic, its floor.
+    /// ‖file − ours‖ / s, s = ‖ours‖, or for a gradient max(‖ours‖, RMS·√m) with RMS the network's gradient RMS.
     public var normwiseError: Double
     /// τ of the tier for this output's kind, or nil when the rule is elementwise only (float64 tier).
     public var normwiseBound: Double?
@@ -193,8 +195,11 @@ extension GoldenFile {
             let m = o.ours.count
             let norm = o.ours.reduce(0) { $0 + $1 * $1 }.squareRoot()
             let floor = gradientRMS * Double(m).squareRoot()
+            // Gradients: relative to max(‖g‖, floor), the floor the size a gradient of the network's RMS would have.
+            // A gradient far below it is a sum that cancels (a group norm's affine weight, a bias feeding a
+            // group norm), whose rounding errors scale with the terms, not with the small result.
             let zero = kind == .gradient && norm <= 1e-9 * floor
-            let scale = zero ? floor : norm
+            let scale = kind == .gradient ? max(norm, floor) : norm
             let diff = zip(o.stored, o.ours).reduce(0.0) { let d = $1.0 - $1.1; return $0 + d * d }.squareRoot()
             let normwise = diff == 0 ? 0 : (scale == 0 ? .infinity : diff / scale)
             switch rule {
