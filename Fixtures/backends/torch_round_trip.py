@@ -170,8 +170,10 @@ def round_trip(src, dst, dtype_name):
     with h5py.File(src, "r") as f:
         cfg = read_config(f)
         net = UNet(cfg).to(torch.float64)         # float64 first, so loading does not round the weights
-        state = {k: torch.from_numpy(np.asarray(f["weights"][k])) for k in net.state_dict()}
-        net.load_state_dict(state, strict=True)   # every state-dict name must be in the file, with its shape
+        state = {}
+        f["weights"].visititems(lambda k, v: state.__setitem__(k.replace("/", "."), torch.from_numpy(np.asarray(v)))
+                                if isinstance(v, h5py.Dataset) else None)
+        net.load_state_dict(state, strict=True)   # the file's names are exactly the module's, with their shapes
         inputs = {k: np.asarray(f["inputs"][k]) for k in f["inputs"]}
         wanted = []
         for k in f["outputs"]:

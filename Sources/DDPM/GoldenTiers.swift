@@ -217,6 +217,9 @@ extension GoldenFile {
                                     normwiseBound: tau, scale: scale, zeroInExactArithmetic: zero))
             }
         }
+        // Rows: the outputs in file order, then the gradients in state-dict order (the forward order of the layers).
+        let order = Dictionary(uniqueKeysWithValues: r.parameterKeys.enumerated().map { ("grad/" + $1, $0) })
+        rows = rows.filter { $0.kind != .gradient } + rows.filter { $0.kind == .gradient }.sorted { (order[$0.name] ?? .max) < (order[$1.name] ?? .max) }
         // Per layer, in state-dict order.
         var layers: [LayerSummary] = []
         let byName = Dictionary(rows.filter { $0.kind == .gradient }.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })

@@ -144,6 +144,8 @@ struct GoldenTierTests {
         #expect(honest.status == 0 && honest.stdout.hasPrefix("105 passed, 0 failed (tier float16"), "\(honest.stdout)")
         try expectUserError(["golden", "check", path, "--tier", "float8"], "--tier 'float8': expected one of float64, float32, bfloat16, float16")
         try expectUserError(["golden", "check", path, "--tier", "float32", "--rtol", "1e-3"], "--rtol/--atol apply to the float64 tier")
+        try expectUserError(["golden", "check", path, "--accumulation", "float32"], "--accumulation applies to the float32, bfloat16 and float16 tiers")
+        try expectUserError(["golden", "check", path, "--tier", "float16", "--accumulation", "half"], "--accumulation 'half': expected one of")
     }
 }
 
@@ -172,6 +174,9 @@ struct ErrorStatisticsTests {
         // float16 storage, float32 accumulation: 3·√(49·2⁻²² + 1152·2⁻⁴⁸) = 1.0253908e-2.
         #expect(abs(GoldenTier(storage: .float16).normwiseBound(b) - 1.0253908e-02) < 1e-9)
         #expect(GoldenTier(storage: .bfloat16).accumulation == .float32 && GoldenTier(storage: .float64).accumulation == .float64)
+        // Accumulating in float16 too: 3·√((49 + 1152)·2⁻²²) = 0.0507648 (python: 3*math.sqrt(1201*2**-22)).
+        #expect(abs(GoldenTier(storage: .float16, accumulation: .float16).normwiseBound(b) - 0.0507648) < 1e-7)
+        #expect(GoldenTier.extremeValueFactor(count: 1) == (2 * log(2.0)).squareRoot() && GoldenTier.extremeValueFactor(count: 0) >= 1)
         // The tiny preset at batch 2: 98 parameter tensors → 49 layers; the longest forward sum is the first up
         // block's conv1, 9·(64 + 64) = 1152; the backward's N·H·W = 2·256 = 512 is shorter.
         let tiny = RoundingBudgets(network: try Presets.network("tiny"), batch: 2, parameterCount: 98)
