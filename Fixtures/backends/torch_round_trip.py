@@ -14,6 +14,7 @@ virtual environment of your own, and `swift test` never runs it. Everything is w
 
     python3 -m venv /tmp/venv && /tmp/venv/bin/pip install torch numpy h5py
     /tmp/venv/bin/python Fixtures/backends/torch_round_trip.py IN.h5 OUT.h5 --dtype float32
+    /tmp/venv/bin/python Fixtures/backends/torch_round_trip.py IN.h5 BUG.h5 --plant skip-order   # see a bug fail
 
 Storage is the chosen dtype everywhere (weights, inputs, activations, gradients); PyTorch's CPU kernels
 accumulate float16 and bfloat16 products in float32, which is the model of the tiers (Notes/09).
@@ -30,7 +31,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-FORWARD_OUTPUTS = ["x_t", "eps_pred", "loss", "posterior_mean", "posterior_variance", "pred_x0", "x_prev"]
+# --plant: a bug a port really makes, to see how the check reports it (Notes/09). None: the honest computation.
+PLANTS = ["attention-transposed", "sin-cos-swapped", "skip-order", "groupnorm-eps", "gradient-sign"]
+PLANT = None
 
 
 # ----------------------------------------------------------------------------- the network
@@ -62,7 +65,10 @@ class Attention(nn.Module):
         n, c, hh, ww = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(n, 3 * c, hh * ww).chunk(3, dim=1)
         a = torch.softmax(torch.einsum("ncq,nck->nqk", q, k) / math.sqrt(c), dim=2)  # over keys
-        out = torch.einsum("nck,nqk->ncq", v, a).reshape(n, c, hh, ww)                # v Aᵀ
+        if PLANT == "attention-transposed":
+            out = torch.einsum("nck,nkq->ncq", v, a).reshape(n, c, hh, ww)            # v A: the bug
+        else:
+            out = torch.einsum("nck,nqk->ncq", v, a).reshape(n, c, hh, ww)            # v Aᵀ
         return x + self.proj(out)
 
 
@@ -71,7 +77,7 @@ class UNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         base, mults, nres, temb = cfg["base_channels"], cfg["channel_mults"], cfg["num_res_blocks"], cfg["time_emb_dim"]
-        groups, eps = cfg["norm_groups"], 1e-5
+        groups, eps = cfg["norm_groups"], (1e-6 if PLANT == "groupnorm-eps" else 1e-5)
         res = [cfg["image_size"] // 2 ** i for i in range(len(mults))]
         self.time_mlp = nn.Sequential(nn.Linear(temb, 4 * temb), nn.SiLU(), nn.Linear(4 * temb, temb))
         self.init_conv = nn.Conv2d(cfg["channels"], base, 3, padding=1)
@@ -108,7 +114,8 @@ class UNet(nn.Module):
         work = torch.float64 if dtype == torch.float64 else torch.float32
         freqs = torch.exp(-torch.arange(half, dtype=work) * math.log(10000.0) / (half - 1))
         args = t.to(work)[:, None] * freqs[None, :]
-        return torch.cat([torch.sin(args), torch.cos(args)], dim=1).to(dtype)
+        parts = [torch.cos(args), torch.sin(args)] if PLANT == "sin-cos-swapped" else [torch.sin(args), torch.cos(args)]
+        return torch.cat(parts, dim=1).to(dtype)
 
     def forward(self, x, t):
         e = self.time_mlp(self.embedding(t, x.dtype))
@@ -126,7 +133,8 @@ class UNet(nn.Module):
         for i, blocks in enumerate(self.up_resblocks):
             if i > 0:
                 h = self.upsample[i - 1](h)
-            h = torch.cat([h, skips.pop()], dim=1)          # current features first, skip second
+            s = skips.pop()
+            h = torch.cat([s, h] if PLANT == "skip-order" else [h, s], dim=1)   # current features first, skip second
             for b in blocks:
                 h = b(h, e)
             if str(i) in self.up_attn:
@@ -211,6 +219,8 @@ def round_trip(src, dst, dtype_name):
             if name.startswith("grad/"):
                 p = params[name[5:]]
                 value = p.grad if p.grad is not None else torch.zeros_like(p)
+                if PLANT == "gradient-sign" and name == "grad/mid_attn.proj.weight":
+                    value = -value
             elif name in out:
                 value = out[name]
             else:
@@ -219,6 +229,7 @@ def round_trip(src, dst, dtype_name):
             g.create_dataset("outputs/" + name, data=value.detach().to(torch.float64).numpy())
             written += 1
     print(f"wrote {dst}: {written} outputs recomputed in {dtype_name} (torch {torch.__version__}, {torch.get_num_threads()} threads)"
+          + (f", with the planted bug {PLANT}" if PLANT else "")
           + (f"; not computed by this example: {', '.join(skipped)}" if skipped else ""))
 
 
@@ -227,7 +238,10 @@ def main():
     p.add_argument("source", help="a golden file written by `ddpm golden export`")
     p.add_argument("destination", help="the golden file to write, with the recomputed outputs")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    p.add_argument("--plant", choices=PLANTS, help="plant one bug a port really makes (to see how the check reports it)")
     a = p.parse_args()
+    global PLANT
+    PLANT = a.plant
     torch.manual_seed(0)
     round_trip(a.source, a.destination, a.dtype)
 
