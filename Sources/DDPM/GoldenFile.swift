@@ -99,6 +99,26 @@ public enum GoldenFile {
     /// Throws `DDPMError` for a malformed file (missing group, weight or input, wrong shape, unknown output,
     /// unsupported configuration).
     public static func check(path: String, tolerance: Tolerance) throws -> [Row] {
+        let r = try recompute(path: path)
+        return r.outputs.map { o in
+            Row(name: o.name, shape: o.shape, comparison: Comparison(o.name, actual: o.ours, expected: o.stored, tolerance: tolerance))
+        }
+    }
+
+    /// One output of a golden file: its values in the file and our float64 recomputation, same shape.
+    public struct RecomputedOutput: Sendable {
+        public var name: String, shape: [Int], ours: [Double], stored: [Double]
+    }
+
+    /// A golden file read and recomputed: the configuration, the batch size N, the parameter keys in
+    /// state-dict order, and every output present in file order.
+    public struct Recomputed: Sendable {
+        public var configuration: ModelConfiguration, batch: Int, parameterKeys: [String], outputs: [RecomputedOutput]
+    }
+
+    /// Reads a golden file, rebuilds the network from `/config` and `/weights` and recomputes every output
+    /// present. Throws ``DDPMError`` for a malformed file, as ``check(path:tolerance:)`` does.
+    public static func recompute(path: String) throws -> Recomputed {
         let file = try HDF5File(path: path)
         try FileFormat.golden.check(file)
         let config = try ModelConfiguration(reading: file)
@@ -131,14 +151,14 @@ public enum GoldenFile {
             throw DDPMError(.unknownName, "\(path): unknown output '/outputs/\(unknown)' (expected one of \(outputNames.joined(separator: ", ")) or grad/<parameter key>)")
         }
         let computed = Dictionary(uniqueKeysWithValues: try outputs(config: config, network: net, inputs: inputs, names: Set(present)))
-        return try present.map { name in
+        let rows = try present.map { name in
             let actual = computed[name]!
             let stored = try file.readDoubles("/outputs/" + name)
             guard stored.shape == actual.shape else {
                 throw DDPMError(.shapeMismatch, "\(path) '/outputs/\(name)': expected shape \(actual.shape), found \(stored.shape)")
             }
-            return Row(name: name, shape: actual.shape,
-                       comparison: Comparison(name, actual: actual, expected: Tensor(shape: stored.shape, data: stored.values), tolerance: tolerance))
+            return RecomputedOutput(name: name, shape: actual.shape, ours: actual.data, stored: stored.values)
         }
+        return Recomputed(configuration: config, batch: n, parameterKeys: net.namedParameters().map(\.name), outputs: rows)
     }
 }

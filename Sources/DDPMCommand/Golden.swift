@@ -1,5 +1,6 @@
 import ArgumentParser
 import DDPM
+import FileOutput
 import Foundation
 
 /// `ddpm golden export|check`: reference files for other backends (schema in Notes/09-golden-files.md).
@@ -29,27 +30,50 @@ struct Golden: ParsableCommand {
     }
 
     struct Check: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Recompute every output of a golden file and compare; exit 0 only if all pass.")
+        static let configuration = CommandConfiguration(
+            abstract: "Recompute every output of a golden file and compare; exit 0 only if all pass.",
+            discussion: "Tiers float32, bfloat16 and float16 judge a backend computing in that precision: normwise and elementwise bounds from a probabilistic rounding model (Notes/09-golden-files.md).")
         @Argument(help: "The golden file to check.") var file: String
-        @Option(help: "Relative tolerance.") var rtol: Double = 1e-10
-        @Option(help: "Absolute tolerance.") var atol: Double = 1e-12
+        @Option(help: "Precision tier: float64 (elementwise rtol/atol), float32, bfloat16 or float16.") var tier: String = "float64"
+        @Option(help: "Accumulation precision of the tier's reductions (default float32 for float32/bfloat16/float16).") var accumulation: String?
+        @Option(help: "Relative tolerance of the float64 tier (default 1e-10).") var rtol: Double?
+        @Option(help: "Absolute tolerance of the float64 tier (default 1e-12).") var atol: Double?
+        @Option(help: "Write the whole table (every output, every layer's gradients) as Markdown to this file.") var report: String?
+        @Flag(help: "Replace an existing --report file.") var force = false
 
         func run() throws {
-            guard rtol >= 0, atol >= 0, rtol > 0 || atol > 0 else { throw DDPMError(.invalidValue, "--rtol \(rtol) / --atol \(atol): expected non-negative values, not both 0") }
-            let rows = try GoldenFile.check(path: file, tolerance: Tolerance(rtol: rtol, atol: atol))
-            guard !rows.isEmpty else { throw DDPMError(.checkFailed, "\(file): '/outputs' holds no outputs; a check that compares nothing fails") }
-            let width = max(12, rows.map(\.name.count).max() ?? 0)
-            print("output".padding(toLength: width, withPad: " ", startingAt: 0) + "  shape              max abs error  max rel error  result")
-            for r in rows {
-                let shape = "\(r.shape)".padding(toLength: 18, withPad: " ", startingAt: 0)
-                print(r.name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + shape
-                      + String(format: " %13.3e  %13.3e  ", r.comparison.maxAbsoluteError, r.comparison.maxRelativeError)
-                      + (r.comparison.passed ? "pass" : "FAIL"))
+            guard let storage = Precision(rawValue: tier) else {
+                throw DDPMError(.invalidValue, "--tier '\(tier)': expected one of \(Precision.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            let failed = rows.filter { !$0.comparison.passed }
-            print("\(rows.count - failed.count) passed, \(failed.count) failed (rtol \(rtol), atol \(atol))")
-            if !failed.isEmpty {
-                throw DDPMError(.checkFailed, "\(failed.count) output(s) differ beyond tolerance: " + failed.map { "\($0.comparison)" }.joined(separator: "; "))
+            let rule: GoldenCheckRule
+            if storage == .float64 {
+                guard accumulation == nil else { throw DDPMError(.invalidValue, "--accumulation applies to the float32, bfloat16 and float16 tiers, not float64") }
+                let r = rtol ?? 1e-10, a = atol ?? 1e-12
+                guard r >= 0, a >= 0, r > 0 || a > 0 else { throw DDPMError(.invalidValue, "--rtol \(r) / --atol \(a): expected non-negative values, not both 0") }
+                rule = .elementwise(Tolerance(rtol: r, atol: a))
+            } else {
+                guard rtol == nil, atol == nil else { throw DDPMError(.invalidValue, "--rtol/--atol apply to the float64 tier; --tier \(tier) derives its own bounds") }
+                var acc: Precision? = nil
+                if let accumulation {
+                    guard let p = Precision(rawValue: accumulation) else {
+                        throw DDPMError(.invalidValue, "--accumulation '\(accumulation)': expected one of \(Precision.allCases.map(\.rawValue).joined(separator: ", "))")
+                    }
+                    acc = p
+                }
+                rule = .tier(GoldenTier(storage: storage, accumulation: acc))
+            }
+            if let report { try checkOutput("--report", report, force: force, inputs: [file]) }
+            let result = try GoldenFile.check(path: file, rule: rule)
+            for r in result.failedRows { print(result.failureLine(r)) }
+            print(result.summaryLine)
+            if let report {
+                let markdown = result.markdown()
+                try OutputFile.write(to: report) { try markdown.write(toFile: $0, atomically: false, encoding: .utf8) }
+                print("wrote \(report)")
+            }
+            if result.rows.isEmpty { throw DDPMError(.checkFailed, "\(file): '/outputs' holds no outputs; a check that compares nothing fails") }
+            if !result.passed {
+                throw DDPMError(.checkFailed, "\(result.failedRows.count) output(s) of \(file) differ beyond the \(tier) tier: \(result.failedRows.prefix(3).map(\.name).joined(separator: ", "))\(result.failedRows.count > 3 ? ", …" : "")")
             }
         }
     }

@@ -10,7 +10,7 @@ public struct Tolerance: Sendable, Equatable, CustomStringConvertible {
         precondition(rtol >= 0 && atol >= 0 && (rtol > 0 || atol > 0), "Tolerance: rtol \(rtol) and atol \(atol) must be ≥ 0 and not both 0")
         self.rtol = rtol; self.atol = atol
     }
-    /// Single-operation gradient checks (verification.md): rtol 1e-6, atol 1e-8.
+    /// Single-operation gradient checks: rtol 1e-6, atol 1e-8.
     public static let operation = Tolerance(rtol: 1e-6, atol: 1e-8)
     /// Whole-network gradient checks: rtol 1e-5, atol 1e-7.
     public static let network = Tolerance(rtol: 1e-5, atol: 1e-7)
@@ -43,6 +43,19 @@ public struct Comparison: Sendable, CustomStringConvertible {
     /// Largest `|a − e| / |e|` over elements with `e ≠ 0`.
     public var maxRelativeError = 0.0
     public var shapeMismatch: String?
+    /// Mean of `|a − e|` over all elements.
+    public var meanAbsoluteError = 0.0
+    /// The 99th percentile of `|a − e|` (nearest rank: the ⌈0.99·m⌉-th smallest of the m errors).
+    public var absoluteError99 = 0.0
+    /// Elements with `|a − e| > atol + rtol·|e|` (NaN counts as beyond).
+    public var countBeyondTolerance = 0
+    /// `‖a − e‖₂` and `‖e‖₂` over the whole array (for normwise and grouped comparisons).
+    public var errorNorm = 0.0, expectedNorm = 0.0
+    /// Normwise relative error `‖a − e‖₂ / ‖e‖₂`: 0 when equal, infinite when `e = 0` and they differ.
+    public var normwiseRelativeError: Double {
+        if errorNorm == 0 { return 0 }
+        return expectedNorm == 0 ? .infinity : errorNorm / expectedNorm
+    }
     public var passed: Bool { shapeMismatch == nil && worstRatio <= 1 }
 
     public var description: String {
@@ -58,6 +71,8 @@ public struct Comparison: Sendable, CustomStringConvertible {
         guard actual.count == expected.count else {
             shapeMismatch = "\(actual.count) values, expected \(expected.count)"; return
         }
+        var errors = [Double](repeating: 0, count: expected.count)
+        var sumError = 0.0, sumSquaredError = 0.0, sumSquaredExpected = 0.0
         for i in 0..<expected.count {
             let a = actual[i], e = expected[i]
             let r = tolerance.ratio(actual: a, expected: e)
@@ -65,7 +80,16 @@ public struct Comparison: Sendable, CustomStringConvertible {
             maxAbsoluteError = max(maxAbsoluteError, abserr.isNaN ? .infinity : abserr)
             if e != 0 { maxRelativeError = max(maxRelativeError, abserr / abs(e)) }
             if worstIndex == nil || r > worstRatio { worstIndex = i; worstRatio = r; worstActual = a; worstExpected = e }
+            let d = abserr.isNaN ? Double.infinity : abserr
+            errors[i] = d; sumError += d; sumSquaredError += d * d; sumSquaredExpected += e * e
+            if r > 1 { countBeyondTolerance += 1 }
         }
+        if !errors.isEmpty {
+            meanAbsoluteError = sumError / Double(errors.count)
+            errors.sort()
+            absoluteError99 = errors[max(0, Int((0.99 * Double(errors.count)).rounded(.up)) - 1)]
+        }
+        errorNorm = sumSquaredError.squareRoot(); expectedNorm = sumSquaredExpected.squareRoot()
     }
 
     /// Compares two tensors, shapes included.
