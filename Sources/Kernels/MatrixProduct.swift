@@ -25,7 +25,7 @@ public struct GemmShape: Sendable, Equatable {
 /// The matrix-product kernels. `blas` is what every layer uses; `reference` is the plain triple
 /// loop that tests hold it against.
 public enum Gemm {
-    /// `C ← alpha · op(A) · op(B) + beta · C` through OpenBLAS's `cblas_dgemm` (row-major).
+    /// `C ← alpha · op(A) · op(B) + beta · C` through OpenBLAS's `cblas_dgemm` (row-major), loaded by ``BLASLibrary``.
     @inline(__always)
     public static func blas(_ s: GemmShape, alpha: Double = 1, _ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>,
                             beta: Double = 0, _ c: UnsafeMutablePointer<Double>) {
@@ -34,11 +34,10 @@ public enum Gemm {
             for i in 0..<(s.m * s.n) { c[i] = beta == 0 ? 0 : beta * c[i] }
             return
         }
-        cblas_dgemm(CblasRowMajor,
-                    s.transposeA == .none ? CblasNoTrans : CblasTrans,
-                    s.transposeB == .none ? CblasNoTrans : CblasTrans,
-                    Int32(s.m), Int32(s.n), Int32(s.k), alpha, a, Int32(s.lda), b, Int32(s.ldb),
-                    beta, c, Int32(s.n))
+        _ = BLASLibrary.shared  // loads OpenBLAS with the right core on first use
+        ddpm_dgemm(s.transposeA == .none ? 0 : 1, s.transposeB == .none ? 0 : 1,
+                   Int32(s.m), Int32(s.n), Int32(s.k), alpha, a, Int32(s.lda), b, Int32(s.ldb),
+                   beta, c, Int32(s.n))
     }
 
     /// The same product by the textbook triple loop, `C_ij = alpha Σ_l op(A)_il op(B)_lj + beta C_ij`.
