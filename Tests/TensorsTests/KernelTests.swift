@@ -39,6 +39,34 @@ struct KernelTests {
         #expect(c.passed, "\(c)")
     }
 
+    /// A size at which im2col and the output transposition run split over the cores.
+    @Test func convolutionSplitOverCores() {
+        let g = ConvGeometry(batch: 2, inChannels: 8, height: 16, width: 15, outChannels: 6, kernel: 3, stride: 1, padding: 1)
+        var rng = RandomGenerator(seed: 43)
+        let x = rng.normals(2 * 8 * 16 * 15), w = rng.normals(6 * 8 * 9), b = rng.normals(6)
+        let c = Comparison("conv split over cores", actual: Conv2D.forward(g, x: x, weight: w, bias: b),
+                           expected: Conv2D.referenceForward(g, x: x, weight: w, bias: b), tolerance: Self.tolerance)
+        print(c)
+        #expect(c.passed, "\(c)")
+    }
+
+    /// col2im must be the adjoint of im2col: ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩ for any x and c. Sizes
+    /// large enough that both run split over the cores.
+    @Test("col2im is the adjoint of im2col", arguments: [(3, 1, 1), (3, 2, 1), (1, 1, 0), (2, 2, 0)])
+    func col2imIsTheAdjoint(_ geometry: (kernel: Int, stride: Int, padding: Int)) {
+        let g = ConvGeometry(batch: 2, inChannels: 8, height: 16, width: 15, outChannels: 1,
+                             kernel: geometry.kernel, stride: geometry.stride, padding: geometry.padding)
+        var rng = RandomGenerator(seed: 7)
+        let x = rng.normals(2 * 8 * 16 * 15), c = rng.normals(g.patch * g.batch * g.outPixels)
+        var cols = [Double](repeating: .nan, count: c.count), back = [Double](repeating: 0, count: x.count)
+        x.withUnsafeBufferPointer { px in cols.withUnsafeMutableBufferPointer { Conv2D.im2col(g, px.baseAddress!, $0.baseAddress!) } }
+        c.withUnsafeBufferPointer { pc in back.withUnsafeMutableBufferPointer { Conv2D.col2im(g, pc.baseAddress!, $0.baseAddress!) } }
+        let lhs = zip(cols, c).reduce(0) { $0 + $1.0 * $1.1 }, rhs = zip(x, back).reduce(0) { $0 + $1.0 * $1.1 }
+        let cmp = Comparison("⟨im2col x, c⟩ vs ⟨x, col2im c⟩ \(geometry)", actual: [lhs], expected: [rhs], tolerance: Self.tolerance)
+        print(cmp)
+        #expect(cmp.passed, "\(cmp)")
+    }
+
     @Test func directConvolutionByHand() {
         // 1 channel 3×3 image 1…9, 2×2 kernel of ones, stride 1, no padding: sums of 2×2 windows.
         let g = ConvGeometry(batch: 1, inChannels: 1, height: 3, width: 3, outChannels: 1, kernel: 2, stride: 1, padding: 0)
