@@ -78,10 +78,12 @@ static void set_for_load(const char *name, const char *value, int *was_set) {
     if (value != NULL && (current == NULL || *current == 0)) { setenv(name, value, 1); *was_set = 1; }
 }
 
-int ddpm_blas_load(const char *coretype, const char *thread_timeout, char *error, size_t error_size) {
-    int setCore, setTimeout;
+int ddpm_blas_load(const char *coretype, const char *thread_timeout, const char *num_threads,
+                   char *error, size_t error_size) {
+    int setCore, setTimeout, setThreads;
     set_for_load("OPENBLAS_CORETYPE", coretype, &setCore);
     set_for_load("OPENBLAS_THREAD_TIMEOUT", thread_timeout, &setTimeout);
+    set_for_load("OPENBLAS_NUM_THREADS", num_threads, &setThreads);
     void *handle = NULL;
     char tried[512] = "";
     for (const char *const *name = candidates; *name != NULL && handle == NULL; name++) {
@@ -99,6 +101,7 @@ int ddpm_blas_load(const char *coretype, const char *thread_timeout, char *error
     // what the user had, so child processes see no difference.
     if (setCore) unsetenv("OPENBLAS_CORETYPE");
     if (setTimeout) unsetenv("OPENBLAS_THREAD_TIMEOUT");
+    if (setThreads) unsetenv("OPENBLAS_NUM_THREADS");
     if (handle == NULL) {
         snprintf(error, error_size, "no BLAS library with cblas_dgemm could be loaded (tried: %s); "
                  "install OpenBLAS (Debian/Ubuntu: apt-get install libopenblas0)", tried);

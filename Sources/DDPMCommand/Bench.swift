@@ -59,7 +59,10 @@ struct Bench: ParsableCommand {
         if let user = blas.userCoreType { how = "OPENBLAS_CORETYPE=\(user) set by the user" }
         else if let requested = blas.requestedCore { how = "requested \(requested) for this CPU" }
         else { how = "OpenBLAS's own choice" }
-        print("blas core: \(blas.core.isEmpty ? "unknown" : blas.core) (\(how)); \(blas.threads) thread\(blas.threads == 1 ? "" : "s")")
+        let threads = blas.splitsProducts
+            ? "OpenBLAS single-threaded, products split over \(Parallel.parts) cores by ddpm"
+            : "\(blas.threads) OpenBLAS thread\(blas.threads == 1 ? "" : "s")"
+        print("blas core: \(blas.core.isEmpty ? "unknown" : blas.core) (\(how)); \(threads)")
         if blas.isFallback {
             let better = OpenBLASCore.preferred(for: blas.cpu.features) ?? "a wider core"
             print("warning: BLAS core \(blas.core) is a generic fallback on this CPU; expect several times slower products (unset OPENBLAS_CORETYPE or set it to \(better))")

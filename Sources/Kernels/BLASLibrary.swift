@@ -126,6 +126,9 @@ public struct BLASLibrary: Sendable {
     public let userCoreType: String?
     /// OpenBLAS's worker-thread count.
     public let threads: Int
+    /// Whether ``Gemm/blas`` splits large products over the cores itself (OpenBLAS then runs one
+    /// thread). True unless the user set OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or GOTO_NUM_THREADS.
+    public let splitsProducts: Bool
     /// The CPU the choice was made for.
     public let cpu: CPUDescription
 
@@ -148,12 +151,20 @@ public struct BLASLibrary: Sendable {
         let cpu = CPUDescription.current()
         let user = environment("OPENBLAS_CORETYPE")
         let request = user == nil ? OpenBLASCore.preferred(for: cpu.features) : nil
+        // Threads. OpenBLAS's own pool makes the calling thread wait for its workers by spinning in
+        // sched_yield, and makes idle workers spin the same way: on a 2-core machine running our
+        // elementwise code between products that was a quarter of all samples (perf, batch-8 bench)
+        // and the system time of the whole run. So OpenBLAS runs single-threaded and Gemm.blas
+        // splits each large product into one block of rows or columns per core (Dispatch threads
+        // sleep in the kernel when idle). A thread count the user set is left to OpenBLAS.
+        let userThreads = ["OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"].contains { environment($0) != nil }
+        let split = !userThreads && Parallel.parts > 1
         var error = [CChar](repeating: 0, count: 1024)
-        let status = ddpm_blas_load(request, threadTimeout, &error, error.count)
+        let status = ddpm_blas_load(request, threadTimeout, split ? "1" : nil, &error, error.count)
         precondition(status == 0, "BLAS: " + String(cString: error))
         return BLASLibrary(configuration: String(cString: ddpm_blas_config()), path: String(cString: ddpm_blas_path()),
                            core: String(cString: ddpm_blas_corename()), requestedCore: request, userCoreType: user,
-                           threads: Int(ddpm_blas_threads()), cpu: cpu)
+                           threads: Int(ddpm_blas_threads()), splitsProducts: split, cpu: cpu)
     }
 
     private static func environment(_ name: String) -> String? {

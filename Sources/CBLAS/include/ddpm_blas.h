@@ -26,10 +26,11 @@ void ddpm_cpu_read(ddpm_cpu_info *info);
 
 /// Loads OpenBLAS once per process. When `coretype` is non-NULL and OPENBLAS_CORETYPE is unset,
 /// sets it to `coretype` for the duration of dlopen (and unsets it afterwards). The same for
-/// OPENBLAS_THREAD_TIMEOUT and `thread_timeout` (NULL: leave it). Returns 0 on success; otherwise
+/// OPENBLAS_THREAD_TIMEOUT and `thread_timeout`, OPENBLAS_NUM_THREADS and `num_threads` (NULL: leave it). Returns 0 on success; otherwise
 /// writes a message into `error` and returns -1. Not thread-safe: call it from one place, once
 /// (Swift does so from a lazily initialised `static let`, which runs exactly once).
-int ddpm_blas_load(const char *coretype, const char *thread_timeout, char *error, size_t error_size);
+int ddpm_blas_load(const char *coretype, const char *thread_timeout, const char *num_threads,
+                   char *error, size_t error_size);
 
 /// After a successful load: OpenBLAS's core name ("SkylakeX"), its configuration string
 /// ("OpenBLAS 0.3.21 DYNAMIC_ARCH …") and the file it was loaded from. "" when unknown.
