@@ -20,6 +20,23 @@ struct KernelTests {
         #expect(c.passed, "\(c)")
     }
 
+    /// Above Gemm.minimumSplitWork (2^20 multiply–adds) a product is split into row blocks (m ≥ n)
+    /// or column blocks (n > m), one per core. Entries in [0.5, 1] keep every sum free of
+    /// cancellation, so rtol 1e-12 bounds rounding (k·ε ≈ 1.3e-14) while a misplaced block is O(1) off.
+    @Test("dgemm split over cores", arguments: [
+        GemmShape(m: 131, n: 70, k: 120), GemmShape(m: 131, n: 70, k: 120, transposeA: .transposed),
+        GemmShape(m: 70, n: 133, k: 120, transposeB: .transposed),
+        GemmShape(m: 70, n: 133, k: 120, transposeA: .transposed, transposeB: .transposed),
+    ])
+    func splitGemm(_ s: GemmShape) {
+        var rng = RandomGenerator(seed: UInt64(s.m * 1000 + s.n))
+        let a = (0..<(s.m * s.k)).map { _ in 0.5 + 0.5 * rng.nextUniform() }
+        let b = (0..<(s.k * s.n)).map { _ in 0.5 + 0.5 * rng.nextUniform() }
+        let c = Comparison("split gemm \(s)", actual: Gemm.product(s, a, b), expected: Gemm.product(s, a, b, useBLAS: false), tolerance: Self.tolerance)
+        print(c)
+        #expect(c.passed, "\(c)")
+    }
+
     @Test func referenceGemmIsTheDefinition() {
         // [[1,2],[3,4]]·[[5,6],[7,8]] = [[19,22],[43,50]], computed by hand.
         #expect(Gemm.product(GemmShape(m: 2, n: 2, k: 2), [1, 2, 3, 4], [5, 6, 7, 8], useBLAS: false) == [19, 22, 43, 50])
