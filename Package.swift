@@ -16,7 +16,10 @@ let package = Package(
     ],
     targets: [
         // C edges: only the wrappers below import these.
-        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // CBLAS is a small C target, not a link-time dependency: it reads CPUID and dlopen()s OpenBLAS
+        // after choosing its kernel set (see Sources/Kernels/BLASLibrary.swift). OpenBLAS is needed
+        // at run time only (Debian/Ubuntu: libopenblas0).
+        .target(name: "CBLAS", linkerSettings: [.linkedLibrary("dl")]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
 

@@ -24,6 +24,7 @@ struct Bench: ParsableCommand {
         guard gemmSize > 0 else { throw DDPMError(.invalidValue, "--gemm-size: expected a positive number, got \(gemmSize)") }
         let sizes = try Presets.integers(batches, option: "--batches")
         guard !sizes.isEmpty, sizes.allSatisfy({ $0 > 0 }) else { throw DDPMError(.invalidValue, "--batches '\(batches)': expected positive batch sizes") }
+        printMachine()
         let gemmRate = dgemmRate(gemmSize)
         print(String(format: "dgemm %d×%d×%d: %.2f GFLOP/s (min of %d runs)", gemmSize, gemmSize, gemmSize, gemmRate / 1e9, runs))
         let net = try UNet(network.configuration(), seed: 0)
@@ -46,6 +47,26 @@ struct Bench: ParsableCommand {
                          n, forward, fr / 1e9, 100 * fr / gemmRate, both, br / 1e9, 100 * br / gemmRate, flops / Double(n) / 1e9))
         }
         print(String(format: "peak resident memory: %.2f GiB", peakResidentGiB()))
+    }
+
+    /// What the figures were measured on: CPU, BLAS library and version, core, threads.
+    func printMachine() {
+        let blas = BLASLibrary.shared
+        print("cpu: \(blas.cpu.summary)")
+        let name = blas.configuration.isEmpty ? "a BLAS that is not OpenBLAS" : blas.configuration
+        print("blas: \(name) (\(blas.path))")
+        let how: String
+        if let user = blas.userCoreType { how = "OPENBLAS_CORETYPE=\(user) set by the user" }
+        else if let requested = blas.requestedCore { how = "requested \(requested) for this CPU" }
+        else { how = "OpenBLAS's own choice" }
+        let threads = blas.splitsProducts
+            ? "OpenBLAS single-threaded, products split over \(Parallel.parts) cores by ddpm"
+            : "\(blas.threads) OpenBLAS thread\(blas.threads == 1 ? "" : "s")"
+        print("blas core: \(blas.core.isEmpty ? "unknown" : blas.core) (\(how)); \(threads)")
+        if blas.isFallback {
+            let better = OpenBLASCore.preferred(for: blas.cpu.features) ?? "a wider core"
+            print("warning: BLAS core \(blas.core) is a generic fallback on this CPU; expect several times slower products (unset OPENBLAS_CORETYPE or set it to \(better))")
+        }
     }
 
     func minimumTime(_ body: () -> Void) -> Double {

@@ -28,14 +28,9 @@ public struct ConvGeometry: Sendable, Equatable {
 /// Convolution kernels. `forward`/`backward…` go through ``Gemm/blas``; `referenceForward` is the
 /// direct seven-fold loop.
 public enum Conv2D {
-    /// Runs `body` over `0 ..< count` split into two halves on two threads (the machine's two cores),
-    /// or inline when the work is small. Each index must touch memory no other index touches.
+    /// Runs `body` over `0 ..< count` split over the cores (see ``Parallel/chunks(_:work:_:)``).
     static func parallelChunks(_ count: Int, work: Int, _ body: (Range<Int>) -> Void) {
-        if count < 2 || work < 1 << 16 { body(0..<count); return }
-        let half = count / 2
-        // Safe: the two calls touch disjoint memory (the contract above) and both finish before we return.
-        nonisolated(unsafe) let body = body
-        DispatchQueue.concurrentPerform(iterations: 2) { part in body(part == 0 ? 0..<half : half..<count) }
+        Parallel.chunks(count, work: work, body)
     }
 
     /// The output columns `ox` whose input column `ox·s + offset` lies inside `0 ..< width`.
@@ -92,7 +87,12 @@ public enum Conv2D {
                         if y < 0 || y >= g.height { continue }
                         let dst = plane + y * g.width + (j - pad)
                         let line = src + oy * ow
-                        for ox in valid { dst[ox * s] += line[ox] }
+                        if s == 1 {
+                            let d = dst + valid.lowerBound, l = line + valid.lowerBound
+                            for q in 0..<valid.count { d[q] += l[q] }
+                        } else {
+                            for ox in valid { dst[ox * s] += line[ox] }
+                        }
                     }
                 }
             } } }
@@ -112,6 +112,14 @@ public enum Conv2D {
             for n in 0..<g.batch {
                 Gemm.blas(GemmShape(m: o, n: pix, k: g.patch), weight, x + n * g.inChannels * pix, y + n * o * pix)
             }
+            if let bias {
+                parallelChunks(g.batch * o, work: g.batch * o * pix) { planes in
+                    for q in planes {
+                        let row = y + q * pix, b = bias[q % o]
+                        for p in 0..<pix { row[p] += b }
+                    }
+                }
+            }
         } else {
             let columns = g.batch * pix
             let out = UnsafeMutablePointer<Double>.allocate(capacity: o * columns)
@@ -120,18 +128,19 @@ public enum Conv2D {
                 im2col(g, x, cols)
                 Gemm.blas(GemmShape(m: o, n: columns, k: g.patch), weight, cols, out)
             }
-            for n in 0..<g.batch {  // (O, N·P) → (N, O, P)
-                for oc in 0..<o {
-                    (y + (n * o + oc) * pix).update(from: out + oc * columns + n * pix, count: pix)
+            // (O, N·P) → (N, O, P), adding the bias on the way (one pass over the output).
+            parallelChunks(g.batch * o, work: g.batch * o * pix) { planes in
+                for q in planes {
+                    let (n, oc) = q.quotientAndRemainder(dividingBy: o)
+                    let dst = y + q * pix, src = out + oc * columns + n * pix
+                    if let bias {
+                        let b = bias[oc]
+                        for p in 0..<pix { dst[p] = src[p] + b }
+                    } else {
+                        dst.update(from: src, count: pix)
+                    }
                 }
             }
-        }
-        if let bias {
-            for n in 0..<g.batch { for oc in 0..<o {
-                let row = y + (n * o + oc) * pix
-                let b = bias[oc]
-                for p in 0..<pix { row[p] += b }
-            } }
         }
     }
 
@@ -161,9 +170,11 @@ public enum Conv2D {
         let columns = g.batch * pix
         let dyMatrix = UnsafeMutablePointer<Double>.allocate(capacity: o * columns)
         defer { dyMatrix.deallocate() }
-        for n in 0..<g.batch { for oc in 0..<o {  // (N, O, P) → (O, N·P)
-            (dyMatrix + oc * columns + n * pix).update(from: dy + (n * o + oc) * pix, count: pix)
-        } }
+        parallelChunks(o, work: o * columns) { channels in  // (N, O, P) → (O, N·P)
+            for oc in channels { for n in 0..<g.batch {
+                (dyMatrix + oc * columns + n * pix).update(from: dy + (n * o + oc) * pix, count: pix)
+            } }
+        }
         Scratch.withBuffer(g.patch * columns) { cols in
             if let dWeight {
                 im2col(g, x, cols)

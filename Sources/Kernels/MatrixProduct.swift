@@ -1,5 +1,6 @@
 // Matrix products: the one place that calls BLAS, and its plain-loop twin.
 import CBLAS
+import Dispatch
 
 /// Which operand of a matrix product is read transposed.
 public enum Transpose: Sendable {
@@ -25,7 +26,10 @@ public struct GemmShape: Sendable, Equatable {
 /// The matrix-product kernels. `blas` is what every layer uses; `reference` is the plain triple
 /// loop that tests hold it against.
 public enum Gemm {
-    /// `C ← alpha · op(A) · op(B) + beta · C` through OpenBLAS's `cblas_dgemm` (row-major).
+    /// Products with fewer multiply–adds than this run on one thread (≈ 20 µs of work).
+    static let minimumSplitWork = 1 << 20
+
+    /// `C ← alpha · op(A) · op(B) + beta · C` through OpenBLAS's `cblas_dgemm` (row-major), loaded by ``BLASLibrary``.
     @inline(__always)
     public static func blas(_ s: GemmShape, alpha: Double = 1, _ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>,
                             beta: Double = 0, _ c: UnsafeMutablePointer<Double>) {
@@ -34,11 +38,33 @@ public enum Gemm {
             for i in 0..<(s.m * s.n) { c[i] = beta == 0 ? 0 : beta * c[i] }
             return
         }
-        cblas_dgemm(CblasRowMajor,
-                    s.transposeA == .none ? CblasNoTrans : CblasTrans,
-                    s.transposeB == .none ? CblasNoTrans : CblasTrans,
-                    Int32(s.m), Int32(s.n), Int32(s.k), alpha, a, Int32(s.lda), b, Int32(s.ldb),
-                    beta, c, Int32(s.n))
+        let ta: Int32 = s.transposeA == .none ? 0 : 1, tb: Int32 = s.transposeB == .none ? 0 : 1
+        let parts = BLASLibrary.shared.splitsProducts ? min(Parallel.parts, max(s.m, s.n) / 16) : 1
+        if parts < 2 || s.m * s.n * s.k < minimumSplitWork {
+            ddpm_dgemm(ta, tb, Int32(s.m), Int32(s.n), Int32(s.k), alpha, a, Int32(s.lda), b, Int32(s.ldb), beta, c, Int32(s.n))
+            return
+        }
+        // One block per core along the longer side of C, each block a product of its own: rows
+        // i0..<i1 of C take rows i0..<i1 of op(A); columns j0..<j1 take columns j0..<j1 of op(B).
+        // Blocks start on multiples of 8 (the width of the AVX-512 kernels' register tiles).
+        let alongRows = s.m >= s.n
+        let length = alongRows ? s.m : s.n
+        // Safe to share: each block writes its own rows (or columns) of C; A and B are only read, and
+        // every block finishes before we return.
+        nonisolated(unsafe) let (a, b, c) = (a, b, c)
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let lo = (length * part / parts) & ~7, hi = part == parts - 1 ? length : (length * (part + 1) / parts) & ~7
+            if hi <= lo { return }
+            if alongRows {
+                let aBlock = s.transposeA == .none ? a + lo * s.k : a + lo
+                ddpm_dgemm(ta, tb, Int32(hi - lo), Int32(s.n), Int32(s.k), alpha, aBlock, Int32(s.lda), b, Int32(s.ldb),
+                           beta, c + lo * s.n, Int32(s.n))
+            } else {
+                let bBlock = s.transposeB == .none ? b + lo : b + lo * s.k
+                ddpm_dgemm(ta, tb, Int32(s.m), Int32(hi - lo), Int32(s.k), alpha, a, Int32(s.lda), bBlock, Int32(s.ldb),
+                           beta, c + lo, Int32(s.n))
+            }
+        }
     }
 
     /// The same product by the textbook triple loop, `C_ij = alpha Σ_l op(A)_il op(B)_lj + beta C_ij`.

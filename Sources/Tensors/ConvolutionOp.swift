@@ -12,15 +12,17 @@ extension Tensor {
         let g = ConvGeometry(batch: x.shape[0], inChannels: x.shape[1], height: x.shape[2], width: x.shape[3],
                              outChannels: weight.shape[0], kernel: weight.shape[2], stride: stride, padding: padding)
         if let bias { precondition(bias.shape == [g.outChannels], "conv2d: bias \(bias.shape) does not match weight \(weight.shape)") }
-        var out = [Double](repeating: 0, count: g.batch * g.outChannels * g.outPixels)
         let xv = x.data, wv = weight.data
-        xv.withUnsafeBufferPointer { px in wv.withUnsafeBufferPointer { pw in out.withUnsafeMutableBufferPointer { py in
-            if let bias {
-                bias.data.withUnsafeBufferPointer { pb in Conv2D.forward(g, x: px.baseAddress!, weight: pw.baseAddress!, bias: pb.baseAddress!, y: py.baseAddress!) }
-            } else {
-                Conv2D.forward(g, x: px.baseAddress!, weight: pw.baseAddress!, bias: nil, y: py.baseAddress!)
-            }
-        } } }
+        // Conv2D.forward writes every output element, so the array is not zero-filled first.
+        let out = uninitializedArray(g.batch * g.outChannels * g.outPixels) { py in
+            xv.withUnsafeBufferPointer { px in wv.withUnsafeBufferPointer { pw in
+                if let bias {
+                    bias.data.withUnsafeBufferPointer { pb in Conv2D.forward(g, x: px.baseAddress!, weight: pw.baseAddress!, bias: pb.baseAddress!, y: py) }
+                } else {
+                    Conv2D.forward(g, x: px.baseAddress!, weight: pw.baseAddress!, bias: nil, y: py)
+                }
+            } }
+        }
         let parents = bias.map { [x, weight, $0] } ?? [x, weight]
         return operation("conv2d", shape: [g.batch, g.outChannels, g.outHeight, g.outWidth], data: out, parents: parents) { dy in
             var gx: [Double]? = x.requiresGrad ? [Double](repeating: 0, count: xv.count) : nil

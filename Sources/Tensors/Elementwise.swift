@@ -1,6 +1,7 @@
 // Elementwise operations. Each forward sits beside its backward, and the comment gives the derivative.
 
 import Foundation
+import Kernels
 
 extension Tensor {
     // MARK: Binary, with broadcasting
@@ -10,36 +11,56 @@ extension Tensor {
     static func binary(_ op: String, _ a: Tensor, _ b: Tensor,
                        _ f: (Double, Double) -> Double,
                        _ dfa: @escaping (Double, Double) -> Double,
-                       _ dfb: @escaping (Double, Double) -> Double) -> Tensor {
+                       _ dfb: @escaping (Double, Double) -> Double,
+                       constantPartials: (a: Double, b: Double)? = nil) -> Tensor {
         let outShape = Broadcast.shape(a.shape, b.shape, op: op)
         let sa = Broadcast.strides(of: a.shape, in: outShape), sb = Broadcast.strides(of: b.shape, in: outShape)
-        var out = [Double](repeating: 0, count: outShape.reduce(1, *))
-        let av = a.data, bv = b.data
-        out.withUnsafeMutableBufferPointer { o in av.withUnsafeBufferPointer { pa in bv.withUnsafeBufferPointer { pb in
+        let av = a.data, bv = b.data, total = outShape.reduce(1, *)
+        let out = uninitializedArray(total) { o in av.withUnsafeBufferPointer { pa in bv.withUnsafeBufferPointer { pb in
             if a.shape == b.shape {
-                for i in 0..<o.count { o[i] = f(pa[i], pb[i]) }
+                Parallel.chunks(total, work: total) { r in for i in r { o[i] = f(pa[i], pb[i]) } }
             } else {
                 Broadcast.forEach(outShape, sa, sb) { i, ia, ib in o[i] = f(pa[ia], pb[ib]) }
             }
         } } }
         return operation(op, shape: outShape, data: out, parents: [a, b]) { g in
-            var ga = a.requiresGrad ? [Double](repeating: 0, count: g.count) : []
-            var gb = b.requiresGrad ? [Double](repeating: 0, count: g.count) : []
-            av.withUnsafeBufferPointer { pa in bv.withUnsafeBufferPointer { pb in
-                Broadcast.forEach(outShape, sa, sb) { i, ia, ib in
-                    if a.requiresGrad { ga[i] = g[i] * dfa(pa[ia], pb[ib]) }
-                    if b.requiresGrad { gb[i] = g[i] * dfb(pa[ia], pb[ib]) }
+            var ga: [Double] = [], gb: [Double] = []
+            if let c = constantPartials {
+                // ∂f/∂a and ∂f/∂b are constants (±1 for add and subtract): scale g, no per-element calls.
+                func scaled(_ k: Double) -> [Double] {
+                    k == 1 ? g : uninitializedArray(g.count) { o in for i in 0..<g.count { o[i] = g[i] * k } }
                 }
-            } }
+                if a.requiresGrad { ga = scaled(c.a) }
+                if b.requiresGrad { gb = scaled(c.b) }
+            } else if a.shape == b.shape {
+                let n = g.count
+                av.withUnsafeBufferPointer { pa in bv.withUnsafeBufferPointer { pb in g.withUnsafeBufferPointer { pg in
+                    if a.requiresGrad {
+                        ga = uninitializedArray(n) { o in Parallel.chunks(n, work: n) { r in for i in r { o[i] = pg[i] * dfa(pa[i], pb[i]) } } }
+                    }
+                    if b.requiresGrad {
+                        gb = uninitializedArray(n) { o in Parallel.chunks(n, work: n) { r in for i in r { o[i] = pg[i] * dfb(pa[i], pb[i]) } } }
+                    }
+                } } }
+            } else {
+                ga = a.requiresGrad ? [Double](repeating: 0, count: g.count) : []
+                gb = b.requiresGrad ? [Double](repeating: 0, count: g.count) : []
+                av.withUnsafeBufferPointer { pa in bv.withUnsafeBufferPointer { pb in
+                    Broadcast.forEach(outShape, sa, sb) { i, ia, ib in
+                        if a.requiresGrad { ga[i] = g[i] * dfa(pa[ia], pb[ib]) }
+                        if b.requiresGrad { gb[i] = g[i] * dfb(pa[ia], pb[ib]) }
+                    }
+                } }
+            }
             return [a.requiresGrad ? Broadcast.reduce(ga, from: outShape, to: a.shape) : nil,
                     b.requiresGrad ? Broadcast.reduce(gb, from: outShape, to: b.shape) : nil]
         }
     }
 
     /// `a + b`; ∂/∂a = 1, ∂/∂b = 1.
-    public static func + (a: Tensor, b: Tensor) -> Tensor { binary("add", a, b, +, { _, _ in 1 }, { _, _ in 1 }) }
+    public static func + (a: Tensor, b: Tensor) -> Tensor { binary("add", a, b, +, { _, _ in 1 }, { _, _ in 1 }, constantPartials: (1, 1)) }
     /// `a − b`; ∂/∂a = 1, ∂/∂b = −1.
-    public static func - (a: Tensor, b: Tensor) -> Tensor { binary("subtract", a, b, -, { _, _ in 1 }, { _, _ in -1 }) }
+    public static func - (a: Tensor, b: Tensor) -> Tensor { binary("subtract", a, b, -, { _, _ in 1 }, { _, _ in -1 }, constantPartials: (1, -1)) }
     /// `a · b`; ∂/∂a = b, ∂/∂b = a.
     public static func * (a: Tensor, b: Tensor) -> Tensor { binary("multiply", a, b, *, { _, y in y }, { x, _ in x }) }
     /// `a / b`; ∂/∂a = 1/b, ∂/∂b = −a/b².
@@ -49,17 +70,15 @@ extension Tensor {
 
     /// Shared machinery of unary operations: `f` the value, `df(x, y)` the derivative given input x and output y.
     static func unary(_ op: String, _ a: Tensor, _ f: (Double) -> Double, _ df: @escaping (Double, Double) -> Double) -> Tensor {
-        var out = [Double](repeating: 0, count: a.count)
-        let av = a.data
-        out.withUnsafeMutableBufferPointer { o in av.withUnsafeBufferPointer { pa in
-            for i in 0..<o.count { o[i] = f(pa[i]) }
+        let av = a.data, n = a.count
+        let out = uninitializedArray(n) { o in av.withUnsafeBufferPointer { pa in
+            Parallel.chunks(n, work: 4 * n) { r in for i in r { o[i] = f(pa[i]) } }
         } }
         let y = out
         return operation(op, shape: a.shape, data: out, parents: [a]) { g in
-            var ga = [Double](repeating: 0, count: g.count)
-            ga.withUnsafeMutableBufferPointer { pg in av.withUnsafeBufferPointer { pa in y.withUnsafeBufferPointer { py in
-                for i in 0..<pg.count { pg[i] = g[i] * df(pa[i], py[i]) }
-            } } }
+            let ga = uninitializedArray(n) { pg in av.withUnsafeBufferPointer { pa in y.withUnsafeBufferPointer { py in g.withUnsafeBufferPointer { gg in
+                Parallel.chunks(n, work: 4 * n) { r in for i in r { pg[i] = gg[i] * df(pa[i], py[i]) } }
+            } } } }
             return [ga]
         }
     }
@@ -111,12 +130,26 @@ extension Tensor {
     /// The logistic sigmoid `σ(a) = 1/(1 + e^{−a})`; dσ/da = σ(1 − σ).
     public func sigmoid() -> Tensor { Tensor.unary("sigmoid", self, Tensor.logistic, { _, s in s * (1 - s) }) }
 
-    /// SiLU (swish) `a · σ(a)`; d/da = σ(a) · (1 + a · (1 − σ(a))).
+    /// SiLU (swish) `a · σ(a)`; d/da = σ(a) · (1 + a · (1 − σ(a))). σ(a) is kept from the forward
+    /// pass for the backward (one `exp` per element instead of two).
     public func silu() -> Tensor {
-        Tensor.unary("silu", self, { $0 * Tensor.logistic($0) }, { x, _ in
-            let s = Tensor.logistic(x)
-            return s * (1 + x * (1 - s))
-        })
+        let av = data, n = count
+        var sigma = [Double]()
+        let out = uninitializedArray(n) { o in av.withUnsafeBufferPointer { pa in
+            if GradientRecording.isEnabled && requiresGrad {
+                sigma = uninitializedArray(n) { ps in
+                    Parallel.chunks(n, work: 16 * n) { r in for i in r { let s = Tensor.logistic(pa[i]); ps[i] = s; o[i] = pa[i] * s } }
+                }
+            } else {
+                Parallel.chunks(n, work: 16 * n) { r in for i in r { o[i] = pa[i] * Tensor.logistic(pa[i]) } }
+            }
+        } }
+        let kept = sigma
+        return Tensor.operation("silu", shape: shape, data: out, parents: [self]) { g in
+            [uninitializedArray(n) { pg in av.withUnsafeBufferPointer { pa in kept.withUnsafeBufferPointer { ps in g.withUnsafeBufferPointer { gg in
+                Parallel.chunks(n, work: 4 * n) { r in for i in r { let s = ps[i]; pg[i] = gg[i] * (s * (1 + pa[i] * (1 - s))) } }
+            } } } }]
+        }
     }
 
     /// σ(x) evaluated without overflow for large |x|.

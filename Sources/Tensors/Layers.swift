@@ -1,6 +1,7 @@
 // Group normalisation, softmax, channel dropout, nearest upsampling and the squared-error loss.
 
 import Foundation
+import Kernels
 
 extension Tensor {
     /// Group normalisation (Wu & He 2018) of `x: [N, C, …]` with `groups` groups of C/G channels:
@@ -16,59 +17,66 @@ extension Tensor {
         precondition(groups > 0 && c % groups == 0, "groupNorm: \(c) channels of input \(x.shape) are not divisible into \(groups) groups")
         precondition(weight.shape == [c] && bias.shape == [c], "groupNorm: weight \(weight.shape) / bias \(bias.shape) do not match \(c) channels")
         let per = c / groups, m = per * spatial
-        var xhat = [Double](repeating: 0, count: x.count)
-        var invStd = [Double](repeating: 0, count: n * groups)
-        var out = [Double](repeating: 0, count: x.count)
-        let gamma = weight.data, beta = bias.data
-        x.data.withUnsafeBufferPointer { px in xhat.withUnsafeMutableBufferPointer { ph in out.withUnsafeMutableBufferPointer { po in
-            for s in 0..<n { for gi in 0..<groups {
-                let base = (s * c + gi * per) * spatial
-                var mean = 0.0
-                for i in 0..<m { mean += px[base + i] }
-                mean /= Double(m)
-                var variance = 0.0
-                for i in 0..<m { let d = px[base + i] - mean; variance += d * d }
-                variance /= Double(m)
-                let inv = 1 / (variance + eps).squareRoot()
-                invStd[s * groups + gi] = inv
-                for ch in 0..<per {
-                    let cc = gi * per + ch, g = gamma[cc], b = beta[cc]
-                    for i in 0..<spatial {
-                        let k = base + ch * spatial + i
-                        let h = (px[k] - mean) * inv
-                        ph[k] = h; po[k] = g * h + b
-                    }
-                }
-            } }
-        } } }
-        return operation("groupNorm", shape: x.shape, data: out, parents: [x, weight, bias]) { dy in
-            var gx = [Double](repeating: 0, count: dy.count)
-            var gg = [Double](repeating: 0, count: c), gb = [Double](repeating: 0, count: c)
-            xhat.withUnsafeBufferPointer { ph in dy.withUnsafeBufferPointer { pd in gx.withUnsafeMutableBufferPointer { px in
-                for s in 0..<n { for gi in 0..<groups {
+        // Per (sample, group): the mean and 1/√(σ² + ε). x̂ is recomputed from them in the backward
+        // pass rather than stored (one array fewer per normalisation in the recorded graph).
+        var means = [Double](repeating: 0, count: n * groups), invStd = [Double](repeating: 0, count: n * groups)
+        let gamma = weight.data, beta = bias.data, xv = x.data
+        // Groups are independent: they are split over the cores (each writes only its own channels).
+        let out = uninitializedArray(x.count) { po in
+            xv.withUnsafeBufferPointer { px in invStd.withUnsafeMutableBufferPointer { pi in means.withUnsafeMutableBufferPointer { pm in
+                Parallel.chunks(groups, work: 4 * x.count) { range in for gi in range { for s in 0..<n {
                     let base = (s * c + gi * per) * spatial
-                    var sumD = 0.0, sumDX = 0.0
+                    var mean = 0.0
+                    for i in 0..<m { mean += px[base + i] }
+                    mean /= Double(m)
+                    var variance = 0.0
+                    for i in 0..<m { let d = px[base + i] - mean; variance += d * d }
+                    variance /= Double(m)
+                    let inv = 1 / (variance + eps).squareRoot()
+                    pi[s * groups + gi] = inv; pm[s * groups + gi] = mean
                     for ch in 0..<per {
-                        let cc = gi * per + ch, g = gamma[cc]
-                        var sg = 0.0, sb = 0.0
+                        let cc = gi * per + ch, g = gamma[cc], b = beta[cc]
                         for i in 0..<spatial {
                             let k = base + ch * spatial + i
-                            let d = pd[k] * g
-                            sumD += d; sumDX += d * ph[k]
-                            sg += pd[k] * ph[k]; sb += pd[k]
-                        }
-                        gg[cc] += sg; gb[cc] += sb
-                    }
-                    let inv = invStd[s * groups + gi], meanD = sumD / Double(m), meanDX = sumDX / Double(m)
-                    for ch in 0..<per {
-                        let g = gamma[gi * per + ch]
-                        for i in 0..<spatial {
-                            let k = base + ch * spatial + i
-                            px[k] = inv * (pd[k] * g - meanD - ph[k] * meanDX)
+                            po[k] = g * ((px[k] - mean) * inv) + b
                         }
                     }
-                } }
+                } } }
             } } }
+        }
+        let inverse = invStd, mu = means
+        return operation("groupNorm", shape: x.shape, data: out, parents: [x, weight, bias]) { dy in
+            var gg = [Double](repeating: 0, count: c), gb = [Double](repeating: 0, count: c)
+            let gx = uninitializedArray(dy.count) { px in
+                xv.withUnsafeBufferPointer { px0 in dy.withUnsafeBufferPointer { pd in
+                    gg.withUnsafeMutableBufferPointer { pgg in gb.withUnsafeMutableBufferPointer { pgb in
+                        Parallel.chunks(groups, work: 4 * dy.count) { range in for gi in range { for s in 0..<n {
+                            let base = (s * c + gi * per) * spatial
+                            let inv = inverse[s * groups + gi], mean = mu[s * groups + gi]
+                            var sumD = 0.0, sumDX = 0.0
+                            for ch in 0..<per {
+                                let cc = gi * per + ch, g = gamma[cc]
+                                var sg = 0.0, sb = 0.0
+                                for i in 0..<spatial {
+                                    let k = base + ch * spatial + i
+                                    let d = pd[k] * g, h = (px0[k] - mean) * inv
+                                    sumD += d; sumDX += d * h
+                                    sg += pd[k] * h; sb += pd[k]
+                                }
+                                pgg[cc] += sg; pgb[cc] += sb
+                            }
+                            let meanD = sumD / Double(m), meanDX = sumDX / Double(m)
+                            for ch in 0..<per {
+                                let g = gamma[gi * per + ch]
+                                for i in 0..<spatial {
+                                    let k = base + ch * spatial + i
+                                    px[k] = inv * (pd[k] * g - meanD - (px0[k] - mean) * inv * meanDX)
+                                }
+                            }
+                        } } }
+                    } }
+                } }
+            }
             return [gx, gg, gb]
         }
     }
@@ -78,16 +86,15 @@ extension Tensor {
     public func softmax() -> Tensor {
         precondition(rank >= 1, "softmax: needs rank ≥ 1, got a scalar")
         let width = shape[rank - 1], rows = width == 0 ? 0 : count / width
-        var out = [Double](repeating: 0, count: count)
-        data.withUnsafeBufferPointer { p in out.withUnsafeMutableBufferPointer { o in
-            for r in 0..<rows {
+        let out = uninitializedArray(count) { o in data.withUnsafeBufferPointer { p in
+            Parallel.chunks(rows, work: 16 * count) { range in for r in range {
                 let base = r * width
                 var mx = -Double.infinity
                 for j in 0..<width { mx = Swift.max(mx, p[base + j]) }
                 var total = 0.0
                 for j in 0..<width { let e = Foundation.exp(p[base + j] - mx); o[base + j] = e; total += e }
                 for j in 0..<width { o[base + j] /= total }
-            }
+            } }
         } }
         let y = out
         return Tensor.operation("softmax", shape: shape, data: out, parents: [self]) { g in
@@ -129,8 +136,7 @@ extension Tensor {
     public func upsampleNearest2x() -> Tensor {
         precondition(rank == 4, "upsampleNearest2x: input needs [N, C, H, W], got \(shape)")
         let planes = shape[0] * shape[1], h = shape[2], w = shape[3]
-        var out = [Double](repeating: 0, count: count * 4)
-        data.withUnsafeBufferPointer { p in out.withUnsafeMutableBufferPointer { o in
+        let out = uninitializedArray(count * 4) { o in data.withUnsafeBufferPointer { p in
             for q in 0..<planes { for i in 0..<(2 * h) { for j in 0..<(2 * w) {
                 o[(q * 2 * h + i) * 2 * w + j] = p[(q * h + i / 2) * w + j / 2]
             } } }

@@ -13,12 +13,12 @@ extension Tensor {
         precondition(other.shape[other.rank - 2] == k && (shared || Array(other.shape.dropLast(2)) == lead),
                      "matmul: shapes \(shape) and \(other.shape) do not chain")
         let batch = lead.reduce(1, *)
-        var out = [Double](repeating: 0, count: batch * m * n)
         let a = self, b = other, av = data, bv = other.data
-        av.withUnsafeBufferPointer { pa in bv.withUnsafeBufferPointer { pb in out.withUnsafeMutableBufferPointer { pc in
+        // Gemm.blas with beta 0 writes every element of C (also when k = 0), so no zero-fill first.
+        let out = uninitializedArray(batch * m * n) { pc in av.withUnsafeBufferPointer { pa in bv.withUnsafeBufferPointer { pb in
             for i in 0..<batch {
                 Gemm.blas(GemmShape(m: m, n: n, k: k), pa.baseAddress! + i * m * k,
-                          pb.baseAddress! + (shared ? 0 : i * k * n), pc.baseAddress! + i * m * n)
+                          pb.baseAddress! + (shared ? 0 : i * k * n), pc + i * m * n)
             }
         } } }
         return Tensor.operation("matmul", shape: lead + [m, n], data: out, parents: [a, b]) { g in

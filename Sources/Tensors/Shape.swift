@@ -13,13 +13,11 @@ extension Tensor {
         let m = shape[rank - 2], n = shape[rank - 1], batch = count / max(m * n, 1)
         var outShape = shape; outShape[rank - 2] = n; outShape[rank - 1] = m
         func swap(_ v: [Double], _ rows: Int, _ cols: Int) -> [Double] {
-            var out = [Double](repeating: 0, count: v.count)
-            out.withUnsafeMutableBufferPointer { o in v.withUnsafeBufferPointer { p in
+            uninitializedArray(v.count) { o in v.withUnsafeBufferPointer { p in
                 for b in 0..<batch { let base = b * rows * cols
                     for i in 0..<rows { for j in 0..<cols { o[base + j * rows + i] = p[base + i * cols + j] } }
                 }
             } }
-            return out
         }
         return Tensor.operation("transpose", shape: outShape, data: swap(data, m, n), parents: [self]) { g in [swap(g, n, m)] }
     }
@@ -36,22 +34,23 @@ extension Tensor {
         let outer = parts[0].shape[..<ax].reduce(1, *), inner = parts[0].shape[(ax + 1)...].reduce(1, *)
         let widths = parts.map { $0.shape[ax] * inner }, total = widths.reduce(0, +)
         var outShape = parts[0].shape; outShape[ax] = parts.reduce(0) { $0 + $1.shape[ax] }
-        var out = [Double](repeating: 0, count: outer * total)
-        var offset = 0
-        for (p, w) in zip(parts, widths) {
-            p.data.withUnsafeBufferPointer { src in out.withUnsafeMutableBufferPointer { dst in
-                for o in 0..<outer { for j in 0..<w { dst[o * total + offset + j] = src[o * w + j] } }
-            } }
-            offset += w
+        let out = uninitializedArray(outer * total) { dst in
+            var offset = 0
+            for (p, w) in zip(parts, widths) {
+                p.data.withUnsafeBufferPointer { src in
+                    for o in 0..<outer { (dst + o * total + offset).update(from: src.baseAddress! + o * w, count: w) }
+                }
+                offset += w
+            }
         }
         return operation("concatenate", shape: outShape, data: out, parents: parts) { g in
             var grads: [[Double]?] = []
             var off = 0
             for (p, w) in zip(parts, widths) {
                 if p.requiresGrad {
-                    var gp = [Double](repeating: 0, count: outer * w)
-                    for o in 0..<outer { for j in 0..<w { gp[o * w + j] = g[o * total + off + j] } }
-                    grads.append(gp)
+                    grads.append(uninitializedArray(outer * w) { gp in g.withUnsafeBufferPointer { pg in
+                        for o in 0..<outer { (gp + o * w).update(from: pg.baseAddress! + o * total + off, count: w) }
+                    } })
                 } else { grads.append(nil) }
                 off += w
             }

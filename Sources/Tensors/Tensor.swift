@@ -164,6 +164,16 @@ extension Tensor {
     }
 }
 
+/// An array of `count` doubles written by `body`, which must set every element: no zero-fill
+/// first (a fill is a whole extra pass over memory, and for fresh pages the one that faults them in).
+@inline(__always)
+func uninitializedArray(_ count: Int, _ body: (UnsafeMutablePointer<Double>) -> Void) -> [Double] {
+    [Double](unsafeUninitializedCapacity: count) { buffer, initialized in
+        if count > 0 { body(buffer.baseAddress!) }
+        initialized = count
+    }
+}
+
 extension Tensor: CustomStringConvertible {
     public var description: String {
         let shown = data.prefix(8).map { String($0) }.joined(separator: ", ")

@@ -21,6 +21,23 @@ struct KernelTests {
         #expect(c.passed, "\(c)")
     }
 
+    /// Above Gemm.minimumSplitWork (2^20 multiply–adds) a product is split into row blocks (m ≥ n)
+    /// or column blocks (n > m), one per core. Entries in [0.5, 1] keep every sum free of
+    /// cancellation, so rtol 1e-12 bounds rounding (k·ε ≈ 1.3e-14) while a misplaced block is O(1) off.
+    @Test("dgemm split over cores", arguments: [
+        GemmShape(m: 131, n: 70, k: 120), GemmShape(m: 131, n: 70, k: 120, transposeA: .transposed),
+        GemmShape(m: 70, n: 133, k: 120, transposeB: .transposed),
+        GemmShape(m: 70, n: 133, k: 120, transposeA: .transposed, transposeB: .transposed),
+    ])
+    func splitGemm(_ s: GemmShape) {
+        var rng = RandomGenerator(seed: UInt64(s.m * 1000 + s.n))
+        let a = (0..<(s.m * s.k)).map { _ in 0.5 + 0.5 * rng.nextUniform() }
+        let b = (0..<(s.k * s.n)).map { _ in 0.5 + 0.5 * rng.nextUniform() }
+        let c = Comparison("split gemm \(s)", actual: Gemm.product(s, a, b), expected: Gemm.product(s, a, b, useBLAS: false), tolerance: Self.tolerance)
+        print(c)
+        #expect(c.passed, "\(c)")
+    }
+
     @Test func referenceGemmIsTheDefinition() {
         // [[1,2],[3,4]]·[[5,6],[7,8]] = [[19,22],[43,50]], computed by hand.
         #expect(Gemm.product(GemmShape(m: 2, n: 2, k: 2), [1, 2, 3, 4], [5, 6, 7, 8], useBLAS: false) == [19, 22, 43, 50])
@@ -38,6 +55,34 @@ struct KernelTests {
                            expected: Conv2D.referenceForward(g, x: x, weight: w, bias: b), tolerance: Self.tolerance)
         print(c)
         #expect(c.passed, "\(c)")
+    }
+
+    /// A size at which im2col and the output transposition run split over the cores.
+    @Test func convolutionSplitOverCores() {
+        let g = ConvGeometry(batch: 2, inChannels: 8, height: 16, width: 15, outChannels: 6, kernel: 3, stride: 1, padding: 1)
+        var rng = RandomGenerator(seed: 43)
+        let x = rng.normals(2 * 8 * 16 * 15), w = rng.normals(6 * 8 * 9), b = rng.normals(6)
+        let c = Comparison("conv split over cores", actual: Conv2D.forward(g, x: x, weight: w, bias: b),
+                           expected: Conv2D.referenceForward(g, x: x, weight: w, bias: b), tolerance: Self.tolerance)
+        print(c)
+        #expect(c.passed, "\(c)")
+    }
+
+    /// col2im must be the adjoint of im2col: ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩ for any x and c. Sizes
+    /// large enough that both run split over the cores.
+    @Test("col2im is the adjoint of im2col", arguments: [(3, 1, 1), (3, 2, 1), (1, 1, 0), (2, 2, 0)])
+    func col2imIsTheAdjoint(_ geometry: (kernel: Int, stride: Int, padding: Int)) {
+        let g = ConvGeometry(batch: 2, inChannels: 8, height: 16, width: 15, outChannels: 1,
+                             kernel: geometry.kernel, stride: geometry.stride, padding: geometry.padding)
+        var rng = RandomGenerator(seed: 7)
+        let x = rng.normals(2 * 8 * 16 * 15), c = rng.normals(g.patch * g.batch * g.outPixels)
+        var cols = [Double](repeating: .nan, count: c.count), back = [Double](repeating: 0, count: x.count)
+        x.withUnsafeBufferPointer { px in cols.withUnsafeMutableBufferPointer { Conv2D.im2col(g, px.baseAddress!, $0.baseAddress!) } }
+        c.withUnsafeBufferPointer { pc in back.withUnsafeMutableBufferPointer { Conv2D.col2im(g, pc.baseAddress!, $0.baseAddress!) } }
+        let lhs = zip(cols, c).reduce(0) { $0 + $1.0 * $1.1 }, rhs = zip(x, back).reduce(0) { $0 + $1.0 * $1.1 }
+        let cmp = Comparison("⟨im2col x, c⟩ vs ⟨x, col2im c⟩ \(geometry)", actual: [lhs], expected: [rhs], tolerance: Self.tolerance)
+        print(cmp)
+        #expect(cmp.passed, "\(cmp)")
     }
 
     @Test func directConvolutionByHand() {

@@ -1,4 +1,0 @@
-#ifndef DDPM_CBLAS_SHIM_H
-#define DDPM_CBLAS_SHIM_H
-#include <cblas.h>
-#endif

@@ -1,0 +1,27 @@
+// Splitting loops over the machine's cores. OpenBLAS uses every core inside a matrix product; the
+// elementwise, normalisation and lowering loops between products would otherwise leave all but one
+// idle (on a 2-core machine, half the machine).
+
+import Dispatch
+import Foundation
+
+public enum Parallel {
+    /// The number of parts loops are split into: the active processor count, at most 8.
+    public static let parts = max(1, min(8, ProcessInfo.processInfo.activeProcessorCount))
+
+    /// Below this many elementary operations a loop runs inline (thread hand-off costs microseconds).
+    public static let minimumWork = 1 << 15
+
+    /// Runs `body` over `0 ..< count` split into contiguous ranges, one per core, or inline when
+    /// `work` (a rough count of elementary operations) is small. Each index must write only memory
+    /// that no other index writes; `body` returns when every range is done.
+    public static func chunks(_ count: Int, work: Int, _ body: (Range<Int>) -> Void) {
+        let n = min(parts, count)
+        if n < 2 || work < minimumWork { body(0..<count); return }
+        // Safe to share: the ranges are disjoint (the contract above) and all finish before we return.
+        nonisolated(unsafe) let body = body
+        DispatchQueue.concurrentPerform(iterations: n) { part in
+            body((count * part / n)..<(count * (part + 1) / n))
+        }
+    }
+}
