@@ -14,12 +14,15 @@ struct Golden: ParsableCommand {
         @Option(help: "Network preset: tiny or default.") var preset: String = "tiny"
         @Option(help: "Seed of the weights and inputs.") var seed: Int = 0
         @Option(help: "Batch size N of the inputs.") var batch: Int = 2
+        @OptionGroup var objective: ObjectiveOptions
 
         func run() throws {
             guard batch > 0 else { throw DDPMError(.invalidValue, "--batch: expected a positive number, got \(batch)") }
-            let config = ModelConfiguration(network: try Presets.network(preset))
+            var diffusion = DiffusionConfiguration()
+            try objective.apply(to: &diffusion)
+            let config = ModelConfiguration(network: try Presets.network(preset), diffusion: diffusion)
             try GoldenFile.export(to: out, config: config, seed: seedValue(seed), batch: batch)
-            print("wrote \(out): preset \(preset), seed \(seed), batch \(batch), \(GoldenFile.outputNames.count) outputs and the gradient of every parameter")
+            print("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), \(GoldenFile.outputNames.count) outputs and the gradient of every parameter")
         }
     }
 

@@ -2,22 +2,6 @@ import ArgumentParser
 import DDPM
 import Foundation
 
-/// Diffusion options of `train`.
-struct DiffusionOptions: ParsableArguments {
-    @Option(help: "Diffusion steps T.") var timesteps: Int = 1000
-    @Option(help: "β schedule: linear, quadratic, warmup10, warmup50, constant, jsd, cosine, sigmoid.") var betaSchedule: String = "linear"
-    @Option(help: "First β (linear, quadratic, warmup, sigmoid).") var betaStart: Double = 1e-4
-    @Option(help: "Last β (linear, quadratic, warmup, sigmoid), or the β of the constant schedule.") var betaEnd: Double = 0.02
-    @Option(help: "The cosine schedule's offset s.") var cosineS: Double = 0.008
-
-    func configuration() throws -> DiffusionConfiguration {
-        let schedule = try BetaSchedule.named(betaSchedule, parameters: ["beta_start": betaStart, "beta_end": betaEnd, "cosine_s": cosineS])
-        let d = DiffusionConfiguration(schedule: schedule, timesteps: timesteps)
-        try d.validate()
-        return d
-    }
-}
-
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Train a DDPM on images in an HDF5 file (N×C×H×W; float64, float32 or uint8).")
 
@@ -43,6 +27,7 @@ struct Train: ParsableCommand {
         } else {
             var options = TrainingOptions()
             options.batchSize = batchSize; options.learningRate = lr; options.emaDecay = emaDecay
+            options.timestepSampler = try diffusion.sampler()
             let config = ModelConfiguration(network: try network.configuration(), diffusion: try diffusion.configuration())
             trainer = try Trainer(config: config, options: options, seed: seedValue(seed))
         }
