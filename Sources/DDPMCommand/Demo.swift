@@ -21,6 +21,7 @@ struct Demo: ParsableCommand {
     @Option(help: "Number of training images to draw.") var images: Int = 4096
     @Option(help: "Number of samples in samples.png.") var count: Int = 36
     @Option(help: "Seed of everything.") var seed: Int = 0
+    @OptionGroup var objective: ObjectiveOptions
 
     func run() throws {
         for (name, v) in [("--steps", steps), ("--batch-size", batchSize), ("--timesteps", timesteps), ("--images", images), ("--count", count)] where v <= 0 {
@@ -50,8 +51,9 @@ struct Demo: ParsableCommand {
         let heldOut = DigitImages.make(count: 256, generator: &g).images
         let scale = 1000 / Double(timesteps)
         let (betaStart, betaEnd) = (1e-4 * scale, min(0.02 * scale, 0.999))
-        let config = ModelConfiguration(network: try Presets.network("small"), diffusion: DiffusionConfiguration(
-            schedule: .linear(start: betaStart, end: betaEnd), timesteps: timesteps))
+        var diffusion = DiffusionConfiguration(schedule: .linear(start: betaStart, end: betaEnd), timesteps: timesteps)
+        try objective.apply(to: &diffusion)
+        let config = ModelConfiguration(network: try Presets.network("small"), diffusion: diffusion)
         var options = TrainingOptions()
         options.batchSize = batchSize; options.learningRate = lr; options.emaDecay = emaDecay
         let trainer = try Trainer(config: config, options: options, seed: seed)
@@ -85,12 +87,12 @@ struct Demo: ParsableCommand {
         | seed | \(seed) |
         | training images | \(train.shape[0]) procedurally drawn digits, 1×16×16, values 0 and 1 |
         | network | preset `small`, \(trainer.network.parameterCount) parameters |
-        | diffusion | T = \(timesteps), linear β from \(betaStart) to \(betaEnd), ε-prediction, β̃ variance, clipping to [0, 1] |
+        | diffusion | T = \(timesteps), linear β from \(betaStart) to \(betaEnd), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), clipping to [0, 1] |
         | optimisation | \(steps) Adam steps of \(batchSize) images, lr \(lr), gradient norm clipped at 1, EMA decay \(emaDecay) |
         | training time | \(String(format: "%.1f", trainSeconds)) s |
-        | held-out L_simple (256 images, fixed t and ε), before training | \(String(format: "%.4f", lossBefore)) |
-        | held-out L_simple after training (trained weights) | \(String(format: "%.4f", lossAfter)) |
-        | held-out L_simple after training (EMA weights) | \(String(format: "%.4f", lossEMA)) |
+        | held-out loss (256 images, fixed t and ε), before training | \(String(format: "%.4f", lossBefore)) |
+        | held-out loss after training (trained weights) | \(String(format: "%.4f", lossAfter)) |
+        | held-out loss after training (EMA weights) | \(String(format: "%.4f", lossEMA)) |
         | sampling | \(count) samples with the EMA weights, full \(timesteps)-step reverse chain, \(String(format: "%.1f", sampleSeconds)) s |
         | mean pixel: data / samples | \(String(format: "%.4f", data.mean)) / \(String(format: "%.4f", generated.mean)) |
         | ink fraction (> 0.5): data / samples | \(String(format: "%.4f", data.inkFraction)) / \(String(format: "%.4f", generated.inkFraction)) |
