@@ -113,6 +113,11 @@ struct ObjectivePersistenceTests {
             #expect(y.shape[0] == 2 * x.shape[0])
         }
         #expect(b.first { $0.name == "final_conv.weight" }!.shape[0] == 2)
+        // The seed's default network (Fixtures/unet-parameters.tsv: total 20,912,259, final_conv.weight 3×128×3×3 =
+        // 3456, final_conv.bias 3): with 6 outputs final_conv gains 3456 + 3, so 20,915,718 (by hand).
+        var seed = UNetConfiguration.seed(channels: 3)
+        seed.outputsVariance = true
+        #expect(try UNet(seed).parameterCount == 20_915_718)
     }
 
     @Test("resampler + v + learned range + hybrid + min-SNR: N + M steps equal N, checkpoint, M resumed, bit for bit")
