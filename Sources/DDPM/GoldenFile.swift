@@ -20,7 +20,8 @@ public enum GoldenFile {
     }
 
     /// Every output name the schema defines, besides `grad/<key>` for each parameter.
-    public static let outputNames = ["x_t", "eps_pred", "loss", "posterior_mean", "posterior_variance", "pred_x0", "x_prev"]
+    public static let outputNames = ["x_t", "eps_pred", "loss", "posterior_mean", "posterior_variance", "pred_x0", "x_prev",
+                                     "target", "model_variance", "model_log_variance", "mse", "loss_weight", "vb", "loss_terms"]
 
     /// Computes the requested outputs (all of them when `names` is nil) for a network with loaded weights.
     /// The network is run in evaluation mode and its mode and accumulated gradients are restored afterwards.
@@ -30,13 +31,21 @@ public enum GoldenFile {
     ///     pred_x0 = x̂_0 implied by the output (not clipped)
     ///     x_prev = pSample(output, x_t, t, z) with the configuration's clipping
     ///     grad/<key> = ∂loss/∂parameter
+    ///     target = the regression target of the mean type (ε, x_0, μ̃_t or v)      (N,C,H,W)
+    ///     model_variance, model_log_variance = σ², log σ² of p_θ: (N) fixed, (N,C,H,W) learned
+    ///     mse = per-sample regression term (N);  loss_weight = its weight (min-SNR-γ, or 1) (N)
+    ///     vb = per-sample L_t in bits/dim, x̂_0 not clipped (N; defined for every loss type — the hybrid
+    ///          loss adds (T/1000)·vb, rescaled-kl uses T·vb);  loss_terms = per-sample totals (N), `loss` their mean
+    ///
+    /// `eps_pred` is the raw network output: N×2C×H×W (mean part first) for a learned variance.
     public static func outputs(config: ModelConfiguration, network net: UNet, inputs: Inputs, names: Set<String>? = nil) throws -> [(String, Tensor)] {
         let d = try config.makeDiffusion()
         return try net.withMode(training: false) { try net.preservingGradients {
             net.zeroGradients()
             let xt = try d.qSample(start: inputs.x0, t: inputs.t, noise: inputs.noise)
             let out = net(xt, inputs.t)
-            let loss = try d.trainingLosses(modelOutput: out, start: inputs.x0, noisy: xt, t: inputs.t, noise: inputs.noise).total.mean()
+            let terms = try d.trainingLosses(modelOutput: out, start: inputs.x0, noisy: xt, t: inputs.t, noise: inputs.noise)
+            let loss = terms.total.mean()
             let want = { (n: String) in names?.contains(n) ?? true }
             let wantsGradients = names?.contains { $0.hasPrefix("grad/") } ?? true
             if wantsGradients { loss.backward() }
@@ -54,6 +63,21 @@ public enum GoldenFile {
             if want("x_prev") {
                 result.append(("x_prev", try d.pSample(modelOutput: out0, noisy: xt0, t: inputs.t, noise: inputs.z, clip: config.diffusion.clipDenoised).sample))
             }
+            if want("target") { result.append(("target", try d.regressionTarget(start: inputs.x0, noisy: xt0, t: inputs.t, noise: inputs.noise))) }
+            if want("model_variance") || want("model_log_variance") {
+                let p = try d.pMeanVariance(modelOutput: out0, noisy: xt0, t: inputs.t, clip: false)
+                let perElement = config.diffusion.varianceType.isLearned
+                let shaped = { (x: Tensor) in perElement ? x.detached() : x.detached().reshaped([inputs.t.count]) }
+                if want("model_variance") { result.append(("model_variance", shaped(p.variance))) }
+                if want("model_log_variance") { result.append(("model_log_variance", shaped(p.logVariance))) }
+            }
+            if want("mse") { result.append(("mse", terms.regression.detached())) }
+            if want("loss_weight") { result.append(("loss_weight", Tensor(shape: [inputs.t.count], data: try d.regressionWeights(inputs.t)))) }
+            if want("vb") {
+                let vb = try terms.bound ?? d.variationalBoundTerms(modelOutput: out0, start: inputs.x0, noisy: xt0, t: inputs.t, clip: false).terms
+                result.append(("vb", vb.detached()))
+            }
+            if want("loss_terms") { result.append(("loss_terms", terms.total.detached())) }
             if wantsGradients {
                 for (name, p) in net.namedParameters() where want("grad/" + name) {
                     result.append(("grad/" + name, Tensor(shape: p.shape, data: p.gradValues ?? [Double](repeating: 0, count: p.count))))

@@ -8,8 +8,11 @@ public struct ModelConfiguration: Sendable, Equatable {
     public var network: UNetConfiguration
     public var diffusion: DiffusionConfiguration
 
+    /// The network's output channels follow the diffusion: 2 × channels (mean part first) when the
+    /// variance is learned, so `network.outputsVariance` is set from `diffusion.varianceType`.
     public init(network: UNetConfiguration, diffusion: DiffusionConfiguration = DiffusionConfiguration()) {
         self.network = network; self.diffusion = diffusion
+        self.network.outputsVariance = diffusion.varianceType.isLearned
     }
 
     /// T, the number of diffusion steps.
@@ -19,6 +22,9 @@ public struct ModelConfiguration: Sendable, Equatable {
     public func validate() throws {
         try network.validate()
         try diffusion.validate()
+        guard network.outputsVariance == diffusion.varianceType.isLearned else {
+            throw DDPMError(.invalidConfiguration, "network output channels \(network.outputChannels): variance type '\(diffusion.varianceType.rawValue)' needs \(diffusion.varianceType.isLearned ? 2 * network.channels : network.channels) (\(network.channels) image channels)")
+        }
     }
 
     public func makeDiffusion() throws -> GaussianDiffusion { try GaussianDiffusion(diffusion) }
@@ -49,6 +55,9 @@ public struct ModelConfiguration: Sendable, Equatable {
         try w.setAttribute("mean_type", d.meanType.rawValue, on: group)
         try w.setAttribute("variance_type", d.varianceType.rawValue, on: group)
         try w.setAttribute("loss_type", d.lossType.rawValue, on: group)
+        try w.setAttribute("loss_weighting", d.weighting.name, on: group)
+        if case .minSNR(let gamma) = d.weighting { try w.setAttribute("min_snr_gamma", gamma, on: group) }
+        try w.setAttribute("out_channels", Int64(n.outputChannels), on: group)
         try w.setAttribute("data_min", d.dataRange.lowerBound, on: group)
         try w.setAttribute("data_max", d.dataRange.upperBound, on: group)
     }
@@ -89,6 +98,18 @@ public struct ModelConfiguration: Sendable, Equatable {
         d.meanType = try choice("mean_type", ModelMeanType.epsilon)
         d.varianceType = try choice("variance_type", ModelVarianceType.fixedSmall)
         d.lossType = try choice("loss_type", LossType.simple)
+        if names.contains("loss_weighting") {
+            switch try file.stringAttribute("loss_weighting", of: group) {
+            case "uniform": d.weighting = .uniform
+            case "min-snr":
+                guard let gamma = try double("min_snr_gamma") else {
+                    throw DDPMError(.malformedFile, "\(file.path) \(group): loss_weighting 'min-snr' without attribute 'min_snr_gamma'")
+                }
+                d.weighting = .minSNR(gamma: gamma)
+            case let other:
+                throw DDPMError(.invalidConfiguration, "\(file.path) \(group) attribute 'loss_weighting': expected one of uniform, min-snr, found '\(other)'")
+            }
+        }
         let clip = try int("clip_denoised")
         guard clip == 0 || clip == 1 else {
             throw DDPMError(.invalidConfiguration, "\(file.path) \(group) attribute 'clip_denoised': expected 0 or 1, found \(clip)")
@@ -99,5 +120,12 @@ public struct ModelConfiguration: Sendable, Equatable {
         d.dataRange = lo...hi
         do { try d.validate() } catch { throw DDPMError(.invalidConfiguration, "\(file.path) \(group): unsupported configuration: \(error)") }
         diffusion = d
+        network.outputsVariance = d.varianceType.isLearned
+        if names.contains("out_channels") {
+            let out = try int("out_channels")
+            guard out == network.outputChannels else {
+                throw DDPMError(.invalidConfiguration, "\(file.path) \(group) attribute 'out_channels': variance type '\(d.varianceType.rawValue)' with \(network.channels) channels needs \(network.outputChannels), found \(out)")
+            }
+        }
     }
 }

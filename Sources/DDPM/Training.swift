@@ -12,6 +12,8 @@ public struct TrainingOptions: Sendable, Equatable {
     public var gradientClipNorm = 1.0
     public var emaDecay = 0.9999
     public var batchSize = 32
+    /// How timesteps are drawn: uniform (Ho et al.) or importance-sampled by ``LossSecondMomentResampler``.
+    public var timestepSampler = TimestepSampler.uniform
     public init() {}
 }
 
@@ -67,6 +69,8 @@ public final class Trainer {
     /// The exponential moving average of the weights, in `UNet/namedParameters()` order.
     public var ema: [[Double]]
     public var step: Int { optimizer.step }
+    /// The loss-second-moment resampler's state (nil with uniform timesteps); saved in checkpoints.
+    public var resampler: LossSecondMomentResampler?
 
     public init(config: ModelConfiguration, options: TrainingOptions, seed: UInt64) throws {
         guard options.batchSize > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(options.batchSize)") }
@@ -77,6 +81,21 @@ public final class Trainer {
         network = ddpm.model as! UNet
         optimizer = Adam(shapes: network.parameters.map(\.count), options: options)
         ema = network.parameters.map(\.data)
+        if options.timestepSampler == .lossSecondMoment { resampler = LossSecondMomentResampler(timesteps: config.timesteps) }
+    }
+
+    /// The loss of one batch: `ddpm(x)` with uniform timesteps; with the resampler, t and ε from the DDPM's
+    /// generator (t first), each sample's total weighted by 1/(T p_t), and the unweighted totals recorded
+    /// in the resampler's history (as improved-diffusion's training loop does).
+    func batchLoss(_ x: Tensor) throws -> Tensor {
+        guard var sampler = resampler else { return try ddpm(x) }
+        let (t, weights) = sampler.sample(batchSize: x.shape[0], generator: &ddpm.generator)
+        let noise = Tensor.randomNormal(x.shape, generator: &ddpm.generator)
+        let xt = try ddpm.diffuser.addNoise(x, at: t, noise: noise)
+        let terms = try ddpm.diffuser.trainingLosses(modelOutput: ddpm.model.predictNoise(xt, at: t), start: x, noisy: xt, t: t, noise: noise)
+        sampler.update(t: t, losses: terms.total.data)
+        resampler = sampler
+        return (Tensor(shape: [t.count], data: weights) * terms.total).mean()
     }
 
     /// One optimisation step on a random batch of `data` (N×C×H×W): indices, then t, then ε from the
@@ -92,7 +111,7 @@ public final class Trainer {
         let x = Tensor(shape: [options.batchSize] + Array(data.shape.dropFirst()), data: batch)
         network.isTraining = true
         network.zeroGradients()
-        let loss = try ddpm(x)
+        let loss = try batchLoss(x)
         loss.backward()
         clipGradientNorm(network.parameters, maxNorm: options.gradientClipNorm)
         optimizer.update(network.parameters)
@@ -140,6 +159,11 @@ public final class Trainer {
                 try w.setAttribute(k, v, on: "/training")
             }
             try w.setAttribute("batch_size", Int64(options.batchSize), on: "/training")
+            try w.setAttribute("timestep_sampler", options.timestepSampler.rawValue, on: "/training")
+            if let r = resampler {
+                try w.write(r.lossHistory, shape: [r.timesteps, r.historyPerTerm], to: "/training/resampler/loss_history")
+                try w.write(r.lossCounts.map(Int64.init), shape: [r.timesteps], to: "/training/resampler/loss_counts")
+            }
             try w.setAttribute("rng_state", ddpm.generator.stateWords.map { Int64(bitPattern: $0) }, on: "/training")
             try w.setAttribute("dropout_rng_state", network.dropoutGenerator.stateWords.map { Int64(bitPattern: $0) }, on: "/training")
             for (k, (name, p)) in network.namedParameters().enumerated() {
@@ -163,7 +187,22 @@ public final class Trainer {
         o.emaDecay = try file.doubleAttribute("ema_decay", of: "/training")
         o.batchSize = Int(try file.int64Attribute("batch_size", of: "/training"))
         do { try o.validate() } catch let e as DDPMError { throw DDPMError(.malformedFile, "\(path) /training: \(e.message)") }
+        if try file.attributeNames(of: "/training").contains("timestep_sampler") {
+            let name = try file.stringAttribute("timestep_sampler", of: "/training")
+            guard let sampler = TimestepSampler(rawValue: name) else {
+                throw DDPMError(.invalidConfiguration, "\(path) /training attribute 'timestep_sampler': expected one of \(TimestepSampler.allCases.map(\.rawValue).joined(separator: ", ")), found '\(name)'")
+            }
+            o.timestepSampler = sampler
+        }
         let trainer = try Trainer(config: config, options: o, seed: 0)
+        if o.timestepSampler == .lossSecondMoment {
+            for k in ["loss_history", "loss_counts"] where !file.exists("/training/resampler/" + k) {
+                throw DDPMError(.malformedFile, "\(path): timestep sampler 'loss-second-moment' without '/training/resampler/\(k)'")
+            }
+            let history = try file.readDoubles("/training/resampler/loss_history", expectedShape: [config.timesteps, 10]).values
+            let counts = try file.readInt64s("/training/resampler/loss_counts").values.map { Int($0) }
+            trainer.resampler = try LossSecondMomentResampler(timesteps: config.timesteps, lossHistory: history, lossCounts: counts)
+        }
         try trainer.network.loadWeights(from: file)
         let params = trainer.network.namedParameters()
         for (k, (name, p)) in params.enumerated() {

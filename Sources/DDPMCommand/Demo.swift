@@ -30,6 +30,7 @@ struct Demo: ParsableCommand {
     @Option(parsing: .unconditional, help: "Number of samples in samples.png.") var count: Int = 36
     @Option(parsing: .unconditional, help: "Seed of everything.") var seed: Int = 0
     @Flag(help: "Replace demo files (data.png, samples.png, chain.png, checkpoint.h5, report.md) already in --out.") var force = false
+    @OptionGroup var objective: ObjectiveOptions
 
     func run() throws {
         for (name, v) in [("--steps", steps), ("--batch-size", batchSize), ("--timesteps", timesteps), ("--images", images), ("--count", count)] where v <= 0 {
@@ -79,8 +80,9 @@ struct Demo: ParsableCommand {
         let heldOut = DigitImages.make(count: 256, generator: &g).images
         let scale = 1000 / Double(timesteps)
         let (betaStart, betaEnd) = (1e-4 * scale, min(0.02 * scale, 0.999))
-        let config = ModelConfiguration(network: try Presets.network("small"), diffusion: DiffusionConfiguration(
-            schedule: .linear(start: betaStart, end: betaEnd), timesteps: timesteps))
+        var diffusion = DiffusionConfiguration(schedule: .linear(start: betaStart, end: betaEnd), timesteps: timesteps)
+        try objective.apply(to: &diffusion)
+        let config = ModelConfiguration(network: try Presets.network("small"), diffusion: diffusion)
         let trainer = try Trainer(config: config, options: options, seed: seed)
         note("demo: \(train.shape[0]) digit images 16×16, network \(trainer.network.parameterCount) parameters, T = \(timesteps), \(steps) steps of \(batchSize)")
         try PNGWriter.writeGrid(train.slice(axis: 0, start: 0, length: count), range: 0...1, path: dir + "/data.png")
@@ -113,12 +115,12 @@ struct Demo: ParsableCommand {
         | seed | \(seed) |
         | training images | \(train.shape[0]) procedurally drawn digits, 1×16×16, values 0 and 1 |
         | network | preset `small`, \(trainer.network.parameterCount) parameters |
-        | diffusion | T = \(timesteps), linear β from \(betaStart) to \(betaEnd), ε-prediction, β̃ variance, clipping to [0, 1] |
+        | diffusion | T = \(timesteps), linear β from \(betaStart) to \(betaEnd), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), clipping to [0, 1] |
         | optimisation | \(steps) Adam steps of \(batchSize) images, lr \(lr), gradient norm clipped at 1, EMA decay \(emaDecay) |
         | training time | \(String(format: "%.1f", trainSeconds)) s |
-        | held-out L_simple (256 images, fixed t and ε), before training | \(String(format: "%.4f", lossBefore)) |
-        | held-out L_simple after training (trained weights) | \(String(format: "%.4f", lossAfter)) |
-        | held-out L_simple after training (EMA weights) | \(String(format: "%.4f", lossEMA)) |
+        | held-out loss (256 images, fixed t and ε), before training | \(String(format: "%.4f", lossBefore)) |
+        | held-out loss after training (trained weights) | \(String(format: "%.4f", lossAfter)) |
+        | held-out loss after training (EMA weights) | \(String(format: "%.4f", lossEMA)) |
         | sampling | \(count) samples with the EMA weights, full \(timesteps)-step reverse chain, \(String(format: "%.1f", sampleSeconds)) s |
         | mean pixel: data / samples | \(String(format: "%.4f", data.mean)) / \(String(format: "%.4f", generated.mean)) |
         | ink fraction (> 0.5): data / samples | \(String(format: "%.4f", data.inkFraction)) / \(String(format: "%.4f", generated.inkFraction)) |

@@ -18,14 +18,17 @@ struct Golden: ParsableCommand {
         @Option(parsing: .unconditional, help: "Seed of the weights and inputs.") var seed: Int = 0
         @Option(parsing: .unconditional, help: "Batch size N of the inputs.") var batch: Int = 2
         @Flag(help: "Replace --out if it exists.") var force = false
+        @OptionGroup var objective: ObjectiveOptions
 
         func run() throws {
             guard batch > 0 else { throw DDPMError(.invalidValue, "--batch: expected a positive number, got \(batch)") }
             let seed = try seedValue(seed)
-            let config = ModelConfiguration(network: try Presets.network(preset))
+            var diffusion = DiffusionConfiguration()
+            try objective.apply(to: &diffusion)
+            let config = ModelConfiguration(network: try Presets.network(preset), diffusion: diffusion)
             try checkOutput("--out", out, force: force)
             try GoldenFile.export(to: out, config: config, seed: seed, batch: batch)
-            print("wrote \(out): preset \(preset), seed \(seed), batch \(batch), \(GoldenFile.outputNames.count) outputs and the gradient of every parameter")
+            print("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), \(GoldenFile.outputNames.count) outputs and the gradient of every parameter")
         }
     }
 

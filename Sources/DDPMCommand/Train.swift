@@ -3,37 +3,6 @@ import DDPM
 import FileOutput
 import Foundation
 
-/// Diffusion options of `train`. Optional so that a resumed run can tell a given option from a default.
-struct DiffusionOptions: ParsableArguments {
-    @Option(parsing: .unconditional, help: "Diffusion steps T. (default: 1000)") var timesteps: Int?
-    @Option(help: "β schedule: linear, quadratic, warmup10, warmup50, constant, jsd, cosine, sigmoid. (default: linear)") var betaSchedule: String?
-    @Option(parsing: .unconditional, help: "First β of linear, quadratic, warmup and sigmoid. (default: 0.0001)") var betaStart: Double?
-    @Option(parsing: .unconditional, help: "Last β of linear, quadratic, warmup and sigmoid, or the constant schedule's β. (default: 0.02)") var betaEnd: Double?
-    @Option(parsing: .unconditional, help: "The cosine schedule's offset s. (default: 0.008)") var cosineS: Double?
-
-    /// The schedule options that were given, by their flags.
-    var givenSchedule: [String] {
-        [("--beta-schedule", betaSchedule != nil), ("--beta-start", betaStart != nil), ("--beta-end", betaEnd != nil), ("--cosine-s", cosineS != nil)]
-            .filter(\.1).map(\.0)
-    }
-
-    /// The schedule these options give, starting from `base` (the defaults, or a checkpoint's schedule).
-    func schedule(startingFrom base: BetaSchedule = .default) throws -> BetaSchedule {
-        var p = Dictionary(base.parameters.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
-        if let betaStart { p["beta_start"] = betaStart }
-        if let betaEnd { p["beta_end"] = betaEnd; p["beta"] = betaEnd }
-        if let cosineS { p["cosine_s"] = cosineS }
-        return try BetaSchedule.named(betaSchedule ?? base.name, parameters: p)
-    }
-
-    /// The diffusion these options give (defaults where an option is not given).
-    func configuration() throws -> DiffusionConfiguration {
-        let d = DiffusionConfiguration(schedule: try schedule(), timesteps: timesteps ?? 1000)
-        try d.validate()
-        return d
-    }
-}
-
 /// The rules every command follows for the files it writes, as `--help` states them.
 let outputRules = """
 Outputs are written atomically (a temporary file `.NAME.ddpm-tmp-PID-RANDOM` beside the output, renamed into \
@@ -129,6 +98,8 @@ struct Train: ParsableCommand {
             trainer = try Trainer.load(from: resume)
             try checkResumeOptions(trainer, path: resume)
         } else {
+            options.timestepSampler = try diffusion.sampler()
+            try naming(Self.flagNames) { try options.validate() }
             let config = ModelConfiguration(network: try network.configuration(), diffusion: try diffusion.configuration())
             trainer = try Trainer(config: config, options: options, seed: seed)
         }

@@ -124,10 +124,14 @@ public struct GaussianDiffusion: Sendable {
 
     /// x̂_0 from a predicted ε, inverting eq. 4:
     ///
-    ///     x̂_0 = √(1/ᾱ_t) · x_t − √(1/ᾱ_t − 1) · ε̂      (N×C×H×W)
+    ///     x̂_0 = (x_t − √(1−ᾱ_t) · ε̂) / √ᾱ_t      (N×C×H×W)
+    ///
+    /// Written as this quotient (as the fixtures state it), not as Ho et al.'s code's algebraically equal
+    /// √(1/ᾱ_t) x_t − √(1/ᾱ_t − 1) ε̂, which rounds differently. Fixtures: `diffusion.h5 equations/pred_x0_from_eps`,
+    /// `objectives.h5 conversions/x0_from_eps`.
     public func predictStartFromNoise(noisy xt: Tensor, t: [Int], noise eps: Tensor) throws -> Tensor {
         try checkBatch(xt, t, "predictStartFromNoise", ("ε", eps))
-        return perSample(tables.sqrtRecipAlphasCumprod, t, rank: xt.rank) * xt - perSample(tables.sqrtRecipm1AlphasCumprod, t, rank: xt.rank) * eps
+        return (xt - perSample(tables.sqrtOneMinusAlphasCumprod, t, rank: xt.rank) * eps) / perSample(tables.sqrtAlphasCumprod, t, rank: xt.rank)
     }
 
     /// x̂_0 from a predicted x_{t−1} (taken as the posterior mean), inverting eq. 7:
@@ -146,6 +150,9 @@ public struct GaussianDiffusion: Sendable {
     ///     small: σ_t² = β̃_t, log σ_t² = log β̃_t clipped (log β̃_1 at t = 0)
     ///     large: σ_t² = β_t for t ≥ 1, and β̃_1 at t = 0 for both σ_0² and log σ_0² (improved-diffusion's
     ///            convention; see ``ModelVarianceType/fixedLarge`` for Ho et al.'s, which differs in σ_0² only)
+    ///
+    /// Fixtures: `objectives.h5 variance/fixed_small/…`, `variance/fixed_large/…`. A learned variance has no
+    /// fixed value: use ``modelVariance(varianceOutput:t:rank:)``.
     public func reverseVariance(t: [Int], rank: Int) -> (variance: Tensor, logVariance: Tensor) {
         switch varianceType {
         case .fixedSmall:
@@ -153,30 +160,68 @@ public struct GaussianDiffusion: Sendable {
         case .fixedLarge:
             let large = [tables.posteriorVariance[1]] + tables.betas.dropFirst()
             return (perSample(large, t, rank: rank), perSample(large.map { Foundation.log($0) }, t, rank: rank))
+        case .learned, .learnedRange:
+            preconditionFailure("reverseVariance: variance type '\(varianceType.rawValue)' is learned; use modelVariance(varianceOutput:t:rank:)")
         }
     }
 
-    /// p_θ(x_{t−1} | x_t) = 𝒩(x_{t−1}; μ_θ(x_t, t), σ_t² I)  — Ho et al. eq. 1 with §3.2's choices.
+    /// A learned variance whose network output is log σ² itself (Ho et al.'s code, "learned"):
     ///
-    ///     ε-prediction:      x̂_0 = √(1/ᾱ_t) x_t − √(1/ᾱ_t − 1) ε_θ,  μ_θ = μ̃_t(x_t, x̂_0)   (eq. 11 in its eq. 7 form)
-    ///     x_0-prediction:    x̂_0 = model output,                     μ_θ = μ̃_t(x_t, x̂_0)
+    ///     log σ² = output,   σ² = exp(output)        (both N×C×H×W)
+    ///
+    /// Fixture: `objectives.h5 variance/learned/{variance,log_variance}`.
+    public static func learnedVariance(output: Tensor) -> (variance: Tensor, logVariance: Tensor) {
+        (output.exp(), output)
+    }
+
+    /// The learned-range variance (Nichol & Dhariwal 2021, eq. 15), with improved-diffusion's map of the raw
+    /// output to the interpolation weight (the paper's v is the raw output; improved-diffusion's is this):
+    ///
+    ///     v = (output + 1)/2
+    ///     log σ² = v · log β_t + (1 − v) · log β̃_t,   log β̃_t clipped (log β̃_1 at t = 0)
+    ///     σ² = exp(log σ²)                                                   (all N×C×H×W)
+    ///
+    /// No clamping of v: outputs outside [−1, 1] extrapolate. At output −1 the result is exactly log β̃_t
+    /// (clipped), at +1 exactly log β_t — at t = 0 that is log β_0, not fixed-large's β̃_1.
+    /// Fixtures: `objectives.h5 variance/learned_range/{frac,variance,log_variance}`, `variance/learned_range_endpoints/…`.
+    public func learnedRangeVariance(output: Tensor, t: [Int]) -> (variance: Tensor, logVariance: Tensor) {
+        let frac = (output + 1) / 2
+        let maxLog = perSample(tables.betas.map { Foundation.log($0) }, t, rank: output.rank)
+        let minLog = perSample(tables.posteriorLogVarianceClipped, t, rank: output.rank)
+        let logVariance = frac * maxLog + (1 - frac) * minLog
+        return (logVariance.exp(), logVariance)
+    }
+
+    /// σ² and log σ² of p_θ(x_{t−1} | x_t) for the configuration's variance type: the fixed tables
+    /// (``reverseVariance(t:rank:)``, N×1×…×1) or the network's variance part (N×C×H×W; nil for fixed types).
+    public func modelVariance(varianceOutput: Tensor?, t: [Int], rank: Int) -> (variance: Tensor, logVariance: Tensor) {
+        switch varianceType {
+        case .fixedSmall, .fixedLarge: return reverseVariance(t: t, rank: rank)
+        case .learned: return Self.learnedVariance(output: varianceOutput!)
+        case .learnedRange: return learnedRangeVariance(output: varianceOutput!, t: t)
+        }
+    }
+
+    /// p_θ(x_{t−1} | x_t) = 𝒩(x_{t−1}; μ_θ(x_t, t), Σ_θ)  — Ho et al. eq. 1 with §3.2's choices.
+    ///
+    ///     ε-prediction:      x̂_0 = (x_t − √(1−ᾱ_t) ε_θ)/√ᾱ_t,        μ_θ = μ̃_t(x_t, x̂_0)   (eq. 11 in its eq. 7 form)
+    ///     x_0-prediction:    x̂_0 = model output,                      μ_θ = μ̃_t(x_t, x̂_0)
+    ///     v-prediction:      x̂_0 = √ᾱ_t x_t − √(1−ᾱ_t) v_θ,           μ_θ = μ̃_t(x_t, x̂_0)   (Salimans & Ho §4)
     ///     x_{t−1}-prediction: μ_θ = model output, x̂_0 from inverting eq. 7 (reported only)
+    ///     Σ_θ: fixed small/large (``reverseVariance(t:rank:)``), or from the output's second C channels
+    ///          (``learnedVariance(output:)``, ``learnedRangeVariance(output:t:)``).
     ///
     /// With `clip`, x̂_0 is clamped to ``dataRange`` before μ_θ is formed (for x_{t−1}-prediction the
-    /// clamp applies to the reported x̂_0 only). Shapes: output, x_t N×C×H×W; variances N×1×1×1.
+    /// clamp applies to the reported x̂_0 only). Shapes: x_t N×C×H×W; the output N×C×H×W, or N×2C×H×W
+    /// (mean part first) for a learned variance; variances N×1×1×1 fixed, N×C×H×W learned.
     public func pMeanVariance(modelOutput out: Tensor, noisy xt: Tensor, t: [Int], clip: Bool) throws -> ReverseParameters {
-        try checkBatch(xt, t, "pMeanVariance", ("the model output", out))
-        let (variance, logVariance) = reverseVariance(t: t, rank: xt.rank)
+        try checkBatch(xt, t, "pMeanVariance")
+        let (meanOut, varianceOut) = try splitOutput(out, noisy: xt, "pMeanVariance")
+        let (variance, logVariance) = modelVariance(varianceOutput: varianceOut, t: t, rank: xt.rank)
         func clipped(_ x: Tensor) -> Tensor { clip ? x.clamp(min: dataRange.lowerBound, max: dataRange.upperBound) : x }
-        switch meanType {
-        case .epsilon, .startX:
-            let x0 = clipped(meanType == .epsilon ? try predictStartFromNoise(noisy: xt, t: t, noise: out) : out)
-            let mean = try qPosteriorMeanVariance(start: x0, noisy: xt, t: t).mean
-            return ReverseParameters(mean: mean, variance: variance, logVariance: logVariance, predictedStart: x0)
-        case .previousX:
-            let x0 = clipped(try predictStartFromPrevious(noisy: xt, t: t, previous: out))
-            return ReverseParameters(mean: out, variance: variance, logVariance: logVariance, predictedStart: x0)
-        }
+        let x0 = clipped(try predictStart(meanOutput: meanOut, noisy: xt, t: t))
+        let mean = meanType == .previousX ? meanOut : try qPosteriorMeanVariance(start: x0, noisy: xt, t: t).mean
+        return ReverseParameters(mean: mean, variance: variance, logVariance: logVariance, predictedStart: x0)
     }
 
     /// One reverse step (Ho et al. Algorithm 2, line 4), as Ho et al.'s code computes it:

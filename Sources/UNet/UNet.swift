@@ -54,7 +54,7 @@ public final class UNet: Module {
         let upAttention = layout.up.map { $0.attention ? AttentionBlock($0.width, groups: groups, generator: &g) : nil }
         up = zip(upBlocks, upAttention).map { Level(blocks: $0, attention: $1) }
         finalNorm = GroupNorm(groups: groups, channels: layout.final)
-        finalConv = Conv2d(layout.final, c.channels, kernel: 3, padding: 1, generator: &g)
+        finalConv = Conv2d(layout.final, c.outputChannels, kernel: 3, padding: 1, generator: &g)
     }
 
     /// The state-dict names of the seed's PyTorch module (see `Fixtures/unet-parameters.tsv`).
@@ -78,7 +78,8 @@ public final class UNet: Module {
         timeMLP.1(timeMLP.0(sinusoidalEmbedding(t, dim: configuration.timeEmbeddingDim)).silu())
     }
 
-    /// ε_θ(x, t) for `x` of shape N × channels × imageSize × imageSize and N timesteps.
+    /// ε_θ(x, t) for `x` of shape N × channels × imageSize × imageSize and N timesteps; the output has
+    /// ``UNetConfiguration/outputChannels`` channels (2 × channels, mean part first, when it outputs a variance).
     public func callAsFunction(_ x: Tensor, _ t: [Int]) -> Tensor {
         let c = configuration
         precondition(x.rank == 4 && x.shape[1] == c.channels && x.shape[2] == c.imageSize && x.shape[3] == c.imageSize,

@@ -25,16 +25,22 @@ public struct UNetConfiguration: Sendable, Equatable {
     public var outputActivation = OutputActivation.identity
     /// Groups of every GroupNorm (the seed: 32).
     public var normGroups = 32
+    /// Whether the network also outputs a variance: then `final_conv` has 2 × channels outputs (the mean
+    /// part first, as improved-diffusion's `learn_sigma`); every other parameter is unchanged.
+    public var outputsVariance = false
+
+    /// The output channels: ``channels``, or twice that with ``outputsVariance``.
+    public var outputChannels: Int { outputsVariance ? 2 * channels : channels }
 
     public init() {}
 
     public init(channels: Int = 3, baseChannels: Int = 128, channelMultipliers: [Int] = [1, 2, 2], residualBlocksPerLevel: Int = 2,
                 attentionResolutions: [Int] = [16], imageSize: Int = 32, timeEmbeddingDim: Int = 512, dropout: Double = 0.1,
-                outputActivation: OutputActivation = .identity, normGroups: Int = 32) {
+                outputActivation: OutputActivation = .identity, normGroups: Int = 32, outputsVariance: Bool = false) {
         self.channels = channels; self.baseChannels = baseChannels; self.channelMultipliers = channelMultipliers
         self.residualBlocksPerLevel = residualBlocksPerLevel; self.attentionResolutions = attentionResolutions
         self.imageSize = imageSize; self.timeEmbeddingDim = timeEmbeddingDim; self.dropout = dropout
-        self.outputActivation = outputActivation; self.normGroups = normGroups
+        self.outputActivation = outputActivation; self.normGroups = normGroups; self.outputsVariance = outputsVariance
     }
 
     /// The seed's default network with the given number of image channels.
