@@ -70,7 +70,7 @@ struct Train: ParsableCommand {
 }
 
 struct Sample: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Sample images with the full reverse chain from a checkpoint.")
+    static let configuration = CommandConfiguration(abstract: "Sample images from a checkpoint: ancestral (full or respaced chain) or DDIM.")
 
     @Option(help: "Checkpoint written by `ddpm train`.") var checkpoint: String
     @Option(help: "Number of images.") var count: Int = 16
@@ -78,27 +78,32 @@ struct Sample: ParsableCommand {
     @Flag(help: "Use the exponential moving average of the weights.") var ema = false
     @Option(help: "PNG grid to write.") var out: String
     @Option(help: "Also write the samples (N×C×H×W float64, dataset 'samples') to this HDF5 file.") var h5: String?
+    @OptionGroup(title: "Sampler") var sampling: SamplerOptions
 
     func run() throws {
         guard count > 0 else { throw DDPMError(.invalidValue, "--count: expected a positive number, got \(count)") }
+        let choice = try sampling.choice()
         let trainer = try Trainer.load(from: checkpoint)
         if ema { trainer.useAveragedWeights() }
-        let samples = try Self.sample(trainer, count: count, seed: seedValue(seed))
+        let samples = try Self.sample(trainer, count: count, seed: seedValue(seed), choice: choice)
         try PNGWriter.writeGrid(samples, range: trainer.config.diffusion.dataRange, path: out)
         if let h5 {
             try HDF5Writer.write(to: h5) { try $0.write(samples.data, shape: samples.shape, to: "/samples") }
         }
-        print("wrote \(out)" + (h5.map { " and \($0)" } ?? "") + ": \(count) samples, seed \(seed)\(ema ? ", EMA weights" : "")")
+        print("wrote \(out)" + (h5.map { " and \($0)" } ?? "") + ": \(count) samples, seed \(seed)\(ema ? ", EMA weights" : ""), \(choice)")
     }
 
-    /// The full reverse chain with progress; `onStep` sees every step.
-    static func sample(_ trainer: Trainer, count: Int, seed: UInt64, onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
+    /// The reverse chain `choice` describes (default: the full ancestral chain) with progress; `onStep` sees every step.
+    static func sample(_ trainer: Trainer, count: Int, seed: UInt64, choice: SamplerChoice = SamplerChoice(),
+                       onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
         trainer.ddpm.generator = RandomGenerator(seed: seed)
-        let total = trainer.config.timesteps
-        let progress = Progress("sample", total: total)
-        return try trainer.ddpm.sample(batchSize: count) { step in
+        let sampler = try choice.makeSampler(for: trainer.config.makeDiffusion())
+        let progress = Progress("sample", total: sampler.stepCount)
+        var done = 0
+        return try trainer.ddpm.sample(batchSize: count, sampler: sampler) { step in
             onStep?(step)
-            progress.update(total - step.t)
+            done += 1
+            progress.update(done)
         }
     }
 }
