@@ -20,7 +20,7 @@ public enum GoldenFile {
     }
 
     /// Every output name the schema defines, besides `grad/<key>` for each parameter.
-    public static let outputNames = ["x_t", "eps_pred", "loss", "posterior_mean", "posterior_variance", "pred_x0", "x_prev"]
+    public static let outputNames = ["x_t", "eps_pred", "loss", "posterior_mean", "posterior_variance", "pred_x0", "x_prev"] + samplerOutputNames
 
     /// Computes the requested outputs (all of them when `names` is nil) for a network with loaded weights.
     /// The network is run in evaluation mode and its mode and accumulated gradients are restored afterwards.
@@ -54,6 +54,7 @@ public enum GoldenFile {
             if want("x_prev") {
                 result.append(("x_prev", try d.pSample(modelOutput: out0, noisy: xt0, t: inputs.t, noise: inputs.z, clip: config.diffusion.clipDenoised).sample))
             }
+            result += try samplerOutputs(config: config, diffusion: d, noisy: xt0, t: inputs.t, modelOutput: out0, z: inputs.z, want: want)
             if wantsGradients {
                 for (name, p) in net.namedParameters() where want("grad/" + name) {
                     result.append(("grad/" + name, Tensor(shape: p.shape, data: p.gradValues ?? [Double](repeating: 0, count: p.count))))
@@ -88,6 +89,9 @@ public enum GoldenFile {
             try w.write(inputs.noise.data, shape: shape, to: "/inputs/noise")
             try w.write(inputs.z.data, shape: shape, to: "/inputs/z")
             for (name, tensor) in outs { try w.write(tensor.data, shape: tensor.shape, to: "/outputs/" + name) }
+            for (name, value) in samplerConventions(timesteps: config.timesteps, clip: config.diffusion.clipDenoised) {
+                try w.setAttribute(name, value, on: "/outputs")
+            }
         }
     }
 

@@ -73,3 +73,26 @@ struct SamplerCommandTests {
         #expect(try runDDPM(["--help"]).stdout.contains("interpolate"))
     }
 }
+
+@Suite("Golden files: the sampler outputs")
+struct GoldenSamplerTests {
+    @Test("an exported golden file's respaced tables are samplers.h5's respaced/T1000/ddim10 (≤ 4 ULP), and it checks")
+    func respacedTablesInGolden() throws {
+        let dir = scratchFolder()
+        let path = dir + "/g.h5"
+        try GoldenFile.export(to: path, config: ModelConfiguration(network: Presets.network("tiny")), seed: 3, batch: 2)
+        let file = try HDF5File(path: path)
+        let fixture = FixtureFile("samplers.h5")
+        #expect(try file.stringAttribute("respacing", of: "/outputs").contains("ddim10"))
+        #expect(try file.readDoubles("/outputs/respaced_timestep_map").values.map { Int($0) } == fixture.ints("respaced/T1000/ddim10/timestep_map"))
+        for table in ["betas", "alphas_cumprod", "alphas_cumprod_prev", "posterior_variance", "posterior_log_variance_clipped",
+                      "posterior_mean_coef1", "posterior_mean_coef2"] {
+            let ours = try file.readDoubles("/outputs/respaced_" + table).values, theirs = fixture.values("respaced/T1000/ddim10/" + table)
+            let worst = zip(ours, theirs).map { ulpDistance($0, $1) }.max() ?? 0
+            print("golden respaced_\(table) vs samplers.h5: worst \(worst) ULP")
+            #expect(ours.count == theirs.count && worst <= 4)
+        }
+        let rows = try GoldenFile.check(path: path, tolerance: Tolerance(rtol: 1e-10, atol: 1e-12))
+        for name in GoldenFile.samplerOutputNames { #expect(rows.contains { $0.name == name && $0.comparison.passed }, "\(name)") }
+    }
+}
