@@ -11,7 +11,7 @@ struct DDPMTool: ParsableCommand {
         abstract: "A float64 reference implementation of Denoising Diffusion Probabilistic Models (Ho et al., 2020).",
         discussion: "With no subcommand, runs `ddpm demo`.",
         version: "0.1.0",
-        subcommands: [Demo.self, Train.self, Sample.self, Interpolate.self, Golden.self, Params.self, Bench.self, SchedulesFigure.self],
+        subcommands: [Demo.self, Train.self, Sample.self, Interpolate.self, Golden.self, Params.self, Bench.self, SchedulesFigure.self, SamplerFigures.self],
         defaultSubcommand: Demo.self
     )
 

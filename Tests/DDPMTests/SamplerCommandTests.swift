@@ -72,6 +72,15 @@ struct SamplerCommandTests {
                             "--to 9: expected an image index in [0, 4)")
         #expect(try runDDPM(["--help"]).stdout.contains("interpolate"))
     }
+
+    @Test("sampler-figures writes the terminal-SNR figure without a checkpoint")
+    func figures() throws {
+        let dir = scratchFolder()
+        let r = try runDDPM(["sampler-figures", "--out-dir", dir])
+        #expect(r.status == 0, "\(r.stderr)")
+        let svg = try String(contentsOfFile: dir + "/zero-terminal-snr.svg", encoding: .utf8)
+        #expect(svg.contains("<polyline") && svg.contains("zero terminal SNR"))
+    }
 }
 
 @Suite("Golden files: the sampler outputs")
