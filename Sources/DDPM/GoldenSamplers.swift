@@ -11,7 +11,8 @@
 import HDF5
 
 extension GoldenFile {
-    /// The sampler outputs (all float64; `respaced_timestep_map` holds integers).
+    /// The sampler outputs (all float64; `respaced_timestep_map` holds integers). The three `ddim_*` outputs are
+    /// absent for x_{t−1}-prediction.
     public static let samplerOutputNames = [
         "respaced_timestep_map", "respaced_betas", "respaced_alphas_cumprod", "respaced_alphas_cumprod_prev",
         "respaced_posterior_variance", "respaced_posterior_log_variance_clipped", "respaced_posterior_mean_coef1",
@@ -49,10 +50,11 @@ extension GoldenFile {
                 result.append((name, Tensor(shape: [values.count], data: values)))
             }
         }
-        if samplerOutputNames.suffix(3).contains(where: want) {
+        // DDIM needs x̂_0 and ε̂ at t: not defined for x_{t−1}-prediction, whose files carry no DDIM outputs.
+        if d.meanType != .previousX, samplerOutputNames.suffix(3).contains(where: want) {
             let at = t.map { d.tables.alphasCumprod[$0] }, ap = t.map { d.tables.alphasCumprodPrev[$0] }
             let (x0, eps) = try DDIM.startAndNoise(modelOutput: out, noisy: xt, alphaBar: at, meanType: d.meanType,
-                                                   thresholding: config.diffusion.clipDenoised ? .clip : .none, range: d.dataRange, rederivation: .rederive)
+                                                   thresholding: config.diffusion.clipDenoised ? .clip : .unchanged, range: d.dataRange, rederivation: .rederive)
             if want("ddim_pred_x0") { result.append(("ddim_pred_x0", x0)) }
             for (name, eta) in [("ddim_x_prev_eta0", 0.0), ("ddim_x_prev_eta0.5", 0.5)] where want(name) {
                 let sigma = zip(at, ap).map { DDIM.sigma(alphaBar: $0, alphaBarPrev: $1, eta: eta) }

@@ -57,7 +57,7 @@ struct SamplerOptions: ParsableArguments {
     static func thresholding(_ text: String) throws -> Thresholding {
         let parts = text.split(separator: ":").map(String.init)
         switch parts.first ?? "" {
-        case "none" where parts.count == 1: return .none
+        case "none" where parts.count == 1: return .unchanged
         case "clip" where parts.count == 1: return .clip
         case "dynamic" where parts.count <= 3:
             let p = parts.count > 1 ? Double(parts[1]) : 0.995

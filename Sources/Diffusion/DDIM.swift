@@ -98,7 +98,7 @@ public enum DDIM {
             throw DDPMError(.invalidConfiguration, "DDIM: mean type '\(meanType.rawValue)' gives no x̂_0 and ε̂ at t; expected eps or x0")
         }
         let x0 = thresholding.apply(raw, range: range)
-        if thresholding == .none || rederivation == .original { return (x0, eps) }
+        if thresholding == .unchanged || rederivation == .original { return (x0, eps) }
         return (x0, noise(noisy: x, alphaBar: alphaBar, start: x0))
     }
 }

@@ -190,7 +190,7 @@ public struct SpacedDiffusion: Diffuser, Sendable {
             c.timesteps = kept.count
             spaced = try GaussianDiffusion(c, betas: Respacing.respacedBetas(alphasCumprod: base.tables.alphasCumprod, kept: kept))
         }
-        self.thresholding = thresholding ?? (base.configuration.clipDenoised ? .clip : .none)
+        self.thresholding = thresholding ?? (base.configuration.clipDenoised ? .clip : .unchanged)
         alphasCumprodNext = Array(spaced.tables.alphasCumprod.dropFirst()) + [0]
         self.spacingName = spacingName
     }

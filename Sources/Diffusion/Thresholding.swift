@@ -5,8 +5,8 @@ import Tensors
 
 /// Processing of x̂_0 inside a reverse step.
 public enum Thresholding: Sendable, Equatable, CustomStringConvertible {
-    /// x̂_0 as predicted.
-    case none
+    /// x̂_0 as predicted (named `none` on the command line and in golden files; not `.none`, which would read as Optional.none).
+    case unchanged
     /// Static clipping: clamp(x̂_0, min, max) to the data range (Ho et al.'s code).
     case clip
     /// Dynamic thresholding (Saharia et al. 2022 §2.3; diffusers' `_threshold_sample`) with quantile
@@ -20,7 +20,7 @@ public enum Thresholding: Sendable, Equatable, CustomStringConvertible {
     /// `none`, `clip`, `dynamic:<p>:<s_max>` (recorded in golden files).
     public var description: String {
         switch self {
-        case .none: "none"
+        case .unchanged: "none"
         case .clip: "clip"
         case let .dynamic(p, s): "dynamic:\(p):\(s)"
         }
@@ -38,7 +38,7 @@ public enum Thresholding: Sendable, Equatable, CustomStringConvertible {
     /// to [−1, 1] by y = (2x − (lo + hi))/(hi − lo) and maps back by x = (y(hi − lo) + lo + hi)/2.
     public func apply(_ x0: Tensor, range: ClosedRange<Double>) -> Tensor {
         switch self {
-        case .none: return x0
+        case .unchanged: return x0
         case .clip: return x0.clamp(min: range.lowerBound, max: range.upperBound)
         case let .dynamic(p, s):
             let (lo, hi) = (range.lowerBound, range.upperBound)
@@ -86,12 +86,12 @@ extension GaussianDiffusion {
     ///     x̂_0 = process(x̂_0 from the model output),  μ = μ̃_t(x_t, x̂_0)  (eq. 7),
     ///     x_{t−1} = μ + [t > 0] · exp(½ log σ_t²) · z                        (all N×C×H×W)
     ///
-    /// For `.none` and `.clip` this is ``pSample(modelOutput:noisy:t:noise:clip:)``. Dynamic thresholding
+    /// For `.unchanged` and `.clip` this is ``pSample(modelOutput:noisy:t:noise:clip:)``. Dynamic thresholding
     /// needs x̂_0-based mean types (ε or x_0); for x_{t−1}-prediction it processes the reported x̂_0 only.
     public func pSample(modelOutput out: Tensor, noisy xt: Tensor, t: [Int], noise z: Tensor, thresholding: Thresholding) throws
         -> (sample: Tensor, predictedStart: Tensor) {
         switch thresholding {
-        case .none: return try pSample(modelOutput: out, noisy: xt, t: t, noise: z, clip: false)
+        case .unchanged: return try pSample(modelOutput: out, noisy: xt, t: t, noise: z, clip: false)
         case .clip: return try pSample(modelOutput: out, noisy: xt, t: t, noise: z, clip: true)
         case .dynamic:
             try checkBatch(xt, t, "pSample", ("the noise z", z))

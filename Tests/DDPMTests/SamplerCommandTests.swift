@@ -23,7 +23,7 @@ struct SamplerCommandTests {
             (["--sampler", "ddim", "--steps", "4", "--spacing", "trailing", "--eta", "0.5", "--threshold", "dynamic:0.9"],
              SamplerChoice(kind: .ddim, steps: 4, spacing: .diffusersTrailing, eta: 0.5, thresholding: .dynamic(percentile: 0.9, maxScale: .infinity))),
             (["--sampler", "ancestral", "--steps", "6", "--spacing", "sections:3,3", "--threshold", "none"],
-             SamplerChoice(kind: .ancestral, steps: 6, spacing: .improvedDiffusion("3,3"), thresholding: Thresholding.none)),
+             SamplerChoice(kind: .ancestral, steps: 6, spacing: .improvedDiffusion("3,3"), thresholding: Thresholding.unchanged)),
             (["--sampler", "ddim", "--steps", "5", "--spacing", "leading:1", "--no-set-alpha-to-one", "--epsilon", "original"],
              SamplerChoice(kind: .ddim, steps: 5, spacing: .diffusersLeading(stepsOffset: 1), rederivation: .original, setAlphaToOne: false)),
         ]

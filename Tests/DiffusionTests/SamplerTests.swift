@@ -161,7 +161,7 @@ struct DDIMFixtureTests {
             let x = f.tensor(g + "x_t")
             let sig = [0.0, 0.5].flatMap { eta in zip(at, ap).map { DDIM.sigma(alphaBar: $0, alphaBarPrev: $1, eta: eta) } }
             expectULP(sig, f.values(g + "sigma"), g + "sigma")
-            for (mode, th) in [("none", Thresholding.none), ("clip", .clip), ("dynamic", dynamic)] {
+            for (mode, th) in [("none", Thresholding.unchanged), ("clip", .clip), ("dynamic", dynamic)] {
                 let (x0, epsR) = try DDIM.startAndNoise(modelOutput: out, noisy: x, alphaBar: at, meanType: .epsilon, thresholding: th,
                                                         range: 0...1, rederivation: .rederive)
                 f.expectMatches(x0, g + "pred_x0_\(mode)")
@@ -196,7 +196,7 @@ struct DDIMFixtureTests {
             expectULP(an, f.values(g + "alphas_cumprod_next"), g + "alphas_cumprod_next")
             let at = index.map { s.spaced.tables.alphasCumprod[$0] }
             let x = f.tensor(g + "x")
-            for (mode, th) in [("noclip", Thresholding.none), ("clip", .clip)] {
+            for (mode, th) in [("noclip", Thresholding.unchanged), ("clip", .clip)] {
                 let (x0, eps) = try DDIM.startAndNoise(modelOutput: out, noisy: x, alphaBar: at, meanType: .epsilon, thresholding: th,
                                                        range: 0...1, rederivation: .rederive)
                 f.expectMatches(x0, g + "pred_x0_\(mode)")
@@ -244,9 +244,9 @@ struct DDIMFixtureTests {
             let x0Model = try GaussianDiffusion(schedule: .linear(), timesteps: T, meanType: .startX).zeroTerminalSNR()
             let chain = try DDIMChain(diffusers: x0Model, timesteps: Respacing.diffusersTimesteps(timesteps: T, steps: 10, spacing: "trailing"), setAlphaToOne: true)
             #expect(chain.steps[0].alphaBar == 0)
-            _ = try DDIMSampler(chain: chain, eta: 0, meanType: .startX, thresholding: .none, dataRange: 0...1)
+            _ = try DDIMSampler(chain: chain, eta: 0, meanType: .startX, thresholding: .unchanged, dataRange: 0...1)
             expectError(.invalidConfiguration, mentioning: ["v-prediction"]) {
-                try DDIMSampler(chain: chain, eta: 0, meanType: .epsilon, thresholding: .none, dataRange: 0...1)
+                try DDIMSampler(chain: chain, eta: 0, meanType: .epsilon, thresholding: .unchanged, dataRange: 0...1)
             }
         }
     }
@@ -277,11 +277,11 @@ struct SamplerLoopTests {
     func loops() throws {
         let xT = f.tensor("loops/x_T")
         let cases: [(String, ModelVarianceType, Thresholding, Double?, NoiseRederivation)] = [
-            ("ddim_ddim10_eta0_noclip", .fixedSmall, .none, 0, .rederive),
+            ("ddim_ddim10_eta0_noclip", .fixedSmall, .unchanged, 0, .rederive),
             ("ddim_ddim10_eta0.5_clip_rederive", .fixedSmall, .clip, 0.5, .rederive),
             ("ddim_ddim10_eta0.5_clip_original", .fixedSmall, .clip, 0.5, .original),
             ("ancestral_10_small_clip", .fixedSmall, .clip, nil, .rederive),
-            ("ancestral_10_large_noclip", .fixedLarge, .none, nil, .rederive)]
+            ("ancestral_10_large_noclip", .fixedLarge, .unchanged, nil, .rederive)]
         for (name, variance, th, eta, red) in cases {
             let base = try linearDiffusion(1000, variance: variance)
             let s = try SpacedDiffusion(base: base, spacing: .improvedDiffusion(eta == nil ? "10" : "ddim10"), steps: 0, thresholding: th)
@@ -303,7 +303,7 @@ struct SamplerLoopTests {
         let star = f.tensor("dirac/x_star"), xT = f.tensor("dirac/x_T")
         let base = try linearDiffusion(1000)
         for rule in ["ddim10", "ddim1000", "10,15,20"] {
-            let s = try SpacedDiffusion(base: base, spacing: .improvedDiffusion(rule), steps: 0, thresholding: Thresholding.none)
+            let s = try SpacedDiffusion(base: base, spacing: .improvedDiffusion(rule), steps: 0, thresholding: Thresholding.unchanged)
             // the exact ε(x, t) = (x − √ᾱ x*)/√(1 − ᾱ), with the chain's ᾱ' (as the oracle)
             let abar = Dictionary(uniqueKeysWithValues: zip(s.timestepMap, s.spaced.tables.alphasCumprod))
             let exact = ClosurePredictor { x, t in let a = abar[t[0]]!; return (x - a.squareRoot() * star) / (1 - a).squareRoot() }
@@ -386,7 +386,7 @@ struct GaussianLawTests {
             }
             for (c, name) in ["ddim_eta0", "ddim_eta1", "ancestral_small", "ancestral_large"].enumerated() {
                 let base = try linearDiffusion(1000, variance: name == "ancestral_large" ? .fixedLarge : .fixedSmall)
-                let s = try SpacedDiffusion(base: base, spacing: .improvedDiffusion("ddim\(N)"), steps: 0, thresholding: Thresholding.none)
+                let s = try SpacedDiffusion(base: base, spacing: .improvedDiffusion("ddim\(N)"), steps: 0, thresholding: Thresholding.unchanged)
                 let abar = Dictionary(uniqueKeysWithValues: zip(s.timestepMap, s.spaced.tables.alphasCumprod))
                 let model = gaussianPredictor(mu: mu, s2: s2) { abar[$0]! }
                 let sampler: ReverseSampler = name.hasPrefix("ddim") ? try DDIMSampler(s, eta: name == "ddim_eta0" ? 0 : 1) : AncestralSampler(s)
@@ -428,7 +428,7 @@ struct GaussianLawTests {
         let x = Tensor(shape: [2000, 1, 1, 1], data: (0..<2000).map { _ in 0 }).data.map { _ in mu + s2.squareRoot() * g.normals(1)[0] }
         let data = Tensor(shape: [2000, 1, 1, 1], data: x)
         for (r, N) in steps.enumerated() where N <= 250 {
-            let s = try SpacedDiffusion(base: base, spacing: .improvedDiffusion("ddim\(N)"), steps: 0, thresholding: Thresholding.none)
+            let s = try SpacedDiffusion(base: base, spacing: .improvedDiffusion("ddim\(N)"), steps: 0, thresholding: Thresholding.unchanged)
             let abar = Dictionary(uniqueKeysWithValues: zip(s.timestepMap, s.spaced.tables.alphasCumprod))
             let model = gaussianPredictor(mu: mu, s2: s2) { abar[$0]! }
             let back = try Interpolation.decode(try Interpolation.encode(data, model: model, diffusion: s), model: model, diffusion: s)
