@@ -183,6 +183,24 @@ struct DDIMFixtureTests {
         }
     }
 
+    @Test("ancestral step with dynamic thresholding: Ho's posterior mean at the fixture's thresholded x̂_0, plus σ z")
+    func ancestralDynamic() throws {
+        let base = try linearDiffusion(1000)
+        let g = "ddim_step/full_T1000/"
+        let t = f.ints(g + "original_t"), x = f.tensor(g + "x_t")
+        let out = f.tensor("ddim_step/inputs/model_output"), z = f.tensor("ddim_step/inputs/z")
+        let (sample, x0) = try base.pSample(modelOutput: out, noisy: x, t: t, noise: z, thresholding: .imagen)
+        // pSample forms x̂_0 in Ho's form √(1/ᾱ)x − √(1/ᾱ−1)ε̂, the oracle in the quotient form: compare at rtol 1e-12.
+        let tol = Tolerance(rtol: 1e-12, atol: 1e-15)
+        f.expectMatches(x0, g + "pred_x0_dynamic", tolerance: tol)
+        let tb = base.tables, oracleX0 = f.tensor(g + "pred_x0_dynamic")
+        let expected = GaussianDiffusion.broadcastPerSample(t.map { tb.posteriorMeanCoef1[$0] }, rank: 4) * oracleX0
+            + GaussianDiffusion.broadcastPerSample(t.map { tb.posteriorMeanCoef2[$0] }, rank: 4) * x
+            + GaussianDiffusion.broadcastPerSample(t.map { $0 == 0 ? 0 : tb.posteriorVariance[$0].squareRoot() }, rank: 4) * z
+        let c = Comparison("ancestral dynamic step", actual: sample, expected: expected, tolerance: tol)
+        print("fixture-composed \(c)"); #expect(c.passed, "\(c)")
+    }
+
     @Test("one deterministic inversion step (improved-diffusion's ddim_reverse_sample), with and without clipping")
     func inversionStep() throws {
         let base = try linearDiffusion(1000)
