@@ -21,7 +21,7 @@ public enum GoldenFile {
 
     /// Every output name the schema defines, besides `grad/<key>` for each parameter.
     public static let outputNames = ["x_t", "eps_pred", "loss", "posterior_mean", "posterior_variance", "pred_x0", "x_prev",
-                                     "target", "model_variance", "model_log_variance", "mse", "loss_weight", "vb", "loss_terms"]
+                                     "target", "model_variance", "model_log_variance", "mse", "loss_weight", "vb", "loss_terms"] + samplerOutputNames
 
     /// Computes the requested outputs (all of them when `names` is nil) for a network with loaded weights.
     /// The network is run in evaluation mode and its mode and accumulated gradients are restored afterwards.
@@ -78,6 +78,7 @@ public enum GoldenFile {
                 result.append(("vb", vb.detached()))
             }
             if want("loss_terms") { result.append(("loss_terms", terms.total.detached())) }
+            result += try samplerOutputs(config: config, diffusion: d, noisy: xt0, t: inputs.t, modelOutput: out0, z: inputs.z, want: want)
             if wantsGradients {
                 for (name, p) in net.namedParameters() where want("grad/" + name) {
                     result.append(("grad/" + name, Tensor(shape: p.shape, data: p.gradValues ?? [Double](repeating: 0, count: p.count))))
@@ -111,6 +112,9 @@ public enum GoldenFile {
             try w.write(inputs.noise.data, shape: shape, to: "/inputs/noise")
             try w.write(inputs.z.data, shape: shape, to: "/inputs/z")
             for (name, tensor) in outs { try w.write(tensor.data, shape: tensor.shape, to: "/outputs/" + name) }
+            for (name, value) in samplerConventions(timesteps: config.timesteps, clip: config.diffusion.clipDenoised) {
+                try w.setAttribute(name, value, on: "/outputs")
+            }
         }
     }
 

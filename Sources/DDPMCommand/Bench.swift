@@ -18,6 +18,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Batch sizes to time, comma-separated.") var batches: String = "1,8"
     @Option(help: "Timed runs per measurement (the minimum is reported).") var runs: Int = 3
     @Option(help: "Side of the square matrices for the DGEMM reference rate.") var gemmSize: Int = 2048
+    @Option(help: "Also time DDIM sampling (η = 0, improved-diffusion 'ddimN', T = 1000) of 8 images in this many steps, against N × the batch-8 forward time + 5 % (0: skip).")
+    var ddimSteps: Int = 0
 
     func run() throws {
         guard runs > 0 else { throw DDPMError(.invalidValue, "--runs: expected a positive number, got \(runs)") }
@@ -46,6 +48,7 @@ struct Bench: ParsableCommand {
             print(String(format: "batch %d: forward %.3f s, %.2f GFLOP/s (%.0f%% of dgemm); forward+backward %.3f s, %.2f GFLOP/s (%.0f%% of dgemm); %.2f GFLOP per image forward",
                          n, forward, fr / 1e9, 100 * fr / gemmRate, both, br / 1e9, 100 * br / gemmRate, flops / Double(n) / 1e9))
         }
+        if ddimSteps > 0 { try benchDDIM(net) }
         print(String(format: "peak resident memory: %.2f GiB", peakResidentGiB()))
     }
 
@@ -67,6 +70,22 @@ struct Bench: ParsableCommand {
             let better = OpenBLASCore.preferred(for: blas.cpu.features) ?? "a wider core"
             print("warning: BLAS core \(blas.core) is a generic fallback on this CPU; expect several times slower products (unset OPENBLAS_CORETYPE or set it to \(better))")
         }
+    }
+
+    /// One DDIM sampling run of 8 images (one timed run: it is N forward passes) against N × the minimum batch-8 forward time.
+    func benchDDIM(_ net: UNet) throws {
+        let c = net.configuration
+        let x = Tensor.zeros([8, c.channels, c.imageSize, c.imageSize])
+        let forward = minimumTime { _ = withoutGradients { net(x, [Int](repeating: 500, count: 8)) } }
+        let d = try GaussianDiffusion(DiffusionConfiguration(timesteps: 1000))
+        let sampler = try SamplerChoice(kind: .ddim, steps: ddimSteps, spacing: .improvedDiffusion("ddim\(ddimSteps)")).makeSampler(for: d)
+        var g = RandomGenerator(seed: 3)
+        let start = DispatchTime.now().uptimeNanoseconds
+        _ = try d.sampleLoop(model: net, shape: x.shape, generator: &g, sampler: sampler)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let budget = Double(ddimSteps) * forward * 1.05
+        print(String(format: "DDIM %d steps, batch 8: %.2f s; budget %d × forward %.3f s + 5%% = %.2f s: %@ (%.3f of the budget)",
+                     ddimSteps, seconds, ddimSteps, forward, budget, seconds <= budget ? "within" : "OVER", seconds / budget))
     }
 
     func minimumTime(_ body: () -> Void) -> Double {

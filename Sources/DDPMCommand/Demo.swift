@@ -6,16 +6,17 @@ import Foundation
 /// `ddpm demo`: draw a digits data set, train a small DDPM on it, sample, and write pictures and a report.
 struct Demo: ParsableCommand {
     /// The files the demo writes into --out; nothing else there is touched.
-    static let files = ["data.png", "samples.png", "chain.png", "checkpoint.h5", "report.md"]
+    static let files = ["data.png", "samples.png", "samples-ddim.png", "chain.png", "checkpoint.h5", "report.md"]
 
     static let configuration = CommandConfiguration(
         abstract: "Train a small DDPM on procedurally drawn 16×16 digits and sample from it (the default command).",
         discussion: """
         Writes into the folder --out: data.png (training images), samples.png (samples of the averaged weights, full \
-        reverse chain), chain.png (one sample's reverse chain x_T … x_0), checkpoint.h5, and report.md. The files are \
-        made in a temporary folder and moved into place only when everything succeeded. --out may be a new folder or \
-        an existing one: other files in it are never touched, and any of the five that exists already is replaced \
-        only with --force. An existing file (not a folder) at --out is refused.
+        reverse chain), samples-ddim.png (the same starts through DDIM, η = 0, 50 steps), chain.png (one sample's \
+        reverse chain x_T … x_0), checkpoint.h5, and report.md. The files are made in a temporary folder and moved \
+        into place only when everything succeeded. --out may be a new folder or an existing one: other files in it \
+        are never touched, and any of the six that exists already is replaced only with --force. An existing file \
+        (not a folder) at --out is refused.
 
         \(outputRules)
         """)
@@ -103,10 +104,19 @@ struct Demo: ParsableCommand {
             if step.t == 0 { chain.append(step.next.slice(axis: 0, start: 0, length: 1)) }
         }
         let sampleSeconds = Date().timeIntervalSince(sampleStart)
+        // The same seed through DDIM (η = 0) in 50 steps (improved-diffusion's "ddim50"; evenly spaced sections when no stride fits).
+        let ddimSteps = min(50, timesteps)
+        let ddimRule = (try? Respacing.improvedDiffusionTimesteps(timesteps: timesteps, sectionCounts: "ddim\(ddimSteps)")) != nil ? "ddim\(ddimSteps)" : "\(ddimSteps)"
+        let ddimChoice = SamplerChoice(kind: .ddim, steps: ddimSteps, spacing: .improvedDiffusion(ddimRule), eta: 0)
+        let ddimStart = Date()
+        let ddimSamples = try Sample.sample(trainer, count: count, seed: seed &+ 11, choice: ddimChoice)
+        let ddimSeconds = Date().timeIntervalSince(ddimStart)
+        try PNGWriter.writeGrid(ddimSamples, range: 0...1, path: dir + "/samples-ddim.png")
         try PNGWriter.writeGrid(samples, range: 0...1, path: dir + "/samples.png")
         // x_T is N(0, I): show the chain on [−1, 2] so that noise and the [0, 1] image are both visible.
         try PNGWriter.writeGrid(Tensor.concatenate(chain, axis: 0), range: -1...2, columns: chain.count, scale: 3, path: dir + "/chain.png")
         let data = PixelStatistics(heldOut, range: 0...1), generated = PixelStatistics(samples, range: 0...1)
+        let ddimStats = PixelStatistics(ddimSamples, range: 0...1)
         let report = """
         # ddpm demo report
 
@@ -126,9 +136,12 @@ struct Demo: ParsableCommand {
         | ink fraction (> 0.5): data / samples | \(String(format: "%.4f", data.inkFraction)) / \(String(format: "%.4f", generated.inkFraction)) |
         | histogram distance (total variation, 10 bins) | \(String(format: "%.4f", data.histogramDistance(to: generated))) |
         | mean-image distance (RMS) | \(String(format: "%.4f", data.meanImageDistance(to: generated))) |
+        | DDIM sampling | same \(count) starts x_T, DDIM η = 0 on the '\(ddimRule)' chain (\(ddimSteps) steps), \(String(format: "%.1f", ddimSeconds)) s (ancestral: \(String(format: "%.1f", sampleSeconds)) s) |
+        | DDIM: mean pixel / ink fraction | \(String(format: "%.4f", ddimStats.mean)) / \(String(format: "%.4f", ddimStats.inkFraction)) |
+        | DDIM: histogram distance / mean-image distance to the data | \(String(format: "%.4f", data.histogramDistance(to: ddimStats))) / \(String(format: "%.4f", data.meanImageDistance(to: ddimStats))) |
         | total time | \(String(format: "%.1f", Date().timeIntervalSince(started))) s |
 
-        Files: `data.png` (training images), `samples.png` (samples), `chain.png` (one sample's chain,
+        Files: `data.png` (training images), `samples.png` (samples), `samples-ddim.png` (DDIM samples), `chain.png` (one sample's chain,
         x_T on the left to x_0 on the right, shown on the range [−1, 2]), `checkpoint.h5` (for `ddpm sample`).
         """
         try OutputFile.write(to: dir + "/report.md") { try report.write(toFile: $0, atomically: false, encoding: .utf8) }

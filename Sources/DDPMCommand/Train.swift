@@ -151,7 +151,7 @@ struct Train: ParsableCommand {
 
 struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Sample images with the full reverse chain from a checkpoint.",
+        abstract: "Sample images from a checkpoint: ancestral (full or respaced chain) or DDIM.",
         discussion: """
         Samples are drawn in batches of at most \(Sample.chunk) images, so --count is bounded by time; the memory \
         the results need is estimated first and a request beyond what the process may use is refused.
@@ -166,6 +166,7 @@ struct Sample: ParsableCommand {
     @Option(help: "PNG grid to write.") var out: String
     @Option(help: "Also write the samples (N×C×H×W float64, dataset 'samples') to this HDF5 file.") var h5: String?
     @Flag(help: "Replace --out and --h5 if they exist.") var force = false
+    @OptionGroup(title: "Sampler") var sampling: SamplerOptions
 
     /// Images per reverse chain (memory per chain is bounded by this; more images means more chains).
     static let chunk = 32
@@ -173,6 +174,7 @@ struct Sample: ParsableCommand {
     func run() throws {
         guard count > 0 else { throw DDPMError(.invalidValue, "--count: expected a positive number, got \(count)") }
         let seed = try seedValue(self.seed)
+        let choice = try sampling.choice()
         try checkOutput("--out", out, force: force, inputs: [checkpoint])
         if let h5 {
             try checkOutput("--h5", h5, force: force, inputs: [checkpoint])
@@ -185,7 +187,7 @@ struct Sample: ParsableCommand {
             + Double(count * c.channels) * Double((2 * c.imageSize + 1) * (2 * c.imageSize + 1))
         try MemoryBudget.check(bytes: bytes, for: "--count \(count) samples of \(c.channels)×\(c.imageSize)×\(c.imageSize)")
         if ema { trainer.useAveragedWeights() }
-        let samples = try Self.sample(trainer, count: count, seed: seed)
+        let samples = try Self.sample(trainer, count: count, seed: seed, choice: choice)
         if let bad = samples.data.first(where: { !$0.isFinite }) {
             throw DDPMError(.invalidData, "\(checkpoint): sampling produced a non-finite value (\(bad)); the checkpoint's weights are unusable")
         }
@@ -193,22 +195,25 @@ struct Sample: ParsableCommand {
         if let h5 {
             try HDF5Writer.write(to: h5) { try $0.write(samples.data, shape: samples.shape, to: "/samples") }
         }
-        print("wrote \(out)" + (h5.map { " and \($0)" } ?? "") + ": \(count) samples, seed \(seed)\(ema ? ", EMA weights" : "")")
+        print("wrote \(out)" + (h5.map { " and \($0)" } ?? "") + ": \(count) samples, seed \(seed)\(ema ? ", EMA weights" : ""), \(choice)")
     }
 
-    /// The full reverse chain in batches of at most ``chunk`` images, one generator throughout, with progress;
-    /// `onStep` sees every step of the first batch.
-    static func sample(_ trainer: Trainer, count: Int, seed: UInt64, onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
+    /// The reverse chain `choice` describes (default: the full ancestral chain), in batches of at most ``chunk``
+    /// images, one generator throughout, with progress; `onStep` sees every step of the first batch.
+    static func sample(_ trainer: Trainer, count: Int, seed: UInt64, choice: SamplerChoice = SamplerChoice(),
+                       onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
         trainer.ddpm.generator = RandomGenerator(seed: seed)
-        let T = trainer.config.timesteps
+        let sampler = try choice.makeSampler(for: trainer.config.makeDiffusion())
         let batches = (count + chunk - 1) / chunk
-        let progress = Progress("sample", total: T * batches)
+        let progress = Progress("sample", total: sampler.stepCount * batches)
         var parts: [Tensor] = []
+        var done = 0
         for b in 0..<batches {
             let n = min(chunk, count - b * chunk)
-            parts.append(try trainer.ddpm.sample(batchSize: n) { step in
+            parts.append(try trainer.ddpm.sample(batchSize: n, sampler: sampler) { step in
                 if b == 0 { onStep?(step) }
-                progress.update(b * T + T - step.t)
+                done += 1
+                progress.update(done)
             })
         }
         return parts.count == 1 ? parts[0] : Tensor.concatenate(parts, axis: 0)

@@ -10,22 +10,76 @@ public protocol NoisePredictor: ParameterContainer, ModeSwitching {
     func predictNoise(_ x: Tensor, at t: [Int]) -> Tensor
 }
 
-/// One step of a reverse chain, as the per-step callback of ``Diffuser/sampleLoop(model:shape:generator:onStep:)`` sees it.
+/// One step of a reverse chain, as the per-step callback of ``runReverseChain(model:from:sampler:generator:noise:onStep:)`` sees it.
 public struct ReverseChainStep {
-    /// The timestep of this step (0-based: T−1 first, 0 last).
+    /// The **original** timestep of this step: the index into the full T-step schedule that the network is
+    /// called with (T−1 first, 0 last on the full chain; the kept steps, descending, on a respaced chain).
     public var t: Int
+    /// The position of this step on the chain that is being run: the **respaced** index i (N−1 first, 0 last)
+    /// for a reverse chain of N kept steps; equal to `t` on the full chain. For an inversion (which runs
+    /// upwards) it is the index the step starts from.
+    public var index: Int
     /// The input of the step, x_t (N×C×H×W).
     public var noisy: Tensor
-    /// x̂_0 as the step saw it (clipped when the diffuser clips).
+    /// x̂_0 as the step used it (after clipping or thresholding).
     public var predictedStart: Tensor
-    /// The output of the step, x_{t−1} (x_0 after the last step).
+    /// The output of the step, x_{t−1} (x_0 after the last step; x_{next} for an inversion).
     public var next: Tensor
+
+    public init(t: Int, index: Int, noisy: Tensor, predictedStart: Tensor, next: Tensor) {
+        self.t = t; self.index = index; self.noisy = noisy; self.predictedStart = predictedStart; self.next = next
+    }
+}
+
+/// The pluggable step of the one reverse chain: ancestral (Ho et al. Algorithm 2, on the full or a respaced
+/// chain), DDIM (Song et al. eq. 12) or DDIM inversion (§4.3). A sampler knows its chain (which timesteps,
+/// in which order) and how one step maps x to the next state; the loop
+/// ``runReverseChain(model:from:sampler:generator:noise:onStep:)`` owns everything else.
+public protocol ReverseSampler {
+    /// The number of steps the chain runs.
+    var stepCount: Int { get }
+    /// Whether step `k` consumes a standard-normal z of x's shape (drawn by the loop, in step order).
+    func drawsNoise(atStep k: Int) -> Bool
+    /// Step `k` (0 = the first step, from x_T) on x with the model and, when ``drawsNoise(atStep:)``, z.
+    func step(_ k: Int, model: NoisePredictor, _ x: Tensor, noise z: Tensor?) throws -> ReverseChainStep
+}
+
+/// The library's only reverse chain loop: runs `sampler`'s steps k = 0 ..< stepCount from `start`, with the
+/// model in evaluation mode (restored afterwards) and no graph recorded. `onStep` sees every step (t, index,
+/// x_t, x̂_0, next). Randomness: before each step that draws noise, z ~ 𝒩(0, I) of x's shape from `generator`,
+/// or `noise[k]` when a list of per-step noises is given (for checking against stored z; entries for steps
+/// that draw no noise are ignored).
+public func runReverseChain(model: NoisePredictor, from start: Tensor, sampler: ReverseSampler, generator: inout RandomGenerator,
+                            noise given: [Tensor]? = nil, onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
+    if let given, given.count != sampler.stepCount {
+        throw DDPMError(.invalidValue, "reverse chain: \(given.count) stored noises for \(sampler.stepCount) steps")
+    }
+    return try model.withMode(training: false) { try withoutGradients {
+        var x = start
+        for k in 0..<sampler.stepCount {
+            var z: Tensor? = nil
+            if sampler.drawsNoise(atStep: k) {
+                if let given {
+                    guard given[k].shape == x.shape else {
+                        throw DDPMError(.shapeMismatch, "reverse chain: stored noise \(k) has shape \(given[k].shape), expected \(x.shape)")
+                    }
+                    z = given[k]
+                } else {
+                    z = Tensor.randomNormal(x.shape, generator: &generator)
+                }
+            }
+            let s = try sampler.step(k, model: model, x, noise: z)
+            onStep?(s)
+            x = s.next
+        }
+        return x
+    } }
 }
 
 /// The seed's diffuser interface: `sample_timesteps`, `add_noise`, `denoise`; plus the training terms.
-/// Every diffuser gets the one reverse chain, ``sampleLoop(model:shape:generator:onStep:)``, from these.
+/// Every diffuser gets the one reverse chain, ``sampleLoop(model:shape:generator:sampler:onStep:)``, from these.
 public protocol Diffuser {
-    /// T, the number of diffusion steps.
+    /// T, the number of diffusion steps of this chain (N for a respaced chain).
     var timesteps: Int { get }
     /// Timesteps for a training batch, uniform over 0 ..< T.
     func sampleTimesteps(batchSize: Int, generator: inout RandomGenerator) -> [Int]
@@ -33,31 +87,51 @@ public protocol Diffuser {
     func addNoise(_ xStart: Tensor, at t: [Int], noise: Tensor) throws -> Tensor
     /// The per-sample training terms for a model output on x_t = addNoise(x_0, t, ε).
     func trainingLosses(modelOutput: Tensor, start: Tensor, noisy: Tensor, t: [Int], noise: Tensor) throws -> TrainingTerms
-    /// One reverse step x_t → x_{t−1} with the model's output and fresh noise from `generator`;
-    /// returns x_{t−1} and the x̂_0 the step used.
-    func denoise(model: NoisePredictor, _ x: Tensor, at t: [Int], generator: inout RandomGenerator) throws
-        -> (sample: Tensor, predictedStart: Tensor)
+    /// One ancestral reverse step x_t → x_{t−1} at chain indices t with the model's output and the given
+    /// z ~ 𝒩(0, I) (x's shape; masked where t = 0); returns x_{t−1} and the x̂_0 the step used.
+    func denoise(model: NoisePredictor, _ x: Tensor, at t: [Int], noise z: Tensor) throws -> (sample: Tensor, predictedStart: Tensor)
+    /// The original timestep the network is called with at chain index `index` (the index itself unless
+    /// the chain is respaced).
+    func modelTimestep(_ index: Int) -> Int
 }
 
 extension Diffuser {
-    /// The reverse chain (Ho et al. Algorithm 2): x_T ~ 𝒩(0, I), then ``denoise(model:_:at:generator:)`` for
-    /// t = T−1 … 0, with the model in evaluation mode (restored afterwards) and no graph recorded.
-    /// `onStep` sees every step: t, x_t, x̂_0 and x_{t−1}. Randomness, in order: x_T, then each step's draws.
-    /// This is the library's only reverse chain.
-    public func sampleLoop(model: NoisePredictor, shape: [Int], generator: inout RandomGenerator,
+    public func modelTimestep(_ index: Int) -> Int { index }
+
+    /// One reverse step with fresh noise: draws z ~ 𝒩(0, I) (N×C×H×W, also at t = 0 where it is masked)
+    /// from `generator`, then ``denoise(model:_:at:noise:)``.
+    public func denoise(model: NoisePredictor, _ x: Tensor, at t: [Int], generator: inout RandomGenerator) throws
+        -> (sample: Tensor, predictedStart: Tensor) {
+        try denoise(model: model, x, at: t, noise: Tensor.randomNormal(x.shape, generator: &generator))
+    }
+
+    /// The reverse chain: x_T ~ 𝒩(0, I) of `shape`, then `sampler`'s steps through
+    /// ``runReverseChain(model:from:sampler:generator:noise:onStep:)``. The default sampler is Ho et al.'s
+    /// Algorithm 2 over every index of this diffuser (``AncestralSampler``). Randomness, in order: x_T, then
+    /// each step's z.
+    public func sampleLoop(model: NoisePredictor, shape: [Int], generator: inout RandomGenerator, sampler: ReverseSampler? = nil,
                            onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
         guard shape.count >= 1, shape[0] > 0, shape.allSatisfy({ $0 > 0 }) else {
             throw DDPMError(.invalidValue, "sample shape \(shape): expected positive sizes with the batch first")
         }
-        return try model.withMode(training: false) { try withoutGradients {
-            var x = Tensor.randomNormal(shape, generator: &generator)
-            for step in stride(from: timesteps - 1, through: 0, by: -1) {
-                let (next, x0) = try denoise(model: model, x, at: [Int](repeating: step, count: shape[0]), generator: &generator)
-                onStep?(ReverseChainStep(t: step, noisy: x, predictedStart: x0, next: next))
-                x = next
-            }
-            return x
-        } }
+        let x = Tensor.randomNormal(shape, generator: &generator)
+        return try runReverseChain(model: model, from: x, sampler: sampler ?? AncestralSampler(self), generator: &generator, onStep: onStep)
+    }
+}
+
+/// Ho et al.'s Algorithm 2 on any diffuser's chain: step k runs ``Diffuser/denoise(model:_:at:noise:)`` at
+/// chain index T−1−k (a respaced diffuser maps it to the original timestep for the network itself).
+/// Draws z at every step, also the last, where it is masked (so the random stream is that of Ho's code).
+public struct AncestralSampler: ReverseSampler {
+    public let diffuser: Diffuser
+    public init(_ diffuser: Diffuser) { self.diffuser = diffuser }
+    public var stepCount: Int { diffuser.timesteps }
+    public func drawsNoise(atStep k: Int) -> Bool { true }
+    public func step(_ k: Int, model: NoisePredictor, _ x: Tensor, noise z: Tensor?) throws -> ReverseChainStep {
+        let i = diffuser.timesteps - 1 - k
+        let (next, x0) = try diffuser.denoise(model: model, x, at: [Int](repeating: i, count: x.shape[0]),
+                                              noise: z ?? Tensor.zeros(x.shape))
+        return ReverseChainStep(t: diffuser.modelTimestep(i), index: i, noisy: x, predictedStart: x0, next: next)
     }
 }
 
@@ -71,13 +145,12 @@ extension GaussianDiffusion: Diffuser {
         try qSample(start: xStart, t: t, noise: noise)
     }
 
-    /// Predicts with the model, draws z ~ 𝒩(0, I) (N×C×H×W, also at t = 0 where it is masked), then
-    /// ``pSample(modelOutput:noisy:t:noise:clip:)`` with the configuration's clipping.
-    public func denoise(model: NoisePredictor, _ x: Tensor, at t: [Int], generator: inout RandomGenerator) throws
+    /// Predicts with the model, then ``pSample(modelOutput:noisy:t:noise:clip:)`` with z and the
+    /// configuration's clipping.
+    public func denoise(model: NoisePredictor, _ x: Tensor, at t: [Int], noise z: Tensor) throws
         -> (sample: Tensor, predictedStart: Tensor) {
         try validate(t, batch: x.shape[0])
         let out = model.predictNoise(x, at: t)
-        let z = Tensor.randomNormal(x.shape, generator: &generator)
         return try pSample(modelOutput: out, noisy: x, t: t, noise: z, clip: configuration.clipDenoised)
     }
 }

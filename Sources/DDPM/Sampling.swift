@@ -1,0 +1,66 @@
+// Sampling a DDPM with any reverse sampler (ancestral on the full or a respaced chain, DDIM): a choice of
+// chain and step, wired from the pieces in Sources/Diffusion. No mathematics lives here.
+
+extension DDPM {
+    /// `batchSize` images from x_T ~ 𝒩(0, I) through `sampler` (``Diffuser/sampleLoop(model:shape:generator:sampler:onStep:)``),
+    /// with the model in evaluation mode. Randomness from ``generator``: x_T, then each step's z.
+    public func sample(batchSize: Int, sampler: ReverseSampler, onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
+        guard batchSize > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batchSize)") }
+        return try diffuser.sampleLoop(model: model, shape: [batchSize, channels, imageSize, imageSize],
+                                       generator: &generator, sampler: sampler, onStep: onStep)
+    }
+}
+
+/// A sampler choice as plain values (what the command line, the demo and golden files describe).
+public struct SamplerChoice: Sendable, Equatable, CustomStringConvertible {
+    public enum Kind: String, Sendable, CaseIterable { case ancestral, ddim }
+    public var kind: Kind = .ancestral
+    /// N, the number of steps; nil is the full chain (T).
+    public var steps: Int? = nil
+    /// Which timesteps are kept when N < T.
+    public var spacing: TimestepSpacing? = nil
+    public var eta: Double = 0
+    /// nil: the configuration's clipping (static clipping when `clipDenoised`).
+    public var thresholding: Thresholding? = nil
+    public var rederivation: NoiseRederivation = .rederive
+    /// diffusers' DDIM `set_alpha_to_one` (used only with a diffusers spacing).
+    public var setAlphaToOne: Bool = true
+
+    public init(kind: Kind = .ancestral, steps: Int? = nil, spacing: TimestepSpacing? = nil, eta: Double = 0,
+                thresholding: Thresholding? = nil, rederivation: NoiseRederivation = .rederive, setAlphaToOne: Bool = true) {
+        self.kind = kind; self.steps = steps; self.spacing = spacing; self.eta = eta
+        self.thresholding = thresholding; self.rederivation = rederivation; self.setAlphaToOne = setAlphaToOne
+    }
+
+    public var description: String {
+        var s = kind.rawValue + (steps.map { ", \($0) steps" } ?? ", full chain")
+        if let spacing { s += ", spacing \(spacing)" }
+        if kind == .ddim { s += ", η = \(eta), ε \(rederivation.rawValue)" }
+        if let thresholding { s += ", x̂_0 \(thresholding)" }
+        return s
+    }
+
+    /// The sampler over `diffusion`. Ancestral: the respaced chain of the kept steps (improved-diffusion's
+    /// SpacedDiffusion; diffusers' DDPMScheduler also steps to the next kept step with final ᾱ = 1).
+    /// DDIM: improved-diffusion's chain for its spacings; diffusers' DDIMScheduler chain (target t − ⌊T/N⌋,
+    /// `set_alpha_to_one`) for the diffusers spacings.
+    public func makeSampler(for diffusion: GaussianDiffusion) throws -> ReverseSampler {
+        let T = diffusion.timesteps
+        let n = steps ?? T
+        guard n >= 1, n <= T else { throw DDPMError(.invalidValue, "sampling steps: expected between 1 and \(T), got \(n)") }
+        try thresholding?.validate()
+        let rule = spacing ?? (n == T ? .improvedDiffusion("ddim\(T)") : .improvedDiffusion("ddim\(n)"))
+        let spaced = n == T && spacing == nil
+            ? try SpacedDiffusion(base: diffusion, kept: Array(0..<T), thresholding: thresholding, spacingName: "full chain")
+            : try SpacedDiffusion(base: diffusion, spacing: rule, steps: n, thresholding: thresholding)
+        switch kind {
+        case .ancestral: return AncestralSampler(spaced)
+        case .ddim:
+            if case .improvedDiffusion = rule { return try DDIMSampler(spaced, eta: eta, rederivation: rederivation) }
+            if n == T && spacing == nil { return try DDIMSampler(spaced, eta: eta, rederivation: rederivation) }
+            let chain = try DDIMChain(diffusers: diffusion, timesteps: spaced.timestepMap.reversed(), setAlphaToOne: setAlphaToOne)
+            return try DDIMSampler(chain: chain, eta: eta, meanType: diffusion.meanType, thresholding: spaced.thresholding,
+                                   dataRange: diffusion.dataRange, rederivation: rederivation)
+        }
+    }
+}

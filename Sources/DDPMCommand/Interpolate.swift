@@ -1,0 +1,57 @@
+import ArgumentParser
+import DDPM
+import Foundation
+
+/// `ddpm interpolate`: a strip of images between two DDIM latents (Song et al. §5.3), or between two images
+/// through their inverted latents (§5.4).
+struct Interpolate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Interpolate between two latents (seeds) or two images (encoded by DDIM inversion) and write a PNG strip.",
+        discussion: """
+        Without --data, --from and --to are seeds of two latents x_T ~ N(0, I). With --data, they are indices of two
+        images in that HDF5 file, encoded into latents by deterministic DDIM inversion over the same chain (the image
+        is the state at chain index 0; improved-diffusion's convention). The latents are joined by spherical
+        interpolation and every frame is decoded with DDIM η = 0 (x̂_0 processed as the checkpoint clips).
+        """)
+
+    @Option(help: "Checkpoint written by `ddpm train`.") var checkpoint: String
+    @Option(help: "Seed of the first latent, or with --data the index of the first image.") var from: Int
+    @Option(help: "Seed of the second latent, or with --data the index of the second image.") var to: Int
+    @Option(help: "HDF5 file of images (N×C×H×W) to encode instead of drawing latents.") var data: String?
+    @Option(help: "Dataset in --data (default: 'images', or the only root dataset).") var dataset: String?
+    @Option(help: "Frames in the strip, both ends included.") var frames: Int = 8
+    @Option(help: "DDIM steps N (improved-diffusion 'ddimN' spacing).") var steps: Int = 50
+    @Flag(help: "Use the exponential moving average of the weights.") var ema = false
+    @Option(help: "PNG strip to write.") var out: String
+
+    func run() throws {
+        guard frames >= 2 else { throw DDPMError(.invalidValue, "--frames: expected at least 2, got \(frames)") }
+        let trainer = try Trainer.load(from: checkpoint)
+        if ema { trainer.useAveragedWeights() }
+        let c = trainer.config.network
+        let base = try trainer.config.makeDiffusion()
+        guard steps >= 2, steps <= base.timesteps else { throw DDPMError(.invalidValue, "--steps: expected between 2 and \(base.timesteps), got \(steps)") }
+        let chain = try SpacedDiffusion(base: base, spacing: .improvedDiffusion("ddim\(steps)"), steps: steps)
+        let shape = [1, c.channels, c.imageSize, c.imageSize]
+        let z0: Tensor, z1: Tensor
+        var ends: [Tensor] = []
+        if let data {
+            let images = try ImageData.load(path: data, dataset: dataset, channels: c.channels, imageSize: c.imageSize)
+            for (name, i) in [("--from", from), ("--to", to)] where i < 0 || i >= images.shape[0] {
+                throw DDPMError(.invalidValue, "\(name) \(i): expected an image index in [0, \(images.shape[0]))")
+            }
+            let pair = Tensor.concatenate([images.slice(axis: 0, start: from, length: 1), images.slice(axis: 0, start: to, length: 1)], axis: 0)
+            let latents = try Interpolation.encode(pair, model: trainer.network, diffusion: chain)
+            (z0, z1) = (latents.slice(axis: 0, start: 0, length: 1), latents.slice(axis: 0, start: 1, length: 1))
+            ends = [pair.slice(axis: 0, start: 0, length: 1), pair.slice(axis: 0, start: 1, length: 1)]
+        } else {
+            var g0 = RandomGenerator(seed: try seedValue(from, option: "--from")), g1 = RandomGenerator(seed: try seedValue(to, option: "--to"))
+            (z0, z1) = (Tensor.randomNormal(shape, generator: &g0), Tensor.randomNormal(shape, generator: &g1))
+        }
+        let strip = try Interpolation.decode(Interpolation.strip(from: z0, to: z1, count: frames), model: trainer.network, diffusion: chain)
+        let row = ends.isEmpty ? strip : Tensor.concatenate([ends[0], strip, ends[1]], axis: 0)
+        try PNGWriter.writeGrid(row, range: trainer.config.diffusion.dataRange, columns: row.shape[0], path: out)
+        print("wrote \(out): \(frames) frames by DDIM η = 0 over \(steps) steps" + (ends.isEmpty ? " between the latents of seeds \(from) and \(to)"
+              : " between images \(from) and \(to) of \(data!) (shown at both ends), encoded by DDIM inversion"))
+    }
+}
