@@ -436,6 +436,10 @@ enum DriftCheck {
 
 @Suite("Notes: quoted numbers cannot drift")
 struct NotesDriftTests {
+    /// Chapters whose numbers are not marked yet (being rewritten elsewhere); their markers, if any, are
+    /// still checked. Remove a chapter from this list once its numbers carry markers.
+    static let notYetMarked: Set<String> = ["Notes/09-golden-files.md"]
+
     @Test("every marked number in README.md and Notes/*.md equals the value recomputed from the fixtures")
     func quotedNumbersMatch() throws {
         var total = DriftResult()
@@ -455,7 +459,7 @@ struct NotesDriftTests {
     @Test("every decimal number with four or more significant digits carries a marker")
     func noUnmarkedNumbers() throws {
         var missing: [String] = []
-        for doc in Repository.documents where doc != "Notes/09-golden-files.md" {
+        for doc in Repository.documents where !Self.notYetMarked.contains(doc) {
             missing += DriftCheck.unmarked(try String(contentsOfFile: Repository.path(doc), encoding: .utf8), file: doc)
         }
         for m in missing { print("notes UNMARKED \(m)") }
