@@ -22,7 +22,8 @@
 // countbelow(a, x) / countabove(a, x), slice(a, start, count), attr("path",
 // "name") (a float attribute), pcount("key") / psum("key prefix") / ptotal()
 // (Fixtures/unet-parameters.tsv), and calc("name")
-// for the named computations in `NamedComputation` below. Arrays combine elementwise; scalars broadcast.
+// for the named computations in `NamedComputation` below; boundterms() / boundprior() / boundtotal() read
+// Notes/figures/bound-per-step.tsv (the data of the committed figure). Arrays combine elementwise; scalars broadcast.
 //
 // Symbols used from the package: `HDF5File(path:)`, `HDF5File.readDoubles(_:)`, `HDF5File.doubleAttribute(_:of:)`,
 // `HDF5Array.values`, `HDF5Array.shape` — nothing from the diffusion code, whose tests pin it to the same
@@ -267,8 +268,30 @@ struct Evaluator {
             guard !matching.isEmpty else { throw ExpressionError(description: "no parameter starts with '\(prefix)'") }
             return [Double(matching.values.reduce(0, +))]
         case "calc": return [try NamedComputation.value(try text(0))]
+        case "boundterms": return try BoundFigure.read().terms
+        case "boundprior": return [try BoundFigure.read().prior]
+        case "boundtotal": return [try BoundFigure.read().total]
         default: throw ExpressionError(description: "unknown function \(name)")
         }
+    }
+}
+
+/// Notes/figures/bound-per-step.tsv, written by `ddpm figures` with the figure it describes: the text quoting
+/// the figure must agree with the committed figure's data (regenerating one without the other fails).
+enum BoundFigure {
+    static func read() throws -> (terms: [Double], prior: Double, total: Double) {
+        let text = try String(contentsOfFile: Repository.path("Notes/figures/bound-per-step.tsv"), encoding: .utf8)
+        var terms: [Double] = [], prior = Double.nan, total = Double.nan
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            if f[0] == "# prior L_T" { prior = Double(f.last!)! }
+            else if f[0] == "# total" { total = Double(f.last!)! }
+            else if !f[0].hasPrefix("#") {
+                guard Int(f[0]) == terms.count, let v = Double(f[2]) else { throw ExpressionError(description: "bound-per-step.tsv: bad line '\(line)'") }
+                terms.append(v)
+            }
+        }
+        return (terms, prior, total)
     }
 }
 
@@ -413,6 +436,10 @@ enum DriftCheck {
 
 @Suite("Notes: quoted numbers cannot drift")
 struct NotesDriftTests {
+    /// Chapters whose numbers are not marked yet (being rewritten elsewhere); their markers, if any, are
+    /// still checked. Remove a chapter from this list once its numbers carry markers.
+    static let notYetMarked: Set<String> = ["Notes/09-golden-files.md"]
+
     @Test("every marked number in README.md and Notes/*.md equals the value recomputed from the fixtures")
     func quotedNumbersMatch() throws {
         var total = DriftResult()
@@ -432,7 +459,7 @@ struct NotesDriftTests {
     @Test("every decimal number with four or more significant digits carries a marker")
     func noUnmarkedNumbers() throws {
         var missing: [String] = []
-        for doc in Repository.documents where doc != "Notes/09-golden-files.md" {
+        for doc in Repository.documents where !Self.notYetMarked.contains(doc) {
             missing += DriftCheck.unmarked(try String(contentsOfFile: Repository.path(doc), encoding: .utf8), file: doc)
         }
         for m in missing { print("notes UNMARKED \(m)") }
