@@ -34,7 +34,7 @@ extension GoldenFile {
          ("ddim_sigma", "eta sqrt((1-abar_prev)/(1-abar)) sqrt(1-abar/abar_prev) (DDIM eq. 16), z = /inputs/z")]
     }
 
-    /// The requested sampler outputs for the network output `eps` (ε̂ at x_t, t).
+    /// The requested sampler outputs for the network output at x_t, t (its mean half when the variance is learned).
     static func samplerOutputs(config: ModelConfiguration, diffusion d: GaussianDiffusion, noisy xt: Tensor, t: [Int], modelOutput out: Tensor,
                                z: Tensor, want: (String) -> Bool) throws -> [(String, Tensor)] {
         var result: [(String, Tensor)] = []

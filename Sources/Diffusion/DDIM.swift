@@ -77,25 +77,43 @@ public enum DDIM {
 
     /// x̂_0 and ε̂ from a model output read by `meanType`, with x̂_0 processed by `thresholding` on `range`
     /// and ε̂ re-derived from the processed x̂_0 or not (`rederivation`). ε-prediction: x̂_0 by
-    /// ``predictStart(noisy:alphaBar:noise:)``; x_0-prediction: ε by ``noise(noisy:alphaBar:start:)``.
-    /// Throws for x_{t−1}-prediction (DDIM needs x̂_0 and ε̂ at t) and for ε-prediction where ᾱ_t = 0
-    /// (zero terminal SNR: x̂_0 cannot be recovered from ε̂).
-    public static func startAndNoise(modelOutput out: Tensor, noisy x: Tensor, alphaBar: [Double], meanType: ModelMeanType,
+    /// ``predictStart(noisy:alphaBar:noise:)``; x_0-prediction: ε by ``noise(noisy:alphaBar:start:)``;
+    /// v-prediction (Salimans & Ho 2022, App. D), per sample:
+    ///
+    ///     x̂_0 = √ᾱ_t x_t − √(1 − ᾱ_t) v̂,    ε̂ = √(1 − ᾱ_t) x_t + √ᾱ_t v̂          (N×C×H×W)
+    ///
+    /// An output with twice x_t's channels (a learned variance) contributes its mean half, channels 0 ..< C,
+    /// as improved-diffusion splits it; DDIM does not use the variance half. Throws for x_{t−1}-prediction
+    /// (DDIM needs x̂_0 and ε̂ at t) and for ε-prediction where ᾱ_t = 0 (zero terminal SNR: x̂_0 cannot be
+    /// recovered from ε̂; v-prediction can).
+    public static func startAndNoise(modelOutput output: Tensor, noisy x: Tensor, alphaBar: [Double], meanType: ModelMeanType,
                                      thresholding: Thresholding, range: ClosedRange<Double>, rederivation: NoiseRederivation) throws
         -> (start: Tensor, noise: Tensor) {
+        var out = output
+        if out.rank == x.rank, out.rank >= 2, out.shape[0] == x.shape[0], out.shape[1] == 2 * x.shape[1],
+           Array(out.shape.dropFirst(2)) == Array(x.shape.dropFirst(2)) {
+            out = out.split(into: 2, axis: 1)[0]
+        }
         guard out.shape == x.shape else {
-            throw DDPMError(.shapeMismatch, "DDIM step: the model output has shape \(out.shape), expected \(x.shape)")
+            throw DDPMError(.shapeMismatch, "DDIM step: the model output has shape \(output.shape), expected \(x.shape)")
         }
         let raw: Tensor, eps: Tensor
-        if meanType == .epsilon {
+        switch meanType {
+        case .epsilon:
             try TerminalSNR.requireRecoverableStart(meanType: meanType, alphaBar: alphaBar)
             eps = out
             raw = predictStart(noisy: x, alphaBar: alphaBar, noise: out)
-        } else if meanType == .startX {
+        case .startX:
             raw = out
             eps = noise(noisy: x, alphaBar: alphaBar, start: out)
-        } else {
-            throw DDPMError(.invalidConfiguration, "DDIM: mean type '\(meanType.rawValue)' gives no x̂_0 and ε̂ at t; expected eps or x0")
+        case .velocity:
+            let r = x.rank
+            let sa = GaussianDiffusion.broadcastPerSample(alphaBar.map { $0.squareRoot() }, rank: r)
+            let sb = GaussianDiffusion.broadcastPerSample(alphaBar.map { (1 - $0).squareRoot() }, rank: r)
+            raw = sa * x - sb * out
+            eps = sb * x + sa * out
+        case .previousX:
+            throw DDPMError(.invalidConfiguration, "DDIM: mean type '\(meanType.rawValue)' gives no x̂_0 and ε̂ at t; expected eps, x0 or v")
         }
         let x0 = thresholding.apply(raw, range: range)
         if thresholding == .unchanged || rederivation == .original { return (x0, eps) }

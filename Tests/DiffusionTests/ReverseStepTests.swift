@@ -11,18 +11,20 @@ import Tensors
 struct ReverseStepTests {
     @Test("pSample at t = 0 returns the mean exactly, whatever z is", arguments: ModelVarianceType.allCases)
     func noNoiseAtZero(_ variance: ModelVarianceType) throws {
-        let d = try GaussianDiffusion(timesteps: 1000, varianceType: variance)
-        let xt = randomTensor([2, 1, 2, 2], seed: 1), out = randomTensor([2, 1, 2, 2], seed: 2)
+        // Learned variances need the hybrid (or a bound) loss, and a network output of 2C channels.
+        let d = try GaussianDiffusion(timesteps: 1000, varianceType: variance, lossType: variance.isLearned ? .hybrid : .simple)
+        let xt = randomTensor([2, 1, 2, 2], seed: 1), out = randomTensor([2, variance.isLearned ? 2 : 1, 2, 2], seed: 2)
         let z = Tensor.full([2, 1, 2, 2], 1000)
         let step = try d.pSample(modelOutput: out, noisy: xt, t: [0, 0], noise: z, clip: false)
         let mean = try d.pMeanVariance(modelOutput: out, noisy: xt, t: [0, 0], clip: false).mean
         #expect(step.sample.data == mean.data, "t = 0 with \(variance): \(step.sample.data) vs mean \(mean.data)")
-        // σ_0 itself is not 0, so it is the mask, not a zero variance, that removes the noise.
-        #expect(d.reverseVariance(t: [0], rank: 4).logVariance.data[0] == d.tables.posteriorLogVarianceClipped[1]
-                    || variance == .fixedLarge)
+        // σ_0 itself is not 0 (at least √β̃_1 ≈ 7e-3 for the fixed types), so it is the mask, not a zero
+        // variance, that removes the noise.
+        let sigma0 = try d.pMeanVariance(modelOutput: out, noisy: xt, t: [0, 0], clip: false).logVariance.data.map { Foundation.exp($0 / 2) }
+        #expect(sigma0.allSatisfy { $0 > 1e-4 }, "σ_0 with \(variance): \(sigma0)")
     }
 
-    @Test("pSample at t ≥ 1 adds σ_t z with σ_t from the tables: √β̃_t (small) or √β_t (large)", arguments: ModelVarianceType.allCases)
+    @Test("pSample at t ≥ 1 adds σ_t z with σ_t from the tables: √β̃_t (small) or √β_t (large)", arguments: [ModelVarianceType.fixedSmall, .fixedLarge])
     func noiseAtPositiveT(_ variance: ModelVarianceType) throws {
         let d = try GaussianDiffusion(timesteps: 1000, varianceType: variance)
         let xt = randomTensor([2, 1, 1, 1], seed: 3), out = randomTensor([2, 1, 1, 1], seed: 4)

@@ -338,6 +338,25 @@ struct SamplerLoopTests {
         }
     }
 
+    @Test("zero terminal SNR with v-prediction: DDIM η = 0 on the trailing chain starts at ᾱ = 0 and lands on a Dirac point")
+    func zeroSNRWithVelocity() throws {
+        let star = f.tensor("dirac/x_star"), xT = f.tensor("dirac/x_T")
+        let d = try GaussianDiffusion(schedule: .linear(), timesteps: 1000, meanType: .velocity, clipDenoised: false).zeroTerminalSNR()
+        let chain = try DDIMChain(diffusers: d, timesteps: Respacing.diffusersTimesteps(timesteps: 1000, steps: 10, spacing: "trailing"), setAlphaToOne: true)
+        #expect(chain.steps[0].alphaBar == 0)
+        // The exact v for data x*: ε = (x − √ᾱ x*)/√(1 − ᾱ) and v = √ᾱ ε − √(1 − ᾱ) x* (at ᾱ = 0: ε = x, v = −x*).
+        let exact = ClosurePredictor { x, t in
+            let a = d.tables.alphasCumprod[t[0]]
+            let eps = (x - a.squareRoot() * star) / (1 - a).squareRoot()
+            return a.squareRoot() * eps - (1 - a).squareRoot() * star
+        }
+        var g = RandomGenerator(seed: 0)
+        let landed = try runReverseChain(model: exact, from: xT,
+                                         sampler: DDIMSampler(chain: chain, eta: 0, meanType: .velocity, thresholding: .unchanged, dataRange: 0...1), generator: &g)
+        let c = Comparison("zero-SNR v-prediction DDIM landing", actual: landed, expected: star, tolerance: Tolerance(rtol: 0, atol: 1e-12))
+        print("oracle \(c)"); #expect(c.passed, "\(c)")
+    }
+
     @Test("DDIM η = 1 on the full chain is the fixed-small ancestral sampler given the same z (rtol 1e-12)")
     func etaOneIsAncestral() throws {
         for clip in [false, true] {
