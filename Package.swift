@@ -40,10 +40,10 @@ let package = Package(
         // The seed's U-Net; knows nothing of schedules.
         .target(name: "UNet", dependencies: ["Tensors"]),
         // The seed's DDPM API, weights and golden files in HDF5, training, PNG output.
-        .target(name: "DDPM", dependencies: ["Tensors", "Diffusion", "UNet", "HDF5", "TensorIO", "CPNG", "FileOutput"]),
+        .target(name: "DDPM", dependencies: ["Kernels", "Tensors", "Diffusion", "UNet", "HDF5", "TensorIO", "CPNG", "FileOutput"]),
         // The `ddpm` command only wires the parts together.
         .executableTarget(name: "DDPMCommand", dependencies: [
-            "DDPM", "Kernels", "FileOutput",
+            "DDPM", "FileOutput",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -1,7 +1,6 @@
 import ArgumentParser
 import DDPM
 import Foundation
-import Kernels
 
 /// `ddpm bench`: the default network's forward and forward+backward speed, against the machine's DGEMM rate.
 struct Bench: ParsableCommand {
@@ -54,22 +53,9 @@ struct Bench: ParsableCommand {
 
     /// What the figures were measured on: CPU, BLAS library and version, core, threads.
     func printMachine() {
-        let blas = BLASLibrary.shared
-        print("cpu: \(blas.cpu.summary)")
-        let name = blas.configuration.isEmpty ? "a BLAS that is not OpenBLAS" : blas.configuration
-        print("blas: \(name) (\(blas.path))")
-        let how: String
-        if let user = blas.userCoreType { how = "OPENBLAS_CORETYPE=\(user) set by the user" }
-        else if let requested = blas.requestedCore { how = "requested \(requested) for this CPU" }
-        else { how = "OpenBLAS's own choice" }
-        let threads = blas.splitsProducts
-            ? "OpenBLAS single-threaded, products split over \(Parallel.parts) cores by ddpm"
-            : "\(blas.threads) OpenBLAS thread\(blas.threads == 1 ? "" : "s")"
-        print("blas core: \(blas.core.isEmpty ? "unknown" : blas.core) (\(how)); \(threads)")
-        if blas.isFallback {
-            let better = OpenBLASCore.preferred(for: blas.cpu.features) ?? "a wider core"
-            print("warning: BLAS core \(blas.core) is a generic fallback on this CPU; expect several times slower products (unset OPENBLAS_CORETYPE or set it to \(better))")
-        }
+        let (lines, warning) = Machine.report()
+        for line in lines { print(line) }
+        if let warning { print(warning) }
     }
 
     /// One DDIM sampling run of 8 images (one timed run: it is N forward passes) against N × the minimum batch-8 forward time.
@@ -103,11 +89,7 @@ struct Bench: ParsableCommand {
         var g = RandomGenerator(seed: 2)
         let a = g.normals(n * n), b = g.normals(n * n)
         var c = [Double](repeating: 0, count: n * n)
-        let seconds = minimumTime {
-            a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
-                Gemm.blas(GemmShape(m: n, n: n, k: n), pa.baseAddress!, pb.baseAddress!, pc.baseAddress!)
-            } } }
-        }
+        let seconds = minimumTime { Machine.multiplySquare(a, b, into: &c, size: n) }
         return 2 * pow(Double(n), 3) / seconds
     }
 }

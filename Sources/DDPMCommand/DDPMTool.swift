@@ -2,7 +2,6 @@
 import ArgumentParser
 import DDPM
 import Foundation
-import Kernels
 
 @main
 struct DDPMTool: ParsableCommand {
@@ -24,7 +23,7 @@ struct DDPMTool: ParsableCommand {
 
     /// Every failure is one line on stderr starting with `error:`, and a non-zero exit status.
     static func main() {
-        Allocator.retainFreedMemory()
+        Machine.prepare()
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -1,0 +1,42 @@
+// The machine the library computes on: the start-up set-up and what `ddpm bench` reports. The command
+// reaches the kernels only through here, so the layer below (Kernels) stays behind the library.
+
+import Kernels
+
+public enum Machine {
+    /// Keeps large freed buffers for reuse instead of returning them to the system (call once at
+    /// start-up, before any work; see `Allocator`).
+    public static func prepare() { Allocator.retainFreedMemory() }
+
+    /// CPU, BLAS library and version, the BLAS core and how it was chosen, and threads, one line each;
+    /// and a warning when the core is a generic fallback for this CPU.
+    public static func report() -> (lines: [String], warning: String?) {
+        let blas = BLASLibrary.shared
+        var lines = ["cpu: \(blas.cpu.summary)"]
+        let name = blas.configuration.isEmpty ? "a BLAS that is not OpenBLAS" : blas.configuration
+        lines.append("blas: \(name) (\(blas.path))")
+        let how: String
+        if let user = blas.userCoreType { how = "OPENBLAS_CORETYPE=\(user) set by the user" }
+        else if let requested = blas.requestedCore { how = "requested \(requested) for this CPU" }
+        else { how = "OpenBLAS's own choice" }
+        let threads = blas.splitsProducts
+            ? "OpenBLAS single-threaded, products split over \(Parallel.parts) cores by ddpm"
+            : "\(blas.threads) OpenBLAS thread\(blas.threads == 1 ? "" : "s")"
+        lines.append("blas core: \(blas.core.isEmpty ? "unknown" : blas.core) (\(how)); \(threads)")
+        var warning: String?
+        if blas.isFallback {
+            let better = OpenBLASCore.preferred(for: blas.cpu.features) ?? "a wider core"
+            warning = "warning: BLAS core \(blas.core) is a generic fallback on this CPU; expect several times slower products (unset OPENBLAS_CORETYPE or set it to \(better))"
+        }
+        return (lines, warning)
+    }
+
+    /// C = A·B for n×n row-major matrices through the library's matrix product (`Gemm.blas`): the
+    /// reference rate a benchmark compares the network with.
+    public static func multiplySquare(_ a: [Double], _ b: [Double], into c: inout [Double], size n: Int) {
+        precondition(a.count == n * n && b.count == n * n && c.count == n * n, "multiplySquare: operands are not \(n)×\(n)")
+        a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+            Gemm.blas(GemmShape(m: n, n: n, k: n), pa.baseAddress!, pb.baseAddress!, pc.baseAddress!)
+        } } }
+    }
+}
