@@ -27,7 +27,7 @@ public struct ConvGeometry: Sendable, Equatable {
 
 /// Convolution kernels. `forward`/`backward…` go through ``Gemm/blas``; `referenceForward` is the
 /// direct seven-fold loop.
-public enum Conv2D {
+public enum ConvolutionKernels {
     /// Runs `body` over `0 ..< count` split over the cores (see ``Parallel/chunks(_:work:_:)``).
     static func parallelChunks(_ count: Int, work: Int, _ body: (Range<Int>) -> Void) {
         Parallel.chunks(count, work: work, body)

@@ -1,11 +1,11 @@
-// 2-D convolution as a differentiable operation (the arithmetic lives in Kernels.Conv2D).
+// 2-D convolution as a differentiable operation (the arithmetic lives in Kernels.ConvolutionKernels).
 
 import Kernels
 
 extension Tensor {
     /// Cross-correlation `y[n,o,p] = Σ_{c,i,j} w[o,c,i,j] · x[n,c,s·p + (i,j) − pad] + b[o]`
     /// for `x: [N, C, H, W]`, `w: [O, C, k, k]`, `b: [O]`, square kernel, stride `s`, zero padding.
-    /// Backward: `dw = dY · colsᵀ`, `dx = col2im(Wᵀ · dY)`, `db = Σ_{n,p} dY` (see ``Conv2D/backward``).
+    /// Backward: `dw = dY · colsᵀ`, `dx = col2im(Wᵀ · dY)`, `db = Σ_{n,p} dY` (see ``ConvolutionKernels/backward``).
     public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0) -> Tensor {
         precondition(x.rank == 4 && weight.rank == 4 && weight.shape[2] == weight.shape[3] && weight.shape[1] == x.shape[1],
                      "conv2d: input \(x.shape) and weight \(weight.shape) do not match (expected [N, C, H, W] and [O, C, k, k])")
@@ -13,13 +13,13 @@ extension Tensor {
                              outChannels: weight.shape[0], kernel: weight.shape[2], stride: stride, padding: padding)
         if let bias { precondition(bias.shape == [g.outChannels], "conv2d: bias \(bias.shape) does not match weight \(weight.shape)") }
         let xv = x.data, wv = weight.data
-        // Conv2D.forward writes every output element, so the array is not zero-filled first.
+        // ConvolutionKernels.forward writes every output element, so the array is not zero-filled first.
         let out = uninitializedArray(g.batch * g.outChannels * g.outPixels) { py in
             xv.withUnsafeBufferPointer { px in wv.withUnsafeBufferPointer { pw in
                 if let bias {
-                    bias.data.withUnsafeBufferPointer { pb in Conv2D.forward(g, x: px.baseAddress!, weight: pw.baseAddress!, bias: pb.baseAddress!, y: py) }
+                    bias.data.withUnsafeBufferPointer { pb in ConvolutionKernels.forward(g, x: px.baseAddress!, weight: pw.baseAddress!, bias: pb.baseAddress!, y: py) }
                 } else {
-                    Conv2D.forward(g, x: px.baseAddress!, weight: pw.baseAddress!, bias: nil, y: py)
+                    ConvolutionKernels.forward(g, x: px.baseAddress!, weight: pw.baseAddress!, bias: nil, y: py)
                 }
             } }
         }
@@ -30,7 +30,7 @@ extension Tensor {
             var gb: [Double]? = (bias?.requiresGrad ?? false) ? [Double](repeating: 0, count: g.outChannels) : nil
             xv.withUnsafeBufferPointer { px in wv.withUnsafeBufferPointer { pw in dy.withUnsafeBufferPointer { pdy in
                 withOptionalPointer(&gx) { pgx in withOptionalPointer(&gw) { pgw in withOptionalPointer(&gb) { pgb in
-                    Conv2D.backward(g, x: px.baseAddress!, weight: pw.baseAddress!, dy: pdy.baseAddress!, dx: pgx, dWeight: pgw, dBias: pgb)
+                    ConvolutionKernels.backward(g, x: px.baseAddress!, weight: pw.baseAddress!, dy: pdy.baseAddress!, dx: pgx, dWeight: pgw, dBias: pgb)
                 } } }
             } } }
             return bias == nil ? [gx, gw] : [gx, gw, gb]

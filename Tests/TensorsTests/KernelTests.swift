@@ -51,8 +51,8 @@ struct KernelTests {
                              kernel: geometry.kernel, stride: geometry.stride, padding: geometry.padding)
         var rng = RandomGenerator(seed: 42)
         let x = rng.normals(3 * 4 * 7 * 6), w = rng.normals(5 * 4 * geometry.kernel * geometry.kernel), b = rng.normals(5)
-        let c = Comparison("conv \(geometry)", actual: Conv2D.forward(g, x: x, weight: w, bias: b),
-                           expected: Conv2D.referenceForward(g, x: x, weight: w, bias: b), tolerance: Self.tolerance)
+        let c = Comparison("conv \(geometry)", actual: ConvolutionKernels.forward(g, x: x, weight: w, bias: b),
+                           expected: ConvolutionKernels.referenceForward(g, x: x, weight: w, bias: b), tolerance: Self.tolerance)
         print(c)
         #expect(c.passed, "\(c)")
     }
@@ -62,8 +62,8 @@ struct KernelTests {
         let g = ConvGeometry(batch: 2, inChannels: 8, height: 16, width: 15, outChannels: 6, kernel: 3, stride: 1, padding: 1)
         var rng = RandomGenerator(seed: 43)
         let x = rng.normals(2 * 8 * 16 * 15), w = rng.normals(6 * 8 * 9), b = rng.normals(6)
-        let c = Comparison("conv split over cores", actual: Conv2D.forward(g, x: x, weight: w, bias: b),
-                           expected: Conv2D.referenceForward(g, x: x, weight: w, bias: b), tolerance: Self.tolerance)
+        let c = Comparison("conv split over cores", actual: ConvolutionKernels.forward(g, x: x, weight: w, bias: b),
+                           expected: ConvolutionKernels.referenceForward(g, x: x, weight: w, bias: b), tolerance: Self.tolerance)
         print(c)
         #expect(c.passed, "\(c)")
     }
@@ -77,8 +77,8 @@ struct KernelTests {
         var rng = RandomGenerator(seed: 7)
         let x = rng.normals(2 * 8 * 16 * 15), c = rng.normals(g.patch * g.batch * g.outPixels)
         var cols = [Double](repeating: .nan, count: c.count), back = [Double](repeating: 0, count: x.count)
-        x.withUnsafeBufferPointer { px in cols.withUnsafeMutableBufferPointer { Conv2D.im2col(g, px.baseAddress!, $0.baseAddress!) } }
-        c.withUnsafeBufferPointer { pc in back.withUnsafeMutableBufferPointer { Conv2D.col2im(g, pc.baseAddress!, $0.baseAddress!) } }
+        x.withUnsafeBufferPointer { px in cols.withUnsafeMutableBufferPointer { ConvolutionKernels.im2col(g, px.baseAddress!, $0.baseAddress!) } }
+        c.withUnsafeBufferPointer { pc in back.withUnsafeMutableBufferPointer { ConvolutionKernels.col2im(g, pc.baseAddress!, $0.baseAddress!) } }
         let lhs = zip(cols, c).reduce(0) { $0 + $1.0 * $1.1 }, rhs = zip(x, back).reduce(0) { $0 + $1.0 * $1.1 }
         let cmp = Comparison("⟨im2col x, c⟩ vs ⟨x, col2im c⟩ \(geometry)", actual: [lhs], expected: [rhs], tolerance: Self.tolerance)
         print(cmp)
@@ -88,7 +88,7 @@ struct KernelTests {
     @Test func directConvolutionByHand() {
         // 1 channel 3×3 image 1…9, 2×2 kernel of ones, stride 1, no padding: sums of 2×2 windows.
         let g = ConvGeometry(batch: 1, inChannels: 1, height: 3, width: 3, outChannels: 1, kernel: 2, stride: 1, padding: 0)
-        #expect(Conv2D.referenceForward(g, x: (1...9).map(Double.init), weight: [1, 1, 1, 1], bias: [0.5]) == [12.5, 16.5, 24.5, 28.5])
+        #expect(ConvolutionKernels.referenceForward(g, x: (1...9).map(Double.init), weight: [1, 1, 1, 1], bias: [0.5]) == [12.5, 16.5, 24.5, 28.5])
     }
 
     @Test func comparisonReportsTheWorstElement() {
