@@ -17,10 +17,12 @@
 //
 // Expressions: numbers; + − * / ^; parentheses; `@path` (a dataset of Fixtures/diffusion.h5, whole, as a
 // flat array) and `@path[i, j, …]` (one element, by its multi-index) — `lin/` abbreviates
-// schedules/linear/T1000/ and `eq/` equations/; functions sqrt log log2 exp abs erf
+// schedules/linear/T1000/ and `eq/` equations/; `@file.h5:path` and `@file.h5:path[i, …]` read another
+// fixture file (objectives.h5, samplers.h5, golden-tiers.h5, unet.h5), e.g. `@samplers.h5:gaussian/laws/mean[0, 1]`
+// (no `lin/`/`eq/` abbreviation there); functions sqrt log log2 exp abs erf
 // tanh (elementwise), min max mean sum maxabs count (reductions),
 // countbelow(a, x) / countabove(a, x), slice(a, start, count), attr("path",
-// "name") (a float attribute), pcount("key") / psum("key prefix") / ptotal()
+// "name") (a float attribute; "file.h5:path" for another fixture), pcount("key") / psum("key prefix") / ptotal()
 // (Fixtures/unet-parameters.tsv), and calc("name")
 // for the named computations in `NamedComputation` below; boundterms() / boundprior() / boundtotal() read
 // Notes/figures/bound-per-step.tsv (the data of the committed figure). Arrays combine elementwise; scalars broadcast.
@@ -113,6 +115,17 @@ struct ExpressionError: Error, CustomStringConvertible { var description: String
 /// A small recursive-descent evaluator for the marker expressions (grammar at the top of the file).
 struct Evaluator {
     nonisolated(unsafe) static let fixture: HDF5File = try! HDF5File(path: Repository.path("Fixtures/diffusion.h5"))   // read-only; HDF5 is thread-safe
+    /// The fixture files an expression may name before a colon (`@objectives.h5:path`); `@path` alone is diffusion.h5.
+    nonisolated(unsafe) static let fixtures: [String: HDF5File] = Dictionary(uniqueKeysWithValues:
+        ["diffusion.h5", "objectives.h5", "samplers.h5", "golden-tiers.h5", "unet.h5"].map { ($0, try! HDF5File(path: Repository.path("Fixtures/" + $0))) })
+
+    /// Splits `file.h5:path` into the file and the dataset path (diffusion.h5 when no file is named).
+    static func locate(_ reference: String) throws -> (file: HDF5File, path: String) {
+        guard let colon = reference.firstIndex(of: ":") else { return (fixture, expand(reference)) }
+        let name = String(reference[..<colon])
+        guard let file = fixtures[name] else { throw ExpressionError(description: "no fixture file '\(name)' (known: \(fixtures.keys.sorted().joined(separator: ", ")))") }
+        return (file, String(reference[reference.index(after: colon)...]))
+    }
     var tokens: [String] = [], position = 0
 
     static func evaluate(_ text: String) throws -> [Double] {
@@ -124,7 +137,7 @@ struct Evaluator {
 
     static func tokenize(_ s: String) throws -> [String] {
         var out: [String] = [], i = s.startIndex
-        let pathCharacters = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "_/."))
+        let pathCharacters = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "_/.-:"))
         while i < s.endIndex {
             let c = s[i]
             if c == " " { i = s.index(after: i); continue }
@@ -133,8 +146,10 @@ struct Evaluator {
                 out.append(String(s[i...close])); i = s.index(after: close); continue
             }
             if c == "@" || c.isLetter {
+                // A fixture reference may hold '-' and ':' (`@golden-tiers.h5:variants/…`); a function name may not.
+                let allowed = c == "@" ? pathCharacters : pathCharacters.subtracting(CharacterSet(charactersIn: "-:"))
                 var j = s.index(after: i)
-                while j < s.endIndex, s[j].unicodeScalars.allSatisfy({ pathCharacters.contains($0) }) { j = s.index(after: j) }
+                while j < s.endIndex, s[j].unicodeScalars.allSatisfy({ allowed.contains($0) }) { j = s.index(after: j) }
                 out.append(String(s[i..<j])); i = j; continue
             }
             if c.isNumber || c == "." {
@@ -184,7 +199,8 @@ struct Evaluator {
         if t == "(" { let v = try expression(); try expect(")"); return v }
         if let d = Double(t) { return [d] }
         if t.hasPrefix("@") {
-            let a = try Self.fixture.readDoubles(Self.expand(String(t.dropFirst())))
+            let (file, path) = try Self.locate(String(t.dropFirst()))
+            let a = try file.readDoubles(path)
             guard next() == "[" else { return a.values }
             position += 1
             var index: [Int] = []
@@ -256,7 +272,7 @@ struct Evaluator {
         case "slice":
             let v = try values(0), start = Int(try values(1)[0]), n = Int(try values(2)[0])
             return Array(v[start..<(start + n)])
-        case "attr": return [try fixture.doubleAttribute(try text(1), of: try text(0))]
+        case "attr": let (file, path) = try locate(try text(0)); return [try file.doubleAttribute(try text(1), of: path)]
         case "pcount":
             let key = try text(0)
             guard let row = ParameterTable.rows[key] else { throw ExpressionError(description: "no parameter '\(key)' in unet-parameters.tsv") }
