@@ -510,6 +510,13 @@ struct NotesDriftTests {
         #expect(try Evaluator.evaluate("@equations/inputs/t[2]") == [500])
         #expect(try Evaluator.evaluate("max(slice(@equations/inputs/t, 0, 2))") == [1])
         #expect(try Evaluator.evaluate("ptotal() - pcount(\"final_conv.bias\")") == [20_912_256])
+        // Other fixture files: `@file.h5:path[i]` and attr("file.h5:path", "name"); a changed number still fails.
+        #expect(try Evaluator.evaluate("@objectives.h5:inputs/t[2]") == [10])
+        #expect(try Evaluator.evaluate("attr(\"samplers.h5:gaussian\", \"s2\") * 100") == [4])
+        #expect(try Evaluator.evaluate("count(@golden-tiers.h5:inputs/t) + @lin/betas[0] * 0") == [3])
+        #expect(throws: ExpressionError.self) { try Evaluator.evaluate("@nosuch.h5:inputs/t") }
+        #expect(DriftCheck.check("4546.4<!-- = @objectives.h5:tables/snr[1] -->", file: "o").failures.isEmpty)
+        #expect(DriftCheck.check("4546.5<!-- = @objectives.h5:tables/snr[1] -->", file: "o").failures.count == 1)
         #expect(MarkerParser.value(of: "−1.5e-3")! == (-1.5e-3, 0.5e-4))
         #expect(MarkerParser.value(of: "20,907,649")! == (20_907_649, 0.5))
     }
