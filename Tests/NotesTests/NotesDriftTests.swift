@@ -394,8 +394,10 @@ enum DriftCheck {
         r.failures += problems
         // Verbatim command output (a report embedded as rendered markdown) is one measurement: the lines between
         // `<!-- measured block: command; machine; date -->` and `<!-- end measured block -->`.
-        var openLine: Int? = nil
+        var openLine: Int? = nil, inFence = false
         for (i, line) in text.components(separatedBy: "\n").enumerated() {
+            if line.trimmingCharacters(in: .whitespaces).hasPrefix("```") { inFence.toggle(); continue }
+            if inFence { continue }   // a block marker shown as an example inside fenced code
             if let m = blockStart.firstMatch(in: line, range: NSRange(line.startIndex..., in: line)) {
                 let body = (line as NSString).substring(with: m.range(at: 1))
                 let fields = body.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
