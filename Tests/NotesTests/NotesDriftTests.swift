@@ -11,16 +11,20 @@
 // `=` markers hold an expression (grammar below) whose value the quoted number must equal to the digits
 // quoted: |quoted − computed| ≤ half a unit of the last quoted digit (plus 2 ULP of the computed value).
 // `measured:` markers name the command, the machine and the date of a timing or machine-dependent
-// figure; they are exempt from recomputation but must carry all three fields. `setting:` markers mark a
+// figure; they are exempt from recomputation but must carry all three fields. A command's whole report embedded
+// verbatim is one measurement: `<!-- measured block: command; machine; date -->` before it and
+// `<!-- end measured block -->` after it (the lines between are not searched for unmarked numbers). `setting:` markers mark a
 // default or an option (a choice, not a result) and name where it is set, e.g. `0.9999<!-- setting:
 // TrainingOptions.emaDecay -->`; they are exempt too.
 //
 // Expressions: numbers; + − * / ^; parentheses; `@path` (a dataset of Fixtures/diffusion.h5, whole, as a
 // flat array) and `@path[i, j, …]` (one element, by its multi-index) — `lin/` abbreviates
-// schedules/linear/T1000/ and `eq/` equations/; functions sqrt log log2 exp abs erf
+// schedules/linear/T1000/ and `eq/` equations/; `@file.h5:path` and `@file.h5:path[i, …]` read another
+// fixture file (objectives.h5, samplers.h5, golden-tiers.h5, unet.h5), e.g. `@samplers.h5:gaussian/laws/mean[0, 1]`
+// (no `lin/`/`eq/` abbreviation there); functions sqrt log log2 exp abs erf
 // tanh (elementwise), min max mean sum maxabs count (reductions),
 // countbelow(a, x) / countabove(a, x), slice(a, start, count), attr("path",
-// "name") (a float attribute), pcount("key") / psum("key prefix") / ptotal()
+// "name") (a float attribute; "file.h5:path" for another fixture), pcount("key") / psum("key prefix") / ptotal()
 // (Fixtures/unet-parameters.tsv), and calc("name")
 // for the named computations in `NamedComputation` below; boundterms() / boundprior() / boundtotal() read
 // Notes/figures/bound-per-step.tsv (the data of the committed figure). Arrays combine elementwise; scalars broadcast.
@@ -113,6 +117,17 @@ struct ExpressionError: Error, CustomStringConvertible { var description: String
 /// A small recursive-descent evaluator for the marker expressions (grammar at the top of the file).
 struct Evaluator {
     nonisolated(unsafe) static let fixture: HDF5File = try! HDF5File(path: Repository.path("Fixtures/diffusion.h5"))   // read-only; HDF5 is thread-safe
+    /// The fixture files an expression may name before a colon (`@objectives.h5:path`); `@path` alone is diffusion.h5.
+    nonisolated(unsafe) static let fixtures: [String: HDF5File] = Dictionary(uniqueKeysWithValues:
+        ["diffusion.h5", "objectives.h5", "samplers.h5", "golden-tiers.h5", "unet.h5"].map { ($0, try! HDF5File(path: Repository.path("Fixtures/" + $0))) })
+
+    /// Splits `file.h5:path` into the file and the dataset path (diffusion.h5 when no file is named).
+    static func locate(_ reference: String) throws -> (file: HDF5File, path: String) {
+        guard let colon = reference.firstIndex(of: ":") else { return (fixture, expand(reference)) }
+        let name = String(reference[..<colon])
+        guard let file = fixtures[name] else { throw ExpressionError(description: "no fixture file '\(name)' (known: \(fixtures.keys.sorted().joined(separator: ", ")))") }
+        return (file, String(reference[reference.index(after: colon)...]))
+    }
     var tokens: [String] = [], position = 0
 
     static func evaluate(_ text: String) throws -> [Double] {
@@ -124,7 +139,7 @@ struct Evaluator {
 
     static func tokenize(_ s: String) throws -> [String] {
         var out: [String] = [], i = s.startIndex
-        let pathCharacters = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "_/."))
+        let pathCharacters = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "_/.-:"))
         while i < s.endIndex {
             let c = s[i]
             if c == " " { i = s.index(after: i); continue }
@@ -133,8 +148,10 @@ struct Evaluator {
                 out.append(String(s[i...close])); i = s.index(after: close); continue
             }
             if c == "@" || c.isLetter {
+                // A fixture reference may hold '-' and ':' (`@golden-tiers.h5:variants/…`); a function name may not.
+                let allowed = c == "@" ? pathCharacters : pathCharacters.subtracting(CharacterSet(charactersIn: "-:"))
                 var j = s.index(after: i)
-                while j < s.endIndex, s[j].unicodeScalars.allSatisfy({ pathCharacters.contains($0) }) { j = s.index(after: j) }
+                while j < s.endIndex, s[j].unicodeScalars.allSatisfy({ allowed.contains($0) }) { j = s.index(after: j) }
                 out.append(String(s[i..<j])); i = j; continue
             }
             if c.isNumber || c == "." {
@@ -184,7 +201,8 @@ struct Evaluator {
         if t == "(" { let v = try expression(); try expect(")"); return v }
         if let d = Double(t) { return [d] }
         if t.hasPrefix("@") {
-            let a = try Self.fixture.readDoubles(Self.expand(String(t.dropFirst())))
+            let (file, path) = try Self.locate(String(t.dropFirst()))
+            let a = try file.readDoubles(path)
             guard next() == "[" else { return a.values }
             position += 1
             var index: [Int] = []
@@ -256,7 +274,7 @@ struct Evaluator {
         case "slice":
             let v = try values(0), start = Int(try values(1)[0]), n = Int(try values(2)[0])
             return Array(v[start..<(start + n)])
-        case "attr": return [try fixture.doubleAttribute(try text(1), of: try text(0))]
+        case "attr": let (file, path) = try locate(try text(0)); return [try file.doubleAttribute(try text(1), of: path)]
         case "pcount":
             let key = try text(0)
             guard let row = ParameterTable.rows[key] else { throw ExpressionError(description: "no parameter '\(key)' in unet-parameters.tsv") }
@@ -374,6 +392,26 @@ enum DriftCheck {
         var r = DriftResult()
         let (markers, problems) = MarkerParser.parse(text, file: file)
         r.failures += problems
+        // Verbatim command output (a report embedded as rendered markdown) is one measurement: the lines between
+        // `<!-- measured block: command; machine; date -->` and `<!-- end measured block -->`.
+        var openLine: Int? = nil, inFence = false
+        for (i, line) in text.components(separatedBy: "\n").enumerated() {
+            if line.trimmingCharacters(in: .whitespaces).hasPrefix("```") { inFence.toggle(); continue }
+            if inFence { continue }   // a block marker shown as an example inside fenced code
+            if let m = blockStart.firstMatch(in: line, range: NSRange(line.startIndex..., in: line)) {
+                let body = (line as NSString).substring(with: m.range(at: 1))
+                let fields = body.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+                if fields.count == 3, fields.allSatisfy({ !$0.isEmpty }) { r.measured += 1 }
+                else { r.failures.append("\(file):\(i + 1): measured block must name command; machine; date, found '\(body)'") }
+                if let o = openLine { r.failures.append("\(file):\(o): measured block not closed before line \(i + 1)") }
+                openLine = i + 1
+            }
+            if line.contains(blockEnd) {
+                if openLine == nil { r.failures.append("\(file):\(i + 1): end of a measured block that was not opened") }
+                openLine = nil
+            }
+        }
+        if let o = openLine { r.failures.append("\(file):\(o): measured block never closed (<!-- end measured block -->)") }
         for m in markers {
             switch m.kind {
             case .measured(let body):
@@ -401,12 +439,18 @@ enum DriftCheck {
         return r
     }
 
+    static let blockStart = try! NSRegularExpression(pattern: "<!--\\s*measured block:(.*?)-->")
+    static let blockEnd = "<!-- end measured block -->"
+
     /// Decimal numbers with four or more significant digits that carry no marker: each must be marked.
-    /// Fenced code, display math, code spans and inline math are skipped (commands and formulas).
+    /// Fenced code, display math, code spans, inline math and measured blocks are skipped (commands,
+    /// formulas and verbatim command output).
     static let longNumber = try! NSRegularExpression(pattern: "(?<![\\w.#/])[−-]?\\d+\\.\\d+(?:[eE][−-]?\\d+)?")
     static func unmarked(_ text: String, file: String) -> [String] {
-        var out: [String] = [], inFence = false, inMath = false
+        var out: [String] = [], inFence = false, inMath = false, inBlock = false
         for (i, raw) in text.components(separatedBy: "\n").enumerated() {
+            if blockStart.firstMatch(in: raw, range: NSRange(raw.startIndex..., in: raw)) != nil { inBlock = true }
+            if inBlock { if raw.contains(blockEnd) { inBlock = false }; continue }
             let trimmed = raw.trimmingCharacters(in: .whitespaces)
             if trimmed.hasPrefix("```") { inFence.toggle(); continue }
             if inFence { continue }
@@ -438,7 +482,7 @@ enum DriftCheck {
 struct NotesDriftTests {
     /// Chapters whose numbers are not marked yet (being rewritten elsewhere); their markers, if any, are
     /// still checked. Remove a chapter from this list once its numbers carry markers.
-    static let notYetMarked: Set<String> = ["Notes/09-golden-files.md"]
+    static let notYetMarked: Set<String> = []
 
     @Test("every marked number in README.md and Notes/*.md equals the value recomputed from the fixtures")
     func quotedNumbersMatch() throws {
@@ -484,6 +528,12 @@ struct NotesDriftTests {
         #expect(r.failures.contains { $0.hasPrefix("self-test:3: quoted 0.0779,") })
         #expect(!r.failures.contains { $0.hasPrefix("self-test:1:") })
         #expect(DriftCheck.unmarked("x = 0.12345 and y = 0.12345<!-- = 0.12345 -->", file: "u") == ["u:1: 0.12345 has no marker"])
+        // A measured block exempts its lines, counts as one measurement, and must name all three fields and close.
+        let block = "<!-- measured block: ddpm golden check; a machine; 2026-11-27 -->\n| 0.12345 |\n<!-- end measured block -->\nz = 0.54321"
+        #expect(DriftCheck.unmarked(block, file: "b") == ["b:4: 0.54321 has no marker"])
+        #expect(DriftCheck.check(block, file: "b").measured == 1 && DriftCheck.check(block, file: "b").failures.isEmpty)
+        #expect(DriftCheck.check("<!-- measured block: ddpm golden check -->\n<!-- end measured block -->", file: "b").failures.count == 1)
+        #expect(DriftCheck.check("<!-- measured block: a; b; c -->\n| 1.2345 |", file: "b").failures.count == 1)
     }
 
     @Test("the expression evaluator: arithmetic, precedence, reductions, indices")
@@ -494,6 +544,13 @@ struct NotesDriftTests {
         #expect(try Evaluator.evaluate("@equations/inputs/t[2]") == [500])
         #expect(try Evaluator.evaluate("max(slice(@equations/inputs/t, 0, 2))") == [1])
         #expect(try Evaluator.evaluate("ptotal() - pcount(\"final_conv.bias\")") == [20_912_256])
+        // Other fixture files: `@file.h5:path[i]` and attr("file.h5:path", "name"); a changed number still fails.
+        #expect(try Evaluator.evaluate("@objectives.h5:inputs/t[2]") == [10])
+        #expect(try Evaluator.evaluate("attr(\"samplers.h5:gaussian\", \"s2\") * 100") == [4])
+        #expect(try Evaluator.evaluate("count(@golden-tiers.h5:inputs/t) + @lin/betas[0] * 0") == [3])
+        #expect(throws: ExpressionError.self) { try Evaluator.evaluate("@nosuch.h5:inputs/t") }
+        #expect(DriftCheck.check("4546.4<!-- = @objectives.h5:tables/snr[1] -->", file: "o").failures.isEmpty)
+        #expect(DriftCheck.check("4546.5<!-- = @objectives.h5:tables/snr[1] -->", file: "o").failures.count == 1)
         #expect(MarkerParser.value(of: "−1.5e-3")! == (-1.5e-3, 0.5e-4))
         #expect(MarkerParser.value(of: "20,907,649")! == (20_907_649, 0.5))
     }
