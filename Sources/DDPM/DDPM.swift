@@ -84,7 +84,7 @@ public final class DDPM {
         return try loss(x, at: t, noise: noise)
     }
 
-    /// The full reverse chain (`Diffuser/sampleLoop(model:shape:generator:onStep:)`) from x_T ~ 𝒩(0, I)
+    /// The full reverse chain (`Diffuser.sampleLoop(model:shape:generator:sampler:onStep:)`, the full ancestral chain) from x_T ~ 𝒩(0, I)
     /// for `batchSize` images, with the model in evaluation mode. `onStep` sees t, x_t, x̂_0 and x_{t−1}.
     public func sample(batchSize: Int, onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
         guard batchSize > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batchSize)") }
