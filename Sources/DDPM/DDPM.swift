@@ -44,13 +44,16 @@ public final class DDPM {
                 throw DDPMError(.invalidConfiguration, "clipping and data range: set them in the diffuser's configuration, not beside a given diffuser")
             }
         }
+        let diffuser = try diffuser ?? GaussianDiffusion(DiffusionConfiguration(
+            timesteps: timesteps, dataRange: dataRange ?? 0...1, clipDenoised: clipDenoised ?? true))
+        self.diffuser = diffuser
         if let model { self.model = model } else {
+            // The seed's U-Net, with twice the output channels when the diffuser learns the variance.
             var c = UNetConfiguration.seed(channels: channels)
             c.imageSize = imageSize
+            c.outputsVariance = diffuser.outputChannels(forDataChannels: channels) == 2 * channels
             self.model = try UNet(c, seed: seed)
         }
-        self.diffuser = try diffuser ?? GaussianDiffusion(DiffusionConfiguration(
-            timesteps: timesteps, dataRange: dataRange ?? 0...1, clipDenoised: clipDenoised ?? true))
         self.imageSize = imageSize; self.channels = channels; self.timesteps = timesteps
         generator = RandomGenerator(seed: seed)
     }

@@ -93,9 +93,14 @@ public protocol Diffuser {
     /// The original timestep the network is called with at chain index `index` (the index itself unless
     /// the chain is respaced).
     func modelTimestep(_ index: Int) -> Int
+    /// The channels a network's output must have for images of `channels` channels (2C when it also
+    /// predicts a variance). The default is `channels`.
+    func outputChannels(forDataChannels channels: Int) -> Int
 }
 
 extension Diffuser {
+    public func outputChannels(forDataChannels channels: Int) -> Int { channels }
+
     public func modelTimestep(_ index: Int) -> Int { index }
 
     /// One reverse step with fresh noise: draws z ~ 𝒩(0, I) (N×C×H×W, also at t = 0 where it is masked)

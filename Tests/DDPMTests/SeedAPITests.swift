@@ -84,6 +84,16 @@ struct SeedAPITests {
         }
     }
 
+    @Test("the default U-Net doubles its output channels when the diffuser learns the variance (20,907,649 + 128·3·3 + 1)")
+    func defaultNetworkFollowsTheDiffuser() throws {
+        let diffusion = try GaussianDiffusion(DiffusionConfiguration(timesteps: 1000, varianceType: .learnedRange, lossType: .hybrid))
+        let ddpm = try DDPM(imageSize: 32, channels: 1, timesteps: 1000, diffuser: diffusion)
+        let net = try #require(ddpm.model as? UNet)
+        #expect(net.configuration.outputChannels == 2)
+        // final_conv grows from [1, 128, 3, 3] + [1] to [2, 128, 3, 3] + [2]: 128·3·3 + 1 = 1153 more parameters.
+        #expect(net.parameterCount == 20_907_649 + 1153)
+    }
+
     @Test("x0-prediction trains toward x_0, not ε: a one-point data set pulls the output to the point")
     func startXTrainsTowardTheData() throws {
         // The affine stand-in can output the constant x* exactly (weight 0, time weight 0, bias x*), so
