@@ -4,16 +4,19 @@
 // set ("core") once, in a constructor that runs when the library is loaded, from CPUID — unless the
 // environment variable OPENBLAS_CORETYPE names one. A release that predates the CPU does not
 // recognise it and silently falls back to its generic SSE3 core, "Prescott". On the Intel Xeon
-// family 6 model 207 (AVX-512) with Debian 12's OpenBLAS 0.3.21 that is 3–5× slower DGEMM than the
-// SkylakeX core the same library contains (`ddpm bench`, with and without OPENBLAS_CORETYPE=SkylakeX).
+// family 6 model 207 (AVX-512) with Debian 12's OpenBLAS 0.3.21 that ran DGEMM 2048³ at 2.85 GFLOP/s
+// against 32.8 GFLOP/s with OPENBLAS_CORETYPE=SkylakeX (`ddpm bench` of commit be0b449, back to back,
+// on a loaded machine; README, "Measured on this machine").
 // The core cannot change after loading, so the choice has to be made before: nothing links OpenBLAS
 // at load time; the first matrix product reads CPUID, sets OPENBLAS_CORETYPE unless the user has
 // set it, then dlopen()s the library and calls it through dlsym (Sources/CBLAS). This serves the
 // `ddpm` command, `swift test` and library users alike, with nothing for them to set.
 //
-// The rule is ``OpenBLASCore/preferred(for:)``; it names only cores that OpenBLAS has had since
-// 0.3.10 (SkylakeX, Haswell), whose DGEMM kernels are also what its newer Intel/AMD cores use, so
-// setting it costs nothing where OpenBLAS would have recognised the CPU anyway.
+// The rule is ``OpenBLASCore/preferred(for:)``; it names only SkylakeX and Haswell, which 0.3.21
+// accepts (checked by printing `openblas_get_corename()` after setting OPENBLAS_CORETYPE; note that
+// 0.3.21 answers an unknown name such as "SapphireRapids" with "Cooperlake", so a request is always
+// checked against the name the library reports: see CoreSelectionTests). The newer Intel and AMD
+// cores differ from these two in bfloat16/int8 kernels and blocking, not in the float64 DGEMM kernel.
 
 import CBLAS
 #if canImport(Glibc)
@@ -81,8 +84,8 @@ public enum OpenBLASCore {
     ///
     ///     AVX-512 F+DQ+CD+BW+VL → "SkylakeX"   AVX2 + FMA → "Haswell"   otherwise → nil
     ///
-    /// Both names exist in every DYNAMIC_ARCH OpenBLAS since 0.3.10 (checked on 0.3.21 with
-    /// `openblas_get_corename()` after setting OPENBLAS_CORETYPE). Newer cores (Cooperlake,
+    /// Both names are accepted by OpenBLAS 0.3.21 (checked with `openblas_get_corename()` after
+    /// setting OPENBLAS_CORETYPE). Newer cores (Cooperlake,
     /// SapphireRapids, Zen) differ from these in bfloat16/int8 or blocking details, not in the
     /// float64 DGEMM kernel this project calls. Below AVX2 OpenBLAS's own CPUID logic is trusted.
     public static func preferred(for features: Set<CPUFeature>) -> String? {
@@ -144,7 +147,8 @@ public struct BLASLibrary: Sendable {
     /// default 28 (≈ 0.1 s) keeps the second core busy in the kernel while our own code runs
     /// between matrix products. 4 (OpenBLAS's minimum, 16 cycles) puts it to sleep at once; waking
     /// it costs one futex call per product. Batch-8 `ddpm bench`, system time / user time: 15.6 %
-    /// with 28, 9.0 % with 4 (`/usr/bin/time`, same binary, on a busy machine).
+    /// with 28, 9.0 % with 4 (`/usr/bin/time`, same binary, on a busy machine). It matters only when
+    /// OpenBLAS runs its own threads (``splitsProducts`` false).
     static let threadTimeout = "4"
 
     private static func load() -> BLASLibrary {
@@ -161,7 +165,7 @@ public struct BLASLibrary: Sendable {
         let split = !userThreads && Parallel.parts > 1
         var error = [CChar](repeating: 0, count: 1024)
         let status = ddpm_blas_load(request, threadTimeout, split ? "1" : nil, &error, error.count)
-        precondition(status == 0, "BLAS: " + String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        precondition(status == 0, "BLAS: " + error.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
         return BLASLibrary(configuration: String(cString: ddpm_blas_config()), path: String(cString: ddpm_blas_path()),
                            core: String(cString: ddpm_blas_corename()), requestedCore: request, userCoreType: user,
                            threads: Int(ddpm_blas_threads()), splitsProducts: split, cpu: cpu)

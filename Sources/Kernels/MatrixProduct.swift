@@ -49,10 +49,9 @@ public enum Gemm {
         // Blocks start on multiples of 8 (the width of the AVX-512 kernels' register tiles).
         let alongRows = s.m >= s.n
         let length = alongRows ? s.m : s.n
-        // Safe to share: each block writes its own rows (or columns) of C; A and B are only read, and
-        // every block finishes before we return.
-        nonisolated(unsafe) let (a, b, c) = (a, b, c)
+        let operands = UncheckedSendable((a, b, c))  // blocks write disjoint rows/columns of C
         DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let (a, b, c) = operands.value
             let lo = (length * part / parts) & ~7, hi = part == parts - 1 ? length : (length * (part + 1) / parts) & ~7
             if hi <= lo { return }
             if alongRows {

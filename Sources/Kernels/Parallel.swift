@@ -18,10 +18,19 @@ public enum Parallel {
     public static func chunks(_ count: Int, work: Int, _ body: (Range<Int>) -> Void) {
         let n = min(parts, count)
         if n < 2 || work < minimumWork { body(0..<count); return }
-        // Safe to share: the ranges are disjoint (the contract above) and all finish before we return.
-        nonisolated(unsafe) let body = body
-        DispatchQueue.concurrentPerform(iterations: n) { part in
-            body((count * part / n)..<(count * (part + 1) / n))
+        withoutActuallyEscaping(body) { body in
+            let shared = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: n) { part in
+                shared.value((count * part / n)..<(count * (part + 1) / n))
+            }
         }
     }
+}
+
+/// Carries a value (a closure, raw pointers) into `concurrentPerform`'s `@Sendable` closure.
+/// Safe where it is used: `concurrentPerform` returns only after every iteration has finished, so
+/// the value never outlives the call that owns it, and every caller's iterations write disjoint memory.
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }
