@@ -145,7 +145,7 @@ public enum GoldenFile {
     }
 
     /// Reads a golden file, rebuilds the network from `/config` and `/weights` and recomputes every output
-    /// present. Throws ``DDPMError`` for a malformed file, as ``check(path:tolerance:)`` does.
+    /// present. Throws `DDPMError` for a malformed file, as ``check(path:tolerance:)`` does.
     public static func recompute(path: String) throws -> Recomputed {
         let file = try HDF5File(path: path)
         try FileFormat.golden.check(file)

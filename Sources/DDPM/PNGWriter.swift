@@ -5,7 +5,7 @@ import FileOutput
 import Foundation
 
 public enum PNGWriter {
-    /// Writes 8-bit pixels (grey: 1 byte per pixel, RGB: 3) to `path` atomically (through ``OutputFile``:
+    /// Writes 8-bit pixels (grey: 1 byte per pixel, RGB: 3) to `path` atomically (through `OutputFile`:
     /// a temporary file and a rename, links followed, the replaced file's mode kept).
     public static func write(path: String, width: Int, height: Int, channels: Int, pixels: [UInt8]) throws {
         precondition(channels == 1 || channels == 3, "PNGWriter: channels must be 1 or 3, got \(channels)")

@@ -2,7 +2,7 @@
 // chain and step, wired from the pieces in Sources/Diffusion. No mathematics lives here.
 
 extension DDPM {
-    /// `batchSize` images from x_T ~ 𝒩(0, I) through `sampler` (``Diffuser/sampleLoop(model:shape:generator:sampler:onStep:)``),
+    /// `batchSize` images from x_T ~ 𝒩(0, I) through `sampler` (`Diffuser/sampleLoop(model:shape:generator:sampler:onStep:)`),
     /// with the model in evaluation mode. Randomness from ``generator``: x_T, then each step's z.
     public func sample(batchSize: Int, sampler: ReverseSampler, onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
         guard batchSize > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batchSize)") }

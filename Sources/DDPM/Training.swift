@@ -12,7 +12,7 @@ public struct TrainingOptions: Sendable, Equatable {
     public var gradientClipNorm = 1.0
     public var emaDecay = 0.9999
     public var batchSize = 32
-    /// How timesteps are drawn: uniform (Ho et al.) or importance-sampled by ``LossSecondMomentResampler``.
+    /// How timesteps are drawn: uniform (Ho et al.) or importance-sampled by `LossSecondMomentResampler`.
     public var timestepSampler = TimestepSampler.uniform
     public init() {}
 }
