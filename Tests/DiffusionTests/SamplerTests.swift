@@ -22,18 +22,6 @@ func linearDiffusion(_ T: Int, variance: ModelVarianceType = .fixedSmall, clip: 
 }
 
 /// Worst ULP distance between two arrays, printed; expects ≤ `bound`.
-@discardableResult
-func expectULP(_ actual: [Double], _ expected: [Double], _ name: String, bound: UInt64 = 4, sourceLocation: SourceLocation = #_sourceLocation) -> UInt64 {
-    #expect(actual.count == expected.count, "\(name): \(actual.count) values, expected \(expected.count)", sourceLocation: sourceLocation)
-    var worst: UInt64 = 0
-    for (a, e) in zip(actual, expected) where !(a == e) {
-        worst = max(worst, (a.isInfinite && e.isInfinite && a == e) ? 0 : ulpDistance(a, e))
-    }
-    print("fixture \(name): worst \(worst) ULP over \(expected.count) values (bound \(bound))")
-    #expect(worst <= bound, "\(name): \(worst) ULP", sourceLocation: sourceLocation)
-    return worst
-}
-
 @Suite("Respacing against the numpy oracle")
 struct RespacingTests {
     let f = SamplerFixture.file

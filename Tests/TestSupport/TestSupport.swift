@@ -89,6 +89,19 @@ public func expectGradient(_ name: String, _ inputs: [Tensor], tolerance: Tolera
     return r
 }
 
+/// Expects every value within `bound` units in the last place of its expected value (equal infinities
+/// count as 0), prints the worst distance, and returns it.
+@discardableResult
+public func expectULP(_ actual: [Double], _ expected: [Double], _ name: String, bound: UInt64 = 4,
+                      sourceLocation: SourceLocation = #_sourceLocation) -> UInt64 {
+    #expect(actual.count == expected.count, "\(name): \(actual.count) values, expected \(expected.count)", sourceLocation: sourceLocation)
+    var worst: UInt64 = 0
+    for (a, e) in zip(actual, expected) where !(a == e) { worst = max(worst, ulpDistance(a, e)) }
+    print("fixture \(name): worst \(worst) ULP over \(expected.count) values (bound \(bound))")
+    #expect(worst <= bound, "\(name): \(worst) ULP", sourceLocation: sourceLocation)
+    return worst
+}
+
 /// Expects `body` to throw a ``DDPMError`` of `kind` whose message contains every string of `mentioning`
 /// (the names a person needs to see: the thing, the expected and the found value). Returns the error.
 @discardableResult
