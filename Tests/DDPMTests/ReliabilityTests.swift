@@ -74,8 +74,8 @@ func startDDPM(_ arguments: [String], logs dir: String) throws -> Process {
     let p = Process()
     p.executableURL = try ddpmExecutable()
     p.arguments = arguments
-    FileManager.default.createFile(atPath: dir + "/stdout.txt", contents: nil)
-    FileManager.default.createFile(atPath: dir + "/stderr.txt", contents: nil)
+    _ = FileManager.default.createFile(atPath: dir + "/stdout.txt", contents: nil)
+    _ = FileManager.default.createFile(atPath: dir + "/stderr.txt", contents: nil)
     p.standardOutput = FileHandle(forWritingAtPath: dir + "/stdout.txt")
     p.standardError = FileHandle(forWritingAtPath: dir + "/stderr.txt")
     try p.run()
