@@ -107,11 +107,8 @@ public enum DDIM {
             raw = out
             eps = noise(noisy: x, alphaBar: alphaBar, start: out)
         case .velocity:
-            let r = x.rank
-            let sa = GaussianDiffusion.broadcastPerSample(alphaBar.map { $0.squareRoot() }, rank: r)
-            let sb = GaussianDiffusion.broadcastPerSample(alphaBar.map { (1 - $0).squareRoot() }, rank: r)
-            raw = sa * x - sb * out
-            eps = sb * x + sa * out
+            raw = GaussianDiffusion.startFromVelocity(noisy: x, alphaBar: alphaBar, velocity: out)
+            eps = GaussianDiffusion.noiseFromVelocity(noisy: x, alphaBar: alphaBar, velocity: out)
         case .previousX:
             throw DDPMError(.invalidConfiguration, "DDIM: mean type '\(meanType.rawValue)' gives no x̂_0 and ε̂ at t; expected eps, x0 or v")
         }

@@ -131,7 +131,7 @@ public struct GaussianDiffusion: Sendable {
     /// `objectives.h5 conversions/x0_from_eps`.
     public func predictStartFromNoise(noisy xt: Tensor, t: [Int], noise eps: Tensor) throws -> Tensor {
         try checkBatch(xt, t, "predictStartFromNoise", ("ε", eps))
-        return (xt - perSample(tables.sqrtOneMinusAlphasCumprod, t, rank: xt.rank) * eps) / perSample(tables.sqrtAlphasCumprod, t, rank: xt.rank)
+        return DDIM.predictStart(noisy: xt, alphaBar: t.map { tables.alphasCumprod[$0] }, noise: eps)
     }
 
     /// x̂_0 from a predicted x_{t−1} (taken as the posterior mean), inverting eq. 7:

@@ -32,7 +32,7 @@ extension GaussianDiffusion {
     /// Fixture: `objectives.h5 conversions/eps_from_x0`.
     public func predictNoiseFromStart(noisy xt: Tensor, t: [Int], start x0: Tensor) throws -> Tensor {
         try checkBatch(xt, t, "predictNoiseFromStart", ("x̂_0", x0))
-        return (xt - perSample(tables.sqrtAlphasCumprod, t, rank: xt.rank) * x0) / perSample(tables.sqrtOneMinusAlphasCumprod, t, rank: xt.rank)
+        return DDIM.noise(noisy: xt, alphaBar: t.map { tables.alphasCumprod[$0] }, start: x0)
     }
 
     /// x̂_0 from a predicted v̂ (Salimans & Ho 2022, §4: the rotation back):
@@ -42,7 +42,20 @@ extension GaussianDiffusion {
     /// Fixture: `objectives.h5 conversions/x0_from_v`.
     public func predictStartFromVelocity(noisy xt: Tensor, t: [Int], velocity v: Tensor) throws -> Tensor {
         try checkBatch(xt, t, "predictStartFromVelocity", ("v̂", v))
-        return perSample(tables.sqrtAlphasCumprod, t, rank: xt.rank) * xt - perSample(tables.sqrtOneMinusAlphasCumprod, t, rank: xt.rank) * v
+        return Self.startFromVelocity(noisy: xt, alphaBar: t.map { tables.alphasCumprod[$0] }, velocity: v)
+    }
+
+    /// ``predictStartFromVelocity(noisy:t:velocity:)`` for per-sample ᾱ values (any chain, respaced or not):
+    /// x̂_0 = √ᾱ x_t − √(1−ᾱ) v̂, ᾱ one value per sample (N).
+    public static func startFromVelocity(noisy xt: Tensor, alphaBar: [Double], velocity v: Tensor) -> Tensor {
+        broadcastPerSample(alphaBar.map { $0.squareRoot() }, rank: xt.rank) * xt
+            - broadcastPerSample(alphaBar.map { (1 - $0).squareRoot() }, rank: xt.rank) * v
+    }
+
+    /// ``predictNoiseFromVelocity(noisy:t:velocity:)`` for per-sample ᾱ values: ε̂ = √(1−ᾱ) x_t + √ᾱ v̂.
+    public static func noiseFromVelocity(noisy xt: Tensor, alphaBar: [Double], velocity v: Tensor) -> Tensor {
+        broadcastPerSample(alphaBar.map { (1 - $0).squareRoot() }, rank: xt.rank) * xt
+            + broadcastPerSample(alphaBar.map { $0.squareRoot() }, rank: xt.rank) * v
     }
 
     /// ε̂ from a predicted v̂ (Salimans & Ho 2022, App. D):
@@ -52,7 +65,7 @@ extension GaussianDiffusion {
     /// Fixture: `objectives.h5 conversions/eps_from_v`.
     public func predictNoiseFromVelocity(noisy xt: Tensor, t: [Int], velocity v: Tensor) throws -> Tensor {
         try checkBatch(xt, t, "predictNoiseFromVelocity", ("v̂", v))
-        return perSample(tables.sqrtOneMinusAlphasCumprod, t, rank: xt.rank) * xt + perSample(tables.sqrtAlphasCumprod, t, rank: xt.rank) * v
+        return Self.noiseFromVelocity(noisy: xt, alphaBar: t.map { tables.alphasCumprod[$0] }, velocity: v)
     }
 
     /// v̂ from a predicted ε̂ (v = √ᾱ ε̂ − √(1−ᾱ) x̂_0(ε̂), simplified):
