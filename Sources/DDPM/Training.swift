@@ -36,13 +36,18 @@ public final class Adam {
         let c1 = 1 - Foundation.pow(b1, Double(step)), c2 = 1 - Foundation.pow(b2, Double(step))
         for (k, p) in parameters.enumerated() {
             guard let g = p.gradValues else { continue }
-            p.withMutableValues { theta in
-                for i in 0..<theta.count {
-                    m[k][i] = b1 * m[k][i] + (1 - b1) * g[i]
-                    v[k][i] = b2 * v[k][i] + (1 - b2) * g[i] * g[i]
-                    theta[i] -= lr * (m[k][i] / c1) / ((v[k][i] / c2).squareRoot() + eps)
-                }
-            }
+            // Through buffer pointers: indexing m[k][i] on the class's arrays costs an exclusivity
+            // and uniqueness check per element (40 ms per step of the demo's 535,265 parameters).
+            m[k].withUnsafeMutableBufferPointer { m in v[k].withUnsafeMutableBufferPointer { v in g.withUnsafeBufferPointer { g in
+                p.withMutableValues { values in values.withUnsafeMutableBufferPointer { theta in
+                    precondition(m.count == theta.count && g.count == theta.count, "Adam: parameter \(k) has \(theta.count) values, \(m.count) moments and \(g.count) gradients")
+                    for i in 0..<theta.count {
+                        m[i] = b1 * m[i] + (1 - b1) * g[i]
+                        v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
+                        theta[i] -= lr * (m[i] / c1) / ((v[i] / c2).squareRoot() + eps)
+                    }
+                } }
+            } } }
         }
     }
 }

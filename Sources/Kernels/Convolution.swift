@@ -1,4 +1,4 @@
-// 2-D convolution lowered to one matrix product (im2col), and the direct loop it is tested against.
+// 2-D convolution lowered to matrix products over groups of samples (im2col), and the direct loops it is tested against.
 
 import Dispatch
 
@@ -25,8 +25,8 @@ public struct ConvGeometry: Sendable, Equatable {
     public var macs: Int { batch * outChannels * outPixels * patch }
 }
 
-/// Convolution kernels. `forward`/`backward…` go through ``Gemm/blas``; `referenceForward` is the
-/// direct seven-fold loop.
+/// Convolution kernels. `forward`/`backward` go through ``Gemm/blas``; `referenceForward` and
+/// `referenceBackward` are the direct seven-fold loops.
 public enum ConvolutionKernels {
     /// Runs `body` over `0 ..< count` split over the cores (see ``Parallel/chunks(_:work:_:)``).
     static func parallelChunks(_ count: Int, work: Int, _ body: (Range<Int>) -> Void) {
@@ -42,149 +42,270 @@ public enum ConvolutionKernels {
     }
 
     /// im2col: `cols[(c·k + i)·k + j, n·P + p] = x[n, c, oy·s − pad + i, ox·s − pad + j]` (zero outside),
-    /// a `patch × (batch·P)` matrix, P = outH·outW and p = oy·outW + ox.
-    public static func im2col(_ g: ConvGeometry, _ x: UnsafePointer<Double>, _ cols: UnsafeMutablePointer<Double>) {
-        let (oh, ow, k, s, pad) = (g.outHeight, g.outWidth, g.kernel, g.stride, g.padding)
-        let columns = g.batch * g.outPixels
-        parallelChunks(g.inChannels, work: g.patch * columns) { channels in
-            for c in channels { for i in 0..<k { for j in 0..<k {
-                let row = cols + ((c * k + i) * k + j) * columns
-                let valid = validColumns(ow, stride: s, offset: j - pad, width: g.width)
-                for n in 0..<g.batch {
-                    let plane = x + (n * g.inChannels + c) * g.height * g.width
-                    let dst = row + n * g.outPixels
-                    for oy in 0..<oh {
-                        let y = oy * s - pad + i
-                        let line = dst + oy * ow
-                        if y < 0 || y >= g.height || valid.isEmpty { line.update(repeating: 0, count: ow); continue }
-                        line.update(repeating: 0, count: valid.lowerBound)
-                        (line + valid.upperBound).update(repeating: 0, count: ow - valid.upperBound)
-                        let src = plane + y * g.width + (j - pad)
-                        if s == 1 {
-                            (line + valid.lowerBound).update(from: src + valid.lowerBound, count: valid.count)
-                        } else {
-                            for ox in valid { line[ox] = src[ox * s] }
-                        }
-                    }
-                }
-            } } }
+    /// a `patch × (batch·P)` matrix, P = outH·outW and p = oy·outW + ox. `split`: spread the input
+    /// channels over the cores (false inside work that is already split).
+    public static func im2col(_ g: ConvGeometry, _ x: UnsafePointer<Double>, _ cols: UnsafeMutablePointer<Double>, split: Bool = true) {
+        if split {
+            parallelChunks(g.inChannels, work: g.patch * g.batch * g.outPixels) { lower(g, x, cols, channels: $0) }
+        } else {
+            lower(g, x, cols, channels: 0..<g.inChannels)
         }
     }
 
-    /// col2im: the adjoint of ``im2col``; adds every column entry back onto the input pixel it came from.
-    public static func col2im(_ g: ConvGeometry, _ cols: UnsafePointer<Double>, _ dx: UnsafeMutablePointer<Double>) {
+    /// ``im2col`` for the rows of input channels `channels`.
+    static func lower(_ g: ConvGeometry, _ x: UnsafePointer<Double>, _ cols: UnsafeMutablePointer<Double>, channels: Range<Int>) {
         let (oh, ow, k, s, pad) = (g.outHeight, g.outWidth, g.kernel, g.stride, g.padding)
         let columns = g.batch * g.outPixels
-        parallelChunks(g.inChannels, work: g.patch * columns) { channels in
-            for c in channels { for i in 0..<k { for j in 0..<k {
-                let row = cols + ((c * k + i) * k + j) * columns
-                let valid = validColumns(ow, stride: s, offset: j - pad, width: g.width)
-                for n in 0..<g.batch {
-                    let plane = dx + (n * g.inChannels + c) * g.height * g.width
-                    let src = row + n * g.outPixels
-                    for oy in 0..<oh {
-                        let y = oy * s - pad + i
-                        if y < 0 || y >= g.height { continue }
-                        let dst = plane + y * g.width + (j - pad)
-                        let line = src + oy * ow
-                        if s == 1 {
-                            let d = dst + valid.lowerBound, l = line + valid.lowerBound
-                            for q in 0..<valid.count { d[q] += l[q] }
-                        } else {
-                            for ox in valid { dst[ox * s] += line[ox] }
-                        }
+        if s == 1 && oh == g.height && ow == g.width { return lowerSame(g, x, cols, channels: channels) }
+        for c in channels { for i in 0..<k { for j in 0..<k {
+            let row = cols + ((c * k + i) * k + j) * columns
+            let valid = validColumns(ow, stride: s, offset: j - pad, width: g.width)
+            for n in 0..<g.batch {
+                let plane = x + (n * g.inChannels + c) * g.height * g.width
+                let dst = row + n * g.outPixels
+                for oy in 0..<oh {
+                    let y = oy * s - pad + i
+                    let line = dst + oy * ow
+                    if y < 0 || y >= g.height || valid.isEmpty { line.update(repeating: 0, count: ow); continue }
+                    line.update(repeating: 0, count: valid.lowerBound)
+                    (line + valid.upperBound).update(repeating: 0, count: ow - valid.upperBound)
+                    let src = plane + y * g.width + (j - pad)
+                    if s == 1 {
+                        (line + valid.lowerBound).update(from: src + valid.lowerBound, count: valid.count)
+                    } else {
+                        for ox in valid { line[ox] = src[ox * s] }
                     }
                 }
-            } } }
+            }
+        } } }
+    }
+
+    /// ``lower`` for a "same" convolution (stride 1, output as large as the input, k = 2·pad + 1).
+    /// Then output pixel p = oy·W + ox of row (c, i, j) reads input pixel p + (i − pad)·W + (j − pad):
+    /// the row is the plane shifted by a constant, so it is one contiguous copy, after which the
+    /// rows that fall outside the image and the columns that wrapped round to the other edge are zeroed.
+    static func lowerSame(_ g: ConvGeometry, _ x: UnsafePointer<Double>, _ cols: UnsafeMutablePointer<Double>, channels: Range<Int>) {
+        let (h, w, k, pad, pix) = (g.height, g.width, g.kernel, g.padding, g.outPixels)
+        let columns = g.batch * pix
+        for c in channels { for i in 0..<k { for j in 0..<k {
+            let row = cols + ((c * k + i) * k + j) * columns
+            let di = i - pad, dj = j - pad
+            let lo = max(0, -di), hi = min(h, h - di)  // output rows whose input row is inside
+            for n in 0..<g.batch {
+                let plane = x + (n * g.inChannels + c) * pix, dst = row + n * pix
+                if hi <= lo || abs(dj) >= w { dst.update(repeating: 0, count: pix); continue }
+                dst.update(repeating: 0, count: lo * w)
+                (dst + hi * w).update(repeating: 0, count: (h - hi) * w)
+                let first = lo * w + max(0, -dj), last = hi * w - max(0, dj)
+                (dst + first).update(from: plane + first + di * w + dj, count: last - first)
+                if dj < 0 {
+                    for oy in lo..<hi { for ox in 0..<(-dj) { dst[oy * w + ox] = 0 } }
+                } else if dj > 0 {
+                    for oy in lo..<hi { for ox in (w - dj)..<w { dst[oy * w + ox] = 0 } }
+                }
+            }
+        } } }
+    }
+
+    /// col2im: the adjoint of ``im2col``; adds every column entry back onto the input pixel it came from.
+    public static func col2im(_ g: ConvGeometry, _ cols: UnsafePointer<Double>, _ dx: UnsafeMutablePointer<Double>, split: Bool = true) {
+        if split {
+            parallelChunks(g.inChannels, work: g.patch * g.batch * g.outPixels) { raise(g, cols, dx, channels: $0) }
+        } else {
+            raise(g, cols, dx, channels: 0..<g.inChannels)
         }
+    }
+
+    /// ``col2im`` for the input channels `channels` (each writes only its own planes of `dx`).
+    static func raise(_ g: ConvGeometry, _ cols: UnsafePointer<Double>, _ dx: UnsafeMutablePointer<Double>, channels: Range<Int>) {
+        let (oh, ow, k, s, pad) = (g.outHeight, g.outWidth, g.kernel, g.stride, g.padding)
+        let columns = g.batch * g.outPixels
+        for c in channels { for i in 0..<k { for j in 0..<k {
+            let row = cols + ((c * k + i) * k + j) * columns
+            let valid = validColumns(ow, stride: s, offset: j - pad, width: g.width)
+            for n in 0..<g.batch {
+                let plane = dx + (n * g.inChannels + c) * g.height * g.width
+                let src = row + n * g.outPixels
+                for oy in 0..<oh {
+                    let y = oy * s - pad + i
+                    if y < 0 || y >= g.height { continue }
+                    let dst = plane + y * g.width + (j - pad)
+                    let line = src + oy * ow
+                    if s == 1 {
+                        let d = dst + valid.lowerBound, l = line + valid.lowerBound
+                        for q in 0..<valid.count { d[q] += l[q] }
+                    } else {
+                        for ox in valid { dst[ox * s] += line[ox] }
+                    }
+                }
+            }
+        } } }
     }
 
     /// True when the lowered matrix of a sample is the sample itself (1×1, stride 1, no padding).
     static func isPointwise(_ g: ConvGeometry) -> Bool { g.kernel == 1 && g.stride == 1 && g.padding == 0 }
 
-    /// `y[n, o, p] = Σ_{c,i,j} w[o, c, i, j] · x[n, c, p·s − pad + (i, j)] + b[o]`, via one dgemm
-    /// `Y = W (O × patch) · cols (patch × N·P)`. `y` has `batch·O·P` elements.
-    public static func forward(_ g: ConvGeometry, x: UnsafePointer<Double>, weight: UnsafePointer<Double>,
-                               bias: UnsafePointer<Double>?, y: UnsafeMutablePointer<Double>) {
-        let (o, pix) = (g.outChannels, g.outPixels)
-        if isPointwise(g) {
-            // Each sample is already a (C × P) matrix: Y_n = W · X_n.
-            for n in 0..<g.batch {
-                Gemm.blas(GemmShape(m: o, n: pix, k: g.patch), weight, x + n * g.inChannels * pix, y + n * o * pix)
-            }
-            if let bias {
-                parallelChunks(g.batch * o, work: g.batch * o * pix) { planes in
-                    for q in planes {
-                        let row = y + q * pix, b = bias[q % o]
-                        for p in 0..<pix { row[p] += b }
+    /// How the samples of a batch are spread over the cores. When OpenBLAS runs single-threaded
+    /// (``BLASLibrary/splitsProducts``) and the batch has at least one sample per core, whole samples
+    /// go to each core: each core lowers its samples a few at a time (``groupSize(_:)``) into its own
+    /// im2col buffer (small enough to stay in cache) and runs unsplit products. The first
+    /// `parallel` samples (a multiple of `parts`) go that way; the rest, and every sample of a batch
+    /// smaller than the core count, one group after another with each lowering and product split
+    /// over the cores.
+    static func sampleSplit(_ g: ConvGeometry) -> (parts: Int, parallel: Int) {
+        let parts = BLASLibrary.shared.splitsProducts ? min(Parallel.parts, g.batch) : 1
+        if parts < 2 || g.macs < Parallel.minimumWork { return (1, 0) }
+        return (parts, g.batch / parts * parts)
+    }
+
+    /// Output pixels a lowered group should span at least: a product with fewer columns spends much
+    /// of its time packing the weights (OpenBLAS copies both operands into its own layout per call).
+    static let groupColumns = 256
+
+    /// Samples lowered together: enough for ``groupColumns`` output pixels (1 from 16×16 outputs up).
+    static func groupSize(_ g: ConvGeometry) -> Int { max(1, min(g.batch, (groupColumns + g.outPixels - 1) / g.outPixels)) }
+
+    /// Calls `body(samples, part, split)` for consecutive groups of at most ``groupSize(_:)`` samples
+    /// covering the batch: samples `0 ..< parallel` in `parts` contiguous blocks, concurrently
+    /// (`split` false: the body must not start parallel work of its own), then the rest in order on
+    /// the calling thread (`split` true, `part` 0). The groups depend only on the geometry and the
+    /// core count, so a result is the same from run to run.
+    static func forEachGroup(_ g: ConvGeometry, _ body: (_ samples: Range<Int>, _ part: Int, _ split: Bool) -> Void) {
+        let (parts, parallel) = sampleSplit(g), size = groupSize(g)
+        if parallel > 0 {
+            withoutActuallyEscaping(body) { body in
+                let shared = UncheckedSendable(body)
+                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                    for group in groups(of: size, in: (parallel * part / parts)..<(parallel * (part + 1) / parts)) {
+                        shared.value(group, part, false)
                     }
                 }
             }
-        } else {
-            let columns = g.batch * pix
-            let out = UnsafeMutablePointer<Double>.allocate(capacity: o * columns)
-            defer { out.deallocate() }
-            Scratch.withBuffer(g.patch * columns) { cols in
-                im2col(g, x, cols)
-                Gemm.blas(GemmShape(m: o, n: columns, k: g.patch), weight, cols, out)
+        }
+        for group in groups(of: size, in: parallel..<g.batch) { body(group, 0, true) }
+    }
+
+    /// `range` cut into consecutive pieces of `size` (the last one shorter).
+    static func groups(of size: Int, in range: Range<Int>) -> [Range<Int>] {
+        stride(from: range.lowerBound, to: range.upperBound, by: size).map { $0..<min(range.upperBound, $0 + size) }
+    }
+
+    /// `y[n, o, p] = Σ_{c,i,j} w[o, c, i, j] · x[n, c, p·s − pad + (i, j)] + b[o]`, one dgemm per group
+    /// of samples, `Y = W (O × patch) · cols (patch × group·P)`. A one-sample group's product is
+    /// written straight into `y` (which has `batch·O·P` elements) on top of the bias; a larger
+    /// group's goes through a buffer that is then spread into the samples' planes.
+    public static func forward(_ g: ConvGeometry, x: UnsafePointer<Double>, weight: UnsafePointer<Double>,
+                               bias: UnsafePointer<Double>?, y: UnsafeMutablePointer<Double>) {
+        let (o, pix, plane) = (g.outChannels, g.outPixels, g.inChannels * g.height * g.width)
+        forEachGroup(g) { samples, _, split in
+            var group = g
+            group.batch = samples.count
+            let columns = samples.count * pix, xs = x + samples.lowerBound * plane, ys = y + samples.lowerBound * o * pix
+            let shape = GemmShape(m: o, n: columns, k: g.patch)
+            if samples.count == 1 {
+                if let bias { for oc in 0..<o { (ys + oc * pix).update(repeating: bias[oc], count: pix) } }
+                let beta: Double = bias == nil ? 0 : 1
+                if isPointwise(g) { return Gemm.blas(shape, weight, xs, beta: beta, ys, split: split) }  // already its lowered matrix
+                Scratch.withBuffer(g.patch * pix) { cols in
+                    im2col(group, xs, cols, split: split)
+                    Gemm.blas(shape, weight, cols, beta: beta, ys, split: split)
+                }
+                return
             }
-            // (O, N·P) → (N, O, P), adding the bias on the way (one pass over the output).
-            parallelChunks(g.batch * o, work: g.batch * o * pix) { planes in
-                for q in planes {
-                    let (n, oc) = q.quotientAndRemainder(dividingBy: o)
-                    let dst = y + q * pix, src = out + oc * columns + n * pix
+            Scratch.withBuffer((g.patch + o) * columns) { cols in
+                let out = cols + g.patch * columns
+                im2col(group, xs, cols, split: split)
+                Gemm.blas(shape, weight, cols, out, split: split)
+                for q in 0..<samples.count { for oc in 0..<o {  // (O, group·P) → (group, O, P)
+                    let dst = ys + (q * o + oc) * pix, src = out + oc * columns + q * pix
                     if let bias {
                         let b = bias[oc]
                         for p in 0..<pix { dst[p] = src[p] + b }
                     } else {
                         dst.update(from: src, count: pix)
                     }
-                }
+                } }
             }
         }
     }
 
-    /// Gradients of ``forward``: `dW = dY · colsᵀ`, `dcols = Wᵀ · dY` folded back by ``col2im``,
-    /// `db[o] = Σ_{n,p} dY[n, o, p]`. Any of the outputs may be nil; gradients are *added* into them.
+    /// Gradients of ``forward``, group by group: `dW += dY_g · cols_gᵀ`, `dcols_g = Wᵀ · dY_g` folded
+    /// back by ``col2im``, `db[o] += Σ_{n,p} dY[n, o, p]`. Any of the outputs may be nil; gradients
+    /// are *added* into them. Cores working on separate samples sum their share of `dW` in buffers
+    /// of their own, added into `dWeight` in a fixed order afterwards.
     public static func backward(_ g: ConvGeometry, x: UnsafePointer<Double>, weight: UnsafePointer<Double>,
                                 dy: UnsafePointer<Double>, dx: UnsafeMutablePointer<Double>?,
                                 dWeight: UnsafeMutablePointer<Double>?, dBias: UnsafeMutablePointer<Double>?) {
-        let (o, pix) = (g.outChannels, g.outPixels)
+        let (o, pix, plane) = (g.outChannels, g.outPixels, g.inChannels * g.height * g.width)
         if let dBias {
-            for n in 0..<g.batch { for oc in 0..<o {
-                let row = dy + (n * o + oc) * pix
-                var acc = 0.0
-                for p in 0..<pix { acc += row[p] }
-                dBias[oc] += acc
-            } }
+            for n in 0..<g.batch { for oc in 0..<o { dBias[oc] += Sums.sum(dy + (n * o + oc) * pix, pix) } }
         }
         if dx == nil && dWeight == nil { return }
-        if isPointwise(g) {
-            for n in 0..<g.batch {
-                let dyn = dy + n * o * pix, xn = x + n * g.inChannels * pix
-                if let dWeight { Gemm.blas(GemmShape(m: o, n: g.patch, k: pix, transposeB: .transposed), dyn, xn, beta: 1, dWeight) }
-                if let dx { Gemm.blas(GemmShape(m: g.patch, n: pix, k: o, transposeA: .transposed), weight, dyn, beta: 1, dx + n * g.inChannels * pix) }
+        // Part 0 adds into dWeight itself; parts 1… into zeroed buffers of their own.
+        let parts = sampleSplit(g).parts, size = o * g.patch
+        let partials = UnsafeMutablePointer<Double>.allocate(capacity: dWeight == nil ? 0 : (parts - 1) * size)
+        partials.initialize(repeating: 0, count: dWeight == nil ? 0 : (parts - 1) * size)
+        defer { partials.deallocate() }
+        forEachGroup(g) { samples, part, split in
+            var group = g
+            group.batch = samples.count
+            let columns = samples.count * pix, xs = x + samples.lowerBound * plane
+            let weightGradient = GemmShape(m: o, n: g.patch, k: columns, transposeB: .transposed)
+            let inputGradient = GemmShape(m: g.patch, n: columns, k: o, transposeA: .transposed)
+            let dW = dWeight.map { part == 0 ? $0 : partials + (part - 1) * size }
+            if samples.count == 1 && isPointwise(g) {  // the sample is its own lowered matrix
+                let dyn = dy + samples.lowerBound * o * pix
+                if let dW { Gemm.blas(weightGradient, dyn, xs, beta: 1, dW, split: split) }
+                if let dx { Gemm.blas(inputGradient, weight, dyn, beta: 1, dx + samples.lowerBound * plane, split: split) }
+                return
             }
-            return
-        }
-        let columns = g.batch * pix
-        let dyMatrix = UnsafeMutablePointer<Double>.allocate(capacity: o * columns)
-        defer { dyMatrix.deallocate() }
-        parallelChunks(o, work: o * columns) { channels in  // (N, O, P) → (O, N·P)
-            for oc in channels { for n in 0..<g.batch {
-                (dyMatrix + oc * columns + n * pix).update(from: dy + (n * o + oc) * pix, count: pix)
-            } }
-        }
-        Scratch.withBuffer(g.patch * columns) { cols in
-            if let dWeight {
-                im2col(g, x, cols)
-                Gemm.blas(GemmShape(m: o, n: g.patch, k: columns, transposeB: .transposed), dyMatrix, cols, beta: 1, dWeight)
+            Scratch.withBuffer((g.patch + (samples.count > 1 ? o : 0)) * columns) { cols in
+                // dY of the group as one (O × group·P) matrix: the samples' planes side by side.
+                var dys = UnsafePointer(dy + samples.lowerBound * o * pix)
+                if samples.count > 1 {
+                    let gathered = cols + g.patch * columns
+                    for q in 0..<samples.count { for oc in 0..<o {
+                        (gathered + oc * columns + q * pix).update(from: dys + (q * o + oc) * pix, count: pix)
+                    } }
+                    dys = UnsafePointer(gathered)
+                }
+                if let dW {
+                    im2col(group, xs, cols, split: split)
+                    Gemm.blas(weightGradient, dys, cols, beta: 1, dW, split: split)
+                }
+                if let dx {
+                    Gemm.blas(inputGradient, weight, dys, cols, split: split)
+                    col2im(group, cols, dx + samples.lowerBound * plane, split: split)
+                }
             }
-            if let dx {
-                Gemm.blas(GemmShape(m: g.patch, n: columns, k: o, transposeA: .transposed), weight, dyMatrix, cols)
-                col2im(g, cols, dx)
+        }
+        if let dWeight {
+            for part in 1..<max(1, parts) {
+                let partial = partials + (part - 1) * size
+                for e in 0..<size { dWeight[e] += partial[e] }
             }
         }
+    }
+
+    /// The gradients of ``forward`` by the direct loops (the oracle for ``backward``): every
+    /// multiply–add of the forward pass contributes `w·dy` to `dx`, `x·dy` to `dW`, and `dy` to `db`.
+    public static func referenceBackward(_ g: ConvGeometry, x: [Double], weight: [Double], dy: [Double])
+        -> (dx: [Double], dWeight: [Double], dBias: [Double]) {
+        let (oh, ow, k) = (g.outHeight, g.outWidth, g.kernel)
+        var dx = [Double](repeating: 0, count: x.count), dW = [Double](repeating: 0, count: weight.count)
+        var db = [Double](repeating: 0, count: g.outChannels)
+        for n in 0..<g.batch { for o in 0..<g.outChannels { for oy in 0..<oh { for ox in 0..<ow {
+            let d = dy[((n * g.outChannels + o) * oh + oy) * ow + ox]
+            db[o] += d
+            for c in 0..<g.inChannels { for i in 0..<k { for j in 0..<k {
+                let yy = oy * g.stride - g.padding + i, xx = ox * g.stride - g.padding + j
+                if yy < 0 || yy >= g.height || xx < 0 || xx >= g.width { continue }
+                let wi = ((o * g.inChannels + c) * k + i) * k + j, xi = ((n * g.inChannels + c) * g.height + yy) * g.width + xx
+                dx[xi] += weight[wi] * d
+                dW[wi] += x[xi] * d
+            } } }
+        } } } }
+        return (dx, dW, db)
     }
 
     /// The direct definition, one multiply–add at a time; the oracle for ``forward``.
@@ -214,5 +335,19 @@ public enum ConvolutionKernels {
             }
         } } }
         return y
+    }
+
+    /// Array convenience over ``backward`` for tests: the three gradients of a loss with output gradient `dy`.
+    public static func backward(_ g: ConvGeometry, x: [Double], weight: [Double], dy: [Double])
+        -> (dx: [Double], dWeight: [Double], dBias: [Double]) {
+        var dx = [Double](repeating: 0, count: x.count), dW = [Double](repeating: 0, count: weight.count)
+        var db = [Double](repeating: 0, count: g.outChannels)
+        x.withUnsafeBufferPointer { px in weight.withUnsafeBufferPointer { pw in dy.withUnsafeBufferPointer { pd in
+            dx.withUnsafeMutableBufferPointer { pdx in dW.withUnsafeMutableBufferPointer { pdw in db.withUnsafeMutableBufferPointer { pdb in
+                backward(g, x: px.baseAddress!, weight: pw.baseAddress!, dy: pd.baseAddress!,
+                         dx: pdx.baseAddress!, dWeight: pdw.baseAddress!, dBias: pdb.baseAddress!)
+            } } }
+        } } }
+        return (dx, dW, db)
     }
 }

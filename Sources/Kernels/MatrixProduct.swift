@@ -30,16 +30,17 @@ public enum Gemm {
     static let minimumSplitWork = 1 << 20
 
     /// `C ← alpha · op(A) · op(B) + beta · C` through OpenBLAS's `cblas_dgemm` (row-major), loaded by ``BLASLibrary``.
+    /// `split` false keeps the product on the calling thread (for callers that already run one product per core).
     @inline(__always)
     public static func blas(_ s: GemmShape, alpha: Double = 1, _ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>,
-                            beta: Double = 0, _ c: UnsafeMutablePointer<Double>) {
+                            beta: Double = 0, _ c: UnsafeMutablePointer<Double>, split: Bool = true) {
         if s.m == 0 || s.n == 0 { return }
         if s.k == 0 {  // BLAS would be fine too; being explicit keeps the beta semantics obvious
             for i in 0..<(s.m * s.n) { c[i] = beta == 0 ? 0 : beta * c[i] }
             return
         }
         let ta: Int32 = s.transposeA == .none ? 0 : 1, tb: Int32 = s.transposeB == .none ? 0 : 1
-        let parts = BLASLibrary.shared.splitsProducts ? min(Parallel.parts, max(s.m, s.n) / 16) : 1
+        let parts = split && BLASLibrary.shared.splitsProducts ? min(Parallel.parts, max(s.m, s.n) / 16) : 1
         if parts < 2 || s.m * s.n * s.k < minimumSplitWork {
             ddpm_dgemm(ta, tb, Int32(s.m), Int32(s.n), Int32(s.k), alpha, a, Int32(s.lda), b, Int32(s.ldb), beta, c, Int32(s.n))
             return

@@ -152,8 +152,11 @@ extension Tensor {
         }
     }
 
-    /// σ(x) evaluated without overflow for large |x|.
+    /// σ(x) evaluated without overflow for large |x|: with e = exp(−|x|) ≤ 1, σ = 1/(1 + e) for
+    /// x ≥ 0 and e/(1 + e) for x < 0. Written as one division of selected numerators so that it
+    /// compiles without a branch (the sign of an activation is a coin toss for the branch predictor).
     @inline(__always) static func logistic(_ x: Double) -> Double {
-        x >= 0 ? 1 / (1 + Foundation.exp(-x)) : { let e = Foundation.exp(x); return e / (1 + e) }()
+        let e = Foundation.exp(-Swift.abs(x))
+        return (x >= 0 ? 1 : e) / (1 + e)
     }
 }

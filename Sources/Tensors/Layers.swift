@@ -26,12 +26,8 @@ extension Tensor {
             xv.withUnsafeBufferPointer { px in invStd.withUnsafeMutableBufferPointer { pi in means.withUnsafeMutableBufferPointer { pm in
                 Parallel.chunks(groups, work: 4 * x.count) { range in for gi in range { for s in 0..<n {
                     let base = (s * c + gi * per) * spatial
-                    var mean = 0.0
-                    for i in 0..<m { mean += px[base + i] }
-                    mean /= Double(m)
-                    var variance = 0.0
-                    for i in 0..<m { let d = px[base + i] - mean; variance += d * d }
-                    variance /= Double(m)
+                    let mean = Sums.sum(px.baseAddress! + base, m) / Double(m)
+                    let variance = Sums.squaredDeviations(px.baseAddress! + base, m, from: mean) / Double(m)
                     let inv = 1 / (variance + eps).squareRoot()
                     pi[s * groups + gi] = inv; pm[s * groups + gi] = mean
                     for ch in 0..<per {
@@ -53,16 +49,13 @@ extension Tensor {
                         Parallel.chunks(groups, work: 4 * dy.count) { range in for gi in range { for s in 0..<n {
                             let base = (s * c + gi * per) * spatial
                             let inv = inverse[s * groups + gi], mean = mu[s * groups + gi]
+                            // Per channel: Σ dy and Σ dy·x̂ = (1/√(σ²+ε)) Σ dy·(x − μ); then Σ d̂ = γ Σ dy, Σ d̂·x̂ = γ Σ dy·x̂.
                             var sumD = 0.0, sumDX = 0.0
                             for ch in 0..<per {
-                                let cc = gi * per + ch, g = gamma[cc]
-                                var sg = 0.0, sb = 0.0
-                                for i in 0..<spatial {
-                                    let k = base + ch * spatial + i
-                                    let d = pd[k] * g, h = (px0[k] - mean) * inv
-                                    sumD += d; sumDX += d * h
-                                    sg += pd[k] * h; sb += pd[k]
-                                }
+                                let cc = gi * per + ch, g = gamma[cc], k = base + ch * spatial
+                                let sb = Sums.sum(pd.baseAddress! + k, spatial)
+                                let sg = Sums.dotDeviations(pd.baseAddress! + k, px0.baseAddress! + k, spatial, from: mean) * inv
+                                sumD += g * sb; sumDX += g * sg
                                 pgg[cc] += sg; pgb[cc] += sb
                             }
                             let meanD = sumD / Double(m), meanDX = sumDX / Double(m)

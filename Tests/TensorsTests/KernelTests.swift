@@ -44,7 +44,7 @@ struct KernelTests {
     }
 
     @Test("conv2d im2col+dgemm vs direct loops", arguments: [
-        (1, 1, 0), (1, 2, 0), (3, 1, 0), (3, 1, 1), (3, 2, 0), (3, 2, 1), (1, 1, 1),
+        (1, 1, 0), (1, 2, 0), (3, 1, 0), (3, 1, 1), (3, 2, 0), (3, 2, 1), (1, 1, 1), (5, 1, 2),
     ])
     func convolution(_ geometry: (kernel: Int, stride: Int, padding: Int)) {
         let g = ConvGeometry(batch: 3, inChannels: 4, height: 7, width: 6, outChannels: 5,
@@ -57,7 +57,21 @@ struct KernelTests {
         #expect(c.passed, "\(c)")
     }
 
-    /// A size at which im2col and the output transposition run split over the cores.
+    /// "Same" convolutions (stride 1, k = 2·pad + 1) are lowered by shifting whole planes
+    /// (`ConvolutionKernels.lowerSame`); on images narrower or shorter than the kernel's reach every
+    /// shift wraps round an edge or leaves the image.
+    @Test("same convolution on narrow images", arguments: [(1, 1), (2, 1), (1, 3), (2, 2), (3, 5)])
+    func sameConvolutionNarrow(_ size: (height: Int, width: Int)) {
+        let g = ConvGeometry(batch: 2, inChannels: 3, height: size.height, width: size.width, outChannels: 2, kernel: 5, stride: 1, padding: 2)
+        var rng = RandomGenerator(seed: UInt64(size.height * 10 + size.width))
+        let x = rng.normals(2 * 3 * size.height * size.width), w = rng.normals(2 * 3 * 25), b = rng.normals(2)
+        let c = Comparison("same conv \(size)", actual: ConvolutionKernels.forward(g, x: x, weight: w, bias: b),
+                           expected: ConvolutionKernels.referenceForward(g, x: x, weight: w, bias: b), tolerance: Self.tolerance)
+        print(c)
+        #expect(c.passed, "\(c)")
+    }
+
+    /// A size at which the samples run concurrently, one per core (batch 2 on a 2-core machine).
     @Test func convolutionSplitOverCores() {
         let g = ConvGeometry(batch: 2, inChannels: 8, height: 16, width: 15, outChannels: 6, kernel: 3, stride: 1, padding: 1)
         var rng = RandomGenerator(seed: 43)
@@ -66,6 +80,46 @@ struct KernelTests {
                            expected: ConvolutionKernels.referenceForward(g, x: x, weight: w, bias: b), tolerance: Self.tolerance)
         print(c)
         #expect(c.passed, "\(c)")
+    }
+
+    /// The forward and backward kernels against the direct loops, on a 2-core machine: batch 3 at
+    /// 16×15 runs two samples concurrently (one per core, each summing its own share of dW) and the
+    /// third with its products split over the cores; batch 1 splits everything; 4×3 images run inline,
+    /// both samples lowered as one group; 6×5 and stride-2 8×7 images run groups of several samples
+    /// per core (`ConvolutionKernels.groupSize`), batch 5 with one left over. Entries in [0.5, 1]
+    /// keep the sums free of cancellation, so rtol 1e-12 bounds rounding while a sample summed
+    /// twice, dropped, or written to the wrong place is O(1) off.
+    @Test("conv2d forward and backward vs direct loops", arguments: [
+        (3, 3, 1, 1, 16), (1, 3, 1, 1, 16), (3, 1, 1, 0, 16), (3, 3, 2, 1, 16), (2, 3, 1, 1, 4), (4, 1, 1, 0, 12),
+        (8, 3, 1, 1, 6), (5, 3, 2, 1, 8), (8, 1, 1, 0, 6),
+    ])
+    func convolutionBackward(_ c: (batch: Int, kernel: Int, stride: Int, padding: Int, size: Int)) {
+        let g = ConvGeometry(batch: c.batch, inChannels: 8, height: c.size, width: c.size - 1, outChannels: 6,
+                             kernel: c.kernel, stride: c.stride, padding: c.padding)
+        var rng = RandomGenerator(seed: UInt64(17 + c.batch * 10 + c.kernel))
+        func positive(_ n: Int) -> [Double] { (0..<n).map { _ in 0.5 + 0.5 * rng.nextUniform() } }
+        let x = positive(g.batch * 8 * g.height * g.width), w = positive(6 * 8 * g.kernel * g.kernel)
+        let dy = positive(g.batch * 6 * g.outPixels)
+        let b = positive(6)
+        let fast = ConvolutionKernels.backward(g, x: x, weight: w, dy: dy)
+        let reference = ConvolutionKernels.referenceBackward(g, x: x, weight: w, dy: dy)
+        for (name, actual, expected) in [("y", ConvolutionKernels.forward(g, x: x, weight: w, bias: b), ConvolutionKernels.referenceForward(g, x: x, weight: w, bias: b)),
+                                         ("dx", fast.dx, reference.dx), ("dW", fast.dWeight, reference.dWeight), ("db", fast.dBias, reference.dBias)] {
+            let cmp = Comparison("conv \(name) \(c)", actual: actual, expected: expected, tolerance: Self.tolerance)
+            print(cmp)
+            #expect(cmp.passed, "\(cmp)")
+        }
+    }
+
+    @Test func referenceBackwardByHand() {
+        // 1 channel 3×3 image 1…9, 2×2 kernel [1, 2; 3, 4], no padding, dY = ones (2×2):
+        // dW[i,j] = sum of the 2×2 window of x starting at (i, j); db = 4;
+        // dx[y,x] = sum of the weights that touch pixel (y, x): corners 1, 2, 3, 4, edges 3, 4, 6, 7, centre 10.
+        let g = ConvGeometry(batch: 1, inChannels: 1, height: 3, width: 3, outChannels: 1, kernel: 2, stride: 1, padding: 0)
+        let r = ConvolutionKernels.referenceBackward(g, x: (1...9).map(Double.init), weight: [1, 2, 3, 4], dy: [1, 1, 1, 1])
+        #expect(r.dWeight == [12, 16, 24, 28])
+        #expect(r.dBias == [4])
+        #expect(r.dx == [1, 3, 2, 4, 10, 6, 3, 7, 4])
     }
 
     /// col2im must be the adjoint of im2col: ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩ for any x and c. Sizes
