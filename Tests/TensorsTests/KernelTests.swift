@@ -139,6 +139,26 @@ struct KernelTests {
         #expect(cmp.passed, "\(cmp)")
     }
 
+    /// The eight-lane sums against left-to-right loops, for lengths around the lane width (the tail
+    /// loop) and one long one. Entries in [0.5, 1]: no cancellation, so rtol 1e-13 bounds reordering.
+    @Test("eight-lane sums vs left-to-right loops", arguments: [0, 1, 7, 8, 9, 15, 16, 17, 1000])
+    func laneSums(_ n: Int) {
+        var rng = RandomGenerator(seed: UInt64(n + 5))
+        let a = (0..<n).map { _ in 0.5 + 0.5 * rng.nextUniform() }, b = (0..<n).map { _ in 0.5 + 0.5 * rng.nextUniform() }
+        let c = 0.25
+        var plain = (0.0, 0.0, 0.0)
+        for i in 0..<n { plain.0 += a[i]; plain.1 += (a[i] - c) * (a[i] - c); plain.2 += a[i] * (b[i] - c) }
+        let lanes = a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in
+            (Sums.sum(pa.baseAddress!, n), Sums.squaredDeviations(pa.baseAddress!, n, from: c),
+             Sums.dotDeviations(pa.baseAddress!, pb.baseAddress!, n, from: c))
+        } }
+        let cmp = Comparison("lane sums n = \(n)", actual: [lanes.0, lanes.1, lanes.2], expected: [plain.0, plain.1, plain.2],
+                             tolerance: Tolerance(rtol: 1e-13, atol: 0))
+        print(cmp)
+        #expect(cmp.passed, "\(cmp)")
+        if n == 9 { #expect(Sums.sum([1, 2, 3, 4, 5, 6, 7, 8, 9.5], 9) == 45.5) }  // by hand
+    }
+
     @Test func directConvolutionByHand() {
         // 1 channel 3×3 image 1…9, 2×2 kernel of ones, stride 1, no padding: sums of 2×2 windows.
         let g = ConvGeometry(batch: 1, inChannels: 1, height: 3, width: 3, outChannels: 1, kernel: 2, stride: 1, padding: 0)
