@@ -27,7 +27,7 @@ public struct GemmShape: Sendable, Equatable {
 /// loop that tests hold it against.
 public enum Gemm {
     /// Products with fewer multiply–adds than this run on one thread (≈ 20 µs of work).
-    static let minimumSplitWork = 1 << 20
+    public static let minimumSplitWork = 1 << 20
 
     /// `C ← alpha · op(A) · op(B) + beta · C` through OpenBLAS's `cblas_dgemm` (row-major), loaded by ``BLASLibrary``.
     /// `split` false keeps the product on the calling thread (for callers that already run one product per core).

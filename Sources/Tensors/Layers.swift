@@ -84,23 +84,20 @@ extension Tensor {
                 let base = r * width
                 var mx = -Double.infinity
                 for j in 0..<width { mx = Swift.max(mx, p[base + j]) }
-                var total = 0.0
-                for j in 0..<width { let e = Foundation.exp(p[base + j] - mx); o[base + j] = e; total += e }
+                Exponential.exp(p.baseAddress! + base, minus: mx, o + base, count: width)
+                let total = Sums.sum(o + base, width)
                 for j in 0..<width { o[base + j] /= total }
             } }
         } }
         let y = out
         return Tensor.operation("softmax", shape: shape, data: out, parents: [self]) { g in
-            var ga = [Double](repeating: 0, count: g.count)
-            y.withUnsafeBufferPointer { py in
-                for r in 0..<rows {
+            [uninitializedArray(g.count) { ga in y.withUnsafeBufferPointer { py in g.withUnsafeBufferPointer { pg in
+                Parallel.chunks(rows, work: 4 * g.count) { range in for r in range {
                     let base = r * width
-                    var dot = 0.0
-                    for j in 0..<width { dot += g[base + j] * py[base + j] }
-                    for j in 0..<width { ga[base + j] = py[base + j] * (g[base + j] - dot) }
-                }
-            }
-            return [ga]
+                    let dot = Sums.dotDeviations(pg.baseAddress! + base, py.baseAddress! + base, width, from: 0)
+                    for j in 0..<width { ga[base + j] = py[base + j] * (pg[base + j] - dot) }
+                } }
+            } } }]
         }
     }
 

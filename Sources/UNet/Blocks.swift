@@ -79,8 +79,8 @@ public final class AttentionBlock: Module {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let parts = qkv(norm(x)).reshaped([n, 3 * c, h * w]).split(into: 3, axis: 1)
         let (q, k, v) = (parts[0], parts[1], parts[2])
-        let attention = (q.transposedLastTwo().matmul(k) / Double(c).squareRoot()).softmax()
-        let out = v.matmul(attention.transposedLastTwo()).reshaped([n, c, h, w])
+        let attention = (q.matmul(k, transposeA: true) / Double(c).squareRoot()).softmax()
+        let out = v.matmul(attention, transposeB: true).reshaped([n, c, h, w])
         MultiplyAddCounter.add(2 * n * c * (h * w) * (h * w))   // qᵀk and v Aᵀ
         return x + projection(out)
     }

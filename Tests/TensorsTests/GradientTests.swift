@@ -82,6 +82,11 @@ struct OperationGradientTests {
         let a = randomTensor([2, 3, 4], seed: 10), b = randomTensor([2, 4, 5], seed: 11), w = randomTensor([4, 2], seed: 12)
         expectGradient("batched matmul", [a, b]) { a.matmul(b) }
         expectGradient("matmul with shared 2-D right operand", [a, w]) { a.matmul(w) }
+        let at = randomTensor([2, 4, 3], seed: 19), bt = randomTensor([2, 5, 4], seed: 20), wt = randomTensor([2, 4], seed: 21)
+        expectGradient("matmul Aᵀ B", [at, b]) { at.matmul(b, transposeA: true) }
+        expectGradient("matmul A Bᵀ", [a, bt]) { a.matmul(bt, transposeB: true) }
+        expectGradient("matmul Aᵀ Bᵀ", [at, bt]) { at.matmul(bt, transposeA: true, transposeB: true) }
+        expectGradient("matmul Aᵀ with shared 2-D Bᵀ", [at, wt]) { at.matmul(wt, transposeA: true, transposeB: true) }
         let x = randomTensor([3, 4], seed: 13), lw = randomTensor([5, 4], seed: 14), lb = randomTensor([5], seed: 15)
         expectGradient("linear", [x, lw, lb]) { Tensor.linear(x, weight: lw, bias: lb) }
         expectGradient("linear without bias", [x, lw]) { Tensor.linear(x, weight: lw, bias: nil) }

@@ -1,6 +1,7 @@
 // The BLAS path against the plain-loop reference kernels, at rtol 1e-12.
 import TestSupport
 import Testing
+import Foundation
 import Kernels
 import Tensors
 
@@ -139,9 +140,9 @@ struct KernelTests {
         #expect(cmp.passed, "\(cmp)")
     }
 
-    /// The eight-lane sums against left-to-right loops, for lengths around the lane width (the tail
+    /// The four-lane sums against left-to-right loops, for lengths around the lane width (the tail
     /// loop) and one long one. Entries in [0.5, 1]: no cancellation, so rtol 1e-13 bounds reordering.
-    @Test("eight-lane sums vs left-to-right loops", arguments: [0, 1, 7, 8, 9, 15, 16, 17, 1000])
+    @Test("four-lane sums vs left-to-right loops", arguments: [0, 1, 3, 4, 5, 7, 8, 9, 1000])
     func laneSums(_ n: Int) {
         var rng = RandomGenerator(seed: UInt64(n + 5))
         let a = (0..<n).map { _ in 0.5 + 0.5 * rng.nextUniform() }, b = (0..<n).map { _ in 0.5 + 0.5 * rng.nextUniform() }
@@ -157,6 +158,74 @@ struct KernelTests {
         print(cmp)
         #expect(cmp.passed, "\(cmp)")
         if n == 9 { #expect(Sums.sum([1, 2, 3, 4, 5, 6, 7, 8, 9.5], 9) == 45.5) }  // by hand
+    }
+
+    /// Batched products with operands read transposed, against the definition written out: 8
+    /// products of 16×20·20×12 (batch spread over the cores, one whole product per core) and one
+    /// product above the split threshold (split over the cores). Entries in [0.5, 1]: no cancellation.
+    @Test("batched matmul with transposes vs loops", arguments: [(8, 16, 20, 12), (1, 130, 90, 100)])
+    func transposedProducts(_ size: (batch: Int, m: Int, k: Int, n: Int)) {
+        let (batch, m, k, n) = size
+        var rng = RandomGenerator(seed: UInt64(batch * 100 + m))
+        func positive(_ c: Int) -> [Double] { (0..<c).map { _ in 0.5 + 0.5 * rng.nextUniform() } }
+        let a = positive(batch * m * k), b = positive(batch * k * n)
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            // Stored layouts: A as [m, k] or [k, m], B as [k, n] or [n, k].
+            let A = Tensor(shape: ta ? [batch, k, m] : [batch, m, k], data: a), B = Tensor(shape: tb ? [batch, n, k] : [batch, k, n], data: b)
+            var expected = [Double](repeating: 0, count: batch * m * n)
+            for q in 0..<batch { for i in 0..<m { for j in 0..<n {
+                var acc = 0.0
+                for l in 0..<k {
+                    acc += a[q * m * k + (ta ? l * m + i : i * k + l)] * b[q * k * n + (tb ? j * k + l : l * n + j)]
+                }
+                expected[(q * m + i) * n + j] = acc
+            } } }
+            let cmp = Comparison("matmul \(size) transposeA \(ta) transposeB \(tb)", actual: A.matmul(B, transposeA: ta, transposeB: tb).data,
+                                 expected: expected, tolerance: Self.tolerance)
+            print(cmp)
+            #expect(cmp.passed, "\(cmp)")
+        }
+    }
+
+    /// The four-lane exp against Foundation.exp (glibc's, within half an ULP of e^x): a sweep of
+    /// the whole finite range, dense random points on [−20, 0] (where SiLU and softmax call it), the
+    /// edges of the vector path (±708) and the special values, which go to Foundation.exp and must
+    /// agree exactly. Bound: 1 ULP (dropping the r¹³ term of the series already breaks it).
+    @Test func vectorExponential() {
+        var rng = RandomGenerator(seed: 99)
+        var xs = (0...200_000).map { -745.5 + 1455.0 * Double($0) / 200_000 }
+        xs += (0..<200_000).map { _ in -20 * rng.nextUniform() }
+        xs += (0..<1000).map { Double($0) * 0.6931471805599453 / 2 - 300 }  // half-way between multiples of ln 2
+        xs += [0, -0.0, -708, 708, -708.0000001, 708.0000001, 709.78, -745.1, -746, 1e-300, -1e-300]
+        var ys = [Double](repeating: .nan, count: xs.count)
+        xs.withUnsafeBufferPointer { px in ys.withUnsafeMutableBufferPointer { py in
+            Exponential.exp(px.baseAddress!, py.baseAddress!, count: xs.count)
+        } }
+        expectULP(ys, xs.map { Foundation.exp($0) }, "four-lane exp", bound: 1)
+        var specials: [Double] = [.infinity, -.infinity, .nan, 0, -1, 5]  // six: one full group and a padded one
+        specials.withUnsafeMutableBufferPointer { p in Exponential.exp(p.baseAddress!, p.baseAddress!, count: 6) }
+        #expect(specials[0] == .infinity && specials[1] == 0 && specials[2].isNaN && specials[3] == 1)
+        expectULP([specials[4], specials[5]], [Foundation.exp(-1), Foundation.exp(5)], "four-lane exp, padded group", bound: 1)
+    }
+
+    /// SiLU and softmax, which call the four-lane exp, against their scalar definitions with
+    /// Foundation.exp: a · σ(a) with σ = 1/(1 + e^{−a}) (e^{a}/(1 + e^{a}) for a < 0), and
+    /// e^{a_i − max}/Σ_j e^{a_j − max}; 1003 elements (not a multiple of eight), so the padded last group is covered.
+    @Test func siluAndSoftmaxAgainstScalarDefinitions() {
+        var rng = RandomGenerator(seed: 123)
+        let a = (0..<1003).map { _ in -40 + 80 * rng.nextUniform() } + [0, -0.0, 1e-310, -800, 800]
+        let silu = Tensor(shape: [a.count], data: a).silu().data
+        let expected = a.map { x in x * (x >= 0 ? 1 / (1 + Foundation.exp(-x)) : Foundation.exp(x) / (1 + Foundation.exp(x))) }
+        expectULP(silu, expected, "silu (four-lane σ) vs scalar", bound: 2)
+        let rows = (0..<3).map { r in (0..<(r == 0 ? 5 : 333)).map { _ in -10 + 20 * rng.nextUniform() } }
+        for row in rows {
+            let mx = row.max()!
+            let e = row.map { Foundation.exp($0 - mx) }, total = e.reduce(0, +)
+            let c = Comparison("softmax of \(row.count)", actual: Tensor(shape: [row.count], data: row).softmax().data,
+                               expected: e.map { $0 / total }, tolerance: Tolerance(rtol: 1e-14, atol: 0))
+            print(c)
+            #expect(c.passed, "\(c)")
+        }
     }
 
     @Test func directConvolutionByHand() {

@@ -1,0 +1,30 @@
+// Elementwise float64 kernels in C: e^x, SiLU and lane sums, four lanes at a time.
+//
+// They are in C rather than Swift so that they stay fast in debug builds: Swift's SIMD types are
+// generic and, unoptimised, cost a function call per lane (the debug test suite ran twice as long),
+// while C's vector extensions are plain vector instructions at any optimisation level. The Swift
+// wrappers and their tests are in Sources/Kernels (Exponential.swift, Sums.swift).
+#ifndef DDPM_KERNELS_H
+#define DDPM_KERNELS_H
+
+/// y[i] = e^{x[i]} for i < n (x and y may be the same array). About 1 ULP from glibc's exp; see
+/// the comment in kernels.c for the method.
+void ddpm_exp(const double *x, double *y, long n);
+
+/// y[i] = e^{x[i] − shift} (the softmax's shifted exponentials).
+void ddpm_exp_shifted(const double *x, double *y, long n, double shift);
+
+/// y[i] = x[i] · σ(x[i]) and, when sigma is not NULL, sigma[i] = σ(x[i]), with
+/// σ(x) = 1/(1 + e) for x ≥ 0 and e/(1 + e) for x < 0, e = e^{−|x|}.
+void ddpm_silu(const double *x, double *y, double *sigma, long n);
+
+/// Σ a[i], in four lanes (lane l sums a[l], a[l+4], …) added as (l0 + l1) + (l2 + l3), then the tail.
+double ddpm_sum(const double *a, long n);
+
+/// Σ (a[i] − c)², in the same lanes.
+double ddpm_squared_deviations(const double *a, long n, double c);
+
+/// Σ a[i]·(b[i] − c), in the same lanes.
+double ddpm_dot_deviations(const double *a, const double *b, long n, double c);
+
+#endif
