@@ -1,6 +1,8 @@
 // Broadcasting of size-1 axes (numpy rules): shapes are aligned on the right; an axis of extent 1
 // stretches to the other operand's extent.
 
+import Kernels
+
 enum Broadcast {
     /// The broadcast result shape, or a precondition failure naming `op` and both shapes.
     static func shape(_ a: [Int], _ b: [Int], op: String) -> [Int] {
@@ -24,6 +26,17 @@ enum Broadcast {
             s *= padded[i]
         }
         return strides
+    }
+
+    /// When `shape`, aligned on the right, is the leading axes of `outShape` followed by ones (a
+    /// bias `[N, C, 1, 1]` against `[N, C, H, W]`), each of its elements covers one contiguous block of
+    /// the output: returns the block length (H·W there); nil for any other broadcast.
+    static func trailingBlock(of shape: [Int], in outShape: [Int]) -> Int? {
+        let padded = Array(repeating: 1, count: outShape.count - shape.count) + shape
+        var k = outShape.count
+        while k > 0 && padded[k - 1] == 1 { k -= 1 }
+        guard k < outShape.count, Array(padded[..<k]) == Array(outShape[..<k]) else { return nil }
+        return outShape[k...].reduce(1, *)
     }
 
     /// Calls `body(outIndex, offsetA, offsetB)` for every element of `outShape` in row-major order,
@@ -55,6 +68,12 @@ enum Broadcast {
     /// of broadcasting, ∂L/∂a_j = Σ_{i ↦ j} ∂L/∂out_i.
     static func reduce(_ grad: [Double], from outShape: [Int], to shape: [Int]) -> [Double] {
         if outShape == shape { return grad }
+        if let block = trailingBlock(of: shape, in: outShape), block > 0 {  // one sum per block
+            let count = shape.reduce(1, *)
+            return uninitializedArray(count) { r in grad.withUnsafeBufferPointer { g in
+                Parallel.chunks(count, work: grad.count) { range in for q in range { r[q] = Sums.sum(g.baseAddress! + q * block, block) } }
+            } }
+        }
         var result = [Double](repeating: 0, count: shape.reduce(1, *))
         let s = strides(of: shape, in: outShape), zero = [Int](repeating: 0, count: outShape.count)
         result.withUnsafeMutableBufferPointer { r in grad.withUnsafeBufferPointer { g in

@@ -8,6 +8,7 @@ extension Tensor {
 
     /// Shared machinery of the four binary operations: `f` gives the value, `dfa`/`dfb` the partial
     /// derivatives ∂f/∂a and ∂f/∂b at (a, b); gradients are summed back over broadcast axes.
+    @inline(__always)  // so that each operator's f, dfa, dfb are inlined into the loops, not called per element
     static func binary(_ op: String, _ a: Tensor, _ b: Tensor,
                        _ f: (Double, Double) -> Double,
                        _ dfa: @escaping (Double, Double) -> Double,
@@ -19,6 +20,16 @@ extension Tensor {
         let out = uninitializedArray(total) { o in av.withUnsafeBufferPointer { pa in bv.withUnsafeBufferPointer { pb in
             if a.shape == b.shape {
                 Parallel.chunks(total, work: total) { r in for i in r { o[i] = f(pa[i], pb[i]) } }
+            } else if a.shape == outShape, let block = Broadcast.trailingBlock(of: b.shape, in: outShape), block > 0 {
+                Parallel.chunks(total / block, work: total) { r in for q in r {  // b[q] against a block of a
+                    let bq = pb[q]
+                    for j in (q * block)..<((q + 1) * block) { o[j] = f(pa[j], bq) }
+                } }
+            } else if b.shape == outShape, let block = Broadcast.trailingBlock(of: a.shape, in: outShape), block > 0 {
+                Parallel.chunks(total / block, work: total) { r in for q in r {
+                    let aq = pa[q]
+                    for j in (q * block)..<((q + 1) * block) { o[j] = f(aq, pb[j]) }
+                } }
             } else {
                 Broadcast.forEach(outShape, sa, sb) { i, ia, ib in o[i] = f(pa[ia], pb[ib]) }
             }

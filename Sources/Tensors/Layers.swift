@@ -126,18 +126,24 @@ extension Tensor {
     public func upsampleNearest2x() -> Tensor {
         precondition(rank == 4, "upsampleNearest2x: input needs [N, C, H, W], got \(shape)")
         let planes = shape[0] * shape[1], h = shape[2], w = shape[3]
+        // Row by row: each input row becomes two output rows, each pixel two neighbours.
         let out = uninitializedArray(count * 4) { o in data.withUnsafeBufferPointer { p in
-            for q in 0..<planes { for i in 0..<(2 * h) { for j in 0..<(2 * w) {
-                o[(q * 2 * h + i) * 2 * w + j] = p[(q * h + i / 2) * w + j / 2]
-            } } }
+            Parallel.chunks(planes * h, work: 4 * count) { rows in for r in rows {
+                let src = p.baseAddress! + r * w, dst = o + r * 4 * w
+                for j in 0..<w { dst[2 * j] = src[j]; dst[2 * j + 1] = src[j] }
+                (dst + 2 * w).update(from: dst, count: 2 * w)
+            } }
         } }
         let n = count
         return Tensor.operation("upsampleNearest2x", shape: [shape[0], shape[1], 2 * h, 2 * w], data: out, parents: [self]) { g in
-            var ga = [Double](repeating: 0, count: n)
-            for q in 0..<planes { for i in 0..<(2 * h) { for j in 0..<(2 * w) {
-                ga[(q * h + i / 2) * w + j / 2] += g[(q * 2 * h + i) * 2 * w + j]
-            } } }
-            return [ga]
+            // Each input pixel receives the four output pixels it was copied to, summed in the order
+            // (top left + top right) + (bottom left + bottom right).
+            [uninitializedArray(n) { ga in g.withUnsafeBufferPointer { pg in
+                Parallel.chunks(planes * h, work: 4 * n) { rows in for r in rows {
+                    let top = pg.baseAddress! + r * 4 * w, bottom = top + 2 * w, dst = ga + r * w
+                    for j in 0..<w { dst[j] = (top[2 * j] + top[2 * j + 1]) + (bottom[2 * j] + bottom[2 * j + 1]) }
+                } }
+            } }]
         }
     }
 

@@ -73,14 +73,15 @@ extension Tensor {
         let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
         let full = shape[axis] * inner, w = length * inner, off = start * inner
         var outShape = shape; outShape[axis] = length
-        var out = [Double](repeating: 0, count: outer * w)
-        data.withUnsafeBufferPointer { src in
-            for o in 0..<outer { for j in 0..<w { out[o * w + j] = src[o * full + off + j] } }
-        }
+        let out = uninitializedArray(outer * w) { dst in data.withUnsafeBufferPointer { src in
+            for o in 0..<outer { (dst + o * w).update(from: src.baseAddress! + o * full + off, count: w) }
+        } }
         let n = count
         return Tensor.operation("slice", shape: outShape, data: out, parents: [self]) { g in
             var gi = [Double](repeating: 0, count: n)
-            for o in 0..<outer { for j in 0..<w { gi[o * full + off + j] = g[o * w + j] } }
+            gi.withUnsafeMutableBufferPointer { d in g.withUnsafeBufferPointer { pg in
+                for o in 0..<outer { (d.baseAddress! + o * full + off).update(from: pg.baseAddress! + o * w, count: w) }
+            } }
             return [gi]
         }
     }

@@ -7,6 +7,7 @@ import Tensors
 struct OperationGradientTests {
     @Test("add, subtract, multiply, divide with broadcasting", arguments: [
         ([2, 3, 4], [2, 3, 4]), ([2, 3, 4], [1, 3, 1]), ([2, 1, 4], [3, 1]), ([3, 4], [4]),
+        ([2, 3, 2, 2], [2, 3, 1, 1]), ([2, 3, 1, 1], [2, 3, 2, 2]), ([2, 3, 4], [2, 1, 1]),  // one value per block (a bias per plane)
     ])
     func binaryBroadcast(_ shapes: ([Int], [Int])) {
         let a = randomTensor(shapes.0, seed: 1), b = randomTensor(shapes.1, seed: 2, in: 0.5...2)
@@ -14,6 +15,31 @@ struct OperationGradientTests {
         expectGradient("subtract \(shapes)", [a, b]) { a - b }
         expectGradient("multiply \(shapes)", [a, b]) { a * b }
         expectGradient("divide \(shapes)", [a, b]) { a / b }
+    }
+
+    /// Broadcast values against numpy's rule written out (index arithmetic on the aligned shapes), for
+    /// the per-block fast path (`[N, C, 1, 1]` against `[N, C, H, W]`, either side) and the general one.
+    @Test("broadcast values by index arithmetic", arguments: [
+        ([2, 3, 4, 5], [2, 3, 1, 1]), ([2, 3, 1, 1], [2, 3, 4, 5]), ([2, 3, 4], [1, 3, 1]), ([2, 1, 4], [3, 1]),
+    ])
+    func broadcastValues(_ shapes: ([Int], [Int])) {
+        let a = randomTensor(shapes.0, seed: 6), b = randomTensor(shapes.1, seed: 7, in: 0.5...2)
+        let r = max(shapes.0.count, shapes.1.count)
+        let pa = Array(repeating: 1, count: r - shapes.0.count) + shapes.0, pb = Array(repeating: 1, count: r - shapes.1.count) + shapes.1
+        let out = (0..<r).map { max(pa[$0], pb[$0]) }
+        var sum = [Double](), product = [Double]()
+        for flat in 0..<out.reduce(1, *) {
+            var rest = flat, ia = 0, ib = 0, strideA = 1, strideB = 1
+            for axis in stride(from: r - 1, through: 0, by: -1) {
+                let i = rest % out[axis]; rest /= out[axis]
+                ia += (pa[axis] == 1 ? 0 : i) * strideA; strideA *= pa[axis]
+                ib += (pb[axis] == 1 ? 0 : i) * strideB; strideB *= pb[axis]
+            }
+            sum.append(a.data[ia] + b.data[ib]); product.append(a.data[ia] * b.data[ib])
+        }
+        #expect((a + b).shape == out)
+        #expect((a + b).data == sum, "add \(shapes)")
+        #expect((a * b).data == product, "multiply \(shapes)")
     }
 
     @Test func scalarArithmetic() {
