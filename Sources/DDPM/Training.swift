@@ -2,6 +2,7 @@
 // checkpoints that make resuming exact (bit-identical to an uninterrupted run).
 
 import Foundation
+import Kernels
 import HDF5
 
 /// Settings of a training run.
@@ -41,10 +42,14 @@ public final class Adam {
             m[k].withUnsafeMutableBufferPointer { m in v[k].withUnsafeMutableBufferPointer { v in g.withUnsafeBufferPointer { g in
                 p.withMutableValues { values in values.withUnsafeMutableBufferPointer { theta in
                     precondition(m.count == theta.count && g.count == theta.count, "Adam: parameter \(k) has \(theta.count) values, \(m.count) moments and \(g.count) gradients")
-                    for i in 0..<theta.count {
-                        m[i] = b1 * m[i] + (1 - b1) * g[i]
-                        v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
-                        theta[i] -= lr * (m[i] / c1) / ((v[i] / c2).squareRoot() + eps)
+                    let n = theta.count
+                    let (m, v, g, theta) = (m.baseAddress!, v.baseAddress!, g.baseAddress!, theta.baseAddress!)
+                    Parallel.chunks(n, work: 8 * n) { r in  // elements are independent
+                        for i in r {
+                            m[i] = b1 * m[i] + (1 - b1) * g[i]
+                            v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
+                            theta[i] -= lr * (m[i] / c1) / ((v[i] / c2).squareRoot() + eps)
+                        }
                     }
                 } }
             } } }
@@ -130,7 +135,10 @@ public final class Trainer {
     ///     θ̄ ← d · θ̄ + (1 − d) · θ        (d = the EMA decay, 0.9999 by default)
     public static func updateAverage(_ average: inout [Double], toward values: [Double], decay d: Double) {
         precondition(average.count == values.count, "updateAverage: \(average.count) averages for \(values.count) values")
-        for i in average.indices { average[i] = d * average[i] + (1 - d) * values[i] }
+        average.withUnsafeMutableBufferPointer { a in values.withUnsafeBufferPointer { x in
+            let (a, x) = (a.baseAddress!, x.baseAddress!)
+            Parallel.chunks(values.count, work: 2 * values.count) { r in for i in r { a[i] = d * a[i] + (1 - d) * x[i] } }
+        } }
     }
 
     /// The training loss (the configuration's objective) on fixed images with fixed t and ε drawn from

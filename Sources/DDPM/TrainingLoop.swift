@@ -5,6 +5,7 @@
 import Dispatch
 import FileOutput
 import Foundation
+import Kernels
 
 extension TrainingOptions {
     /// Throws `.invalidValue` for options no run can use, each message naming the option and the value:
@@ -28,6 +29,10 @@ extension TrainingOptions {
 extension Trainer {
     /// The name and the first non-finite value of the weights or their running average, if any.
     public func firstNonFiniteWeight() -> (name: String, value: Double)? {
+        // Fast path: a sum is finite only if every term is (an inf or NaN term makes it inf or NaN);
+        // only when some sum is not (a bad value, or an overflow of the sum) are the values searched.
+        func finiteSum(_ a: [Double]) -> Bool { a.withUnsafeBufferPointer { Sums.sum($0.baseAddress!, $0.count).isFinite } }
+        if zip(network.parameters, ema).allSatisfy({ finiteSum($0.data) && finiteSum($1) }) { return nil }
         for (k, (name, p)) in network.namedParameters().enumerated() {
             if let v = p.data.first(where: { !$0.isFinite }) { return (name, v) }
             if let v = ema[k].first(where: { !$0.isFinite }) { return ("average of " + name, v) }

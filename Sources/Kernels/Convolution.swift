@@ -231,16 +231,20 @@ public enum ConvolutionKernels {
 
     /// Gradients of ``forward``, group by group: `dW += dY_g · cols_gᵀ`, `dcols_g = Wᵀ · dY_g` folded
     /// back by ``col2im``, `db[o] += Σ_{n,p} dY[n, o, p]`. Any of the outputs may be nil; gradients
-    /// are *added* into them. Cores working on separate samples sum their share of `dW` in buffers
-    /// of their own, added into `dWeight` in a fixed order afterwards.
+    /// are *added* into them, except that `dx` is overwritten when `overwritingDx` is true (then it
+    /// may start uninitialised: each group zeroes its own samples' planes, on the core that fills them).
+    /// Cores working on separate samples sum their share of `dW` in buffers of their own, added into
+    /// `dWeight` in a fixed order afterwards.
     public static func backward(_ g: ConvGeometry, x: UnsafePointer<Double>, weight: UnsafePointer<Double>,
                                 dy: UnsafePointer<Double>, dx: UnsafeMutablePointer<Double>?,
-                                dWeight: UnsafeMutablePointer<Double>?, dBias: UnsafeMutablePointer<Double>?) {
+                                dWeight: UnsafeMutablePointer<Double>?, dBias: UnsafeMutablePointer<Double>?,
+                                overwritingDx: Bool = false) {
         let (o, pix, plane) = (g.outChannels, g.outPixels, g.inChannels * g.height * g.width)
         if let dBias {
             for n in 0..<g.batch { for oc in 0..<o { dBias[oc] += Sums.sum(dy + (n * o + oc) * pix, pix) } }
         }
         if dx == nil && dWeight == nil { return }
+        let dxBeta: Double = overwritingDx ? 0 : 1
         // Part 0 adds into dWeight itself; parts 1… into zeroed buffers of their own.
         let parts = sampleSplit(g).parts, size = o * g.patch
         let partials = UnsafeMutablePointer<Double>.allocate(capacity: dWeight == nil ? 0 : (parts - 1) * size)
@@ -256,7 +260,7 @@ public enum ConvolutionKernels {
             if samples.count == 1 && isPointwise(g) {  // the sample is its own lowered matrix
                 let dyn = dy + samples.lowerBound * o * pix
                 if let dW { Gemm.blas(weightGradient, dyn, xs, beta: 1, dW, split: split) }
-                if let dx { Gemm.blas(inputGradient, weight, dyn, beta: 1, dx + samples.lowerBound * plane, split: split) }
+                if let dx { Gemm.blas(inputGradient, weight, dyn, beta: dxBeta, dx + samples.lowerBound * plane, split: split) }
                 return
             }
             Scratch.withBuffer((g.patch + (samples.count > 1 ? o : 0)) * columns) { cols in
@@ -275,6 +279,7 @@ public enum ConvolutionKernels {
                 }
                 if let dx {
                     Gemm.blas(inputGradient, weight, dys, cols, split: split)
+                    if overwritingDx { (dx + samples.lowerBound * plane).update(repeating: 0, count: samples.count * plane) }
                     col2im(group, cols, dx + samples.lowerBound * plane, split: split)
                 }
             }
@@ -338,14 +343,15 @@ public enum ConvolutionKernels {
     }
 
     /// Array convenience over ``backward`` for tests: the three gradients of a loss with output gradient `dy`.
-    public static func backward(_ g: ConvGeometry, x: [Double], weight: [Double], dy: [Double])
+    /// With `overwritingDx`, dx starts as NaN everywhere, so an element the kernel fails to write shows.
+    public static func backward(_ g: ConvGeometry, x: [Double], weight: [Double], dy: [Double], overwritingDx: Bool = false)
         -> (dx: [Double], dWeight: [Double], dBias: [Double]) {
-        var dx = [Double](repeating: 0, count: x.count), dW = [Double](repeating: 0, count: weight.count)
+        var dx = [Double](repeating: overwritingDx ? .nan : 0, count: x.count), dW = [Double](repeating: 0, count: weight.count)
         var db = [Double](repeating: 0, count: g.outChannels)
         x.withUnsafeBufferPointer { px in weight.withUnsafeBufferPointer { pw in dy.withUnsafeBufferPointer { pd in
             dx.withUnsafeMutableBufferPointer { pdx in dW.withUnsafeMutableBufferPointer { pdw in db.withUnsafeMutableBufferPointer { pdb in
                 backward(g, x: px.baseAddress!, weight: pw.baseAddress!, dy: pd.baseAddress!,
-                         dx: pdx.baseAddress!, dWeight: pdw.baseAddress!, dBias: pdb.baseAddress!)
+                         dx: pdx.baseAddress!, dWeight: pdw.baseAddress!, dBias: pdb.baseAddress!, overwritingDx: overwritingDx)
             } } }
         } } }
         return (dx, dW, db)

@@ -25,12 +25,14 @@ extension Tensor {
         }
         let parents = bias.map { [x, weight, $0] } ?? [x, weight]
         return operation("conv2d", shape: [g.batch, g.outChannels, g.outHeight, g.outWidth], data: out, parents: parents) { dy in
-            var gx: [Double]? = x.requiresGrad ? [Double](repeating: 0, count: xv.count) : nil
+            // gx is written, not added to, by the kernel (overwritingDx), so it is not zero-filled here.
+            var gx: [Double]? = x.requiresGrad ? uninitializedArray(xv.count) { _ in } : nil
             var gw: [Double]? = weight.requiresGrad ? [Double](repeating: 0, count: wv.count) : nil
             var gb: [Double]? = (bias?.requiresGrad ?? false) ? [Double](repeating: 0, count: g.outChannels) : nil
             xv.withUnsafeBufferPointer { px in wv.withUnsafeBufferPointer { pw in dy.withUnsafeBufferPointer { pdy in
                 withOptionalPointer(&gx) { pgx in withOptionalPointer(&gw) { pgw in withOptionalPointer(&gb) { pgb in
-                    ConvolutionKernels.backward(g, x: px.baseAddress!, weight: pw.baseAddress!, dy: pdy.baseAddress!, dx: pgx, dWeight: pgw, dBias: pgb)
+                    ConvolutionKernels.backward(g, x: px.baseAddress!, weight: pw.baseAddress!, dy: pdy.baseAddress!, dx: pgx, dWeight: pgw, dBias: pgb,
+                                                overwritingDx: true)
                 } } }
             } } }
             return bias == nil ? [gx, gw] : [gx, gw, gb]

@@ -6,6 +6,8 @@
 // and adding the results into the inputs' gradients. Leaves keep their `.grad`; the graph itself
 // is released after the pass, as in PyTorch.
 
+import Kernels
+
 /// A dense, row-major, float64 tensor with optional reverse-mode derivative tracking.
 public final class Tensor {
     /// Extent of each axis, outermost first (NCHW for images). A scalar has shape `[]`.
@@ -97,7 +99,8 @@ public final class Tensor {
         if var existing = gradStorage {
             gradStorage = nil  // keep the buffer uniquely referenced so the add is in place
             existing.withUnsafeMutableBufferPointer { e in g.withUnsafeBufferPointer { gg in
-                for i in 0..<e.count { e[i] += gg[i] }
+                let (e, gg, n) = (e.baseAddress!, gg.baseAddress!, e.count)
+                Parallel.chunks(n, work: n) { r in for i in r { e[i] += gg[i] } }
             } }
             gradStorage = existing
         } else {

@@ -103,9 +103,11 @@ struct KernelTests {
         let dy = positive(g.batch * 6 * g.outPixels)
         let b = positive(6)
         let fast = ConvolutionKernels.backward(g, x: x, weight: w, dy: dy)
+        let overwritten = ConvolutionKernels.backward(g, x: x, weight: w, dy: dy, overwritingDx: true)  // dx starts as NaN
         let reference = ConvolutionKernels.referenceBackward(g, x: x, weight: w, dy: dy)
         for (name, actual, expected) in [("y", ConvolutionKernels.forward(g, x: x, weight: w, bias: b), ConvolutionKernels.referenceForward(g, x: x, weight: w, bias: b)),
-                                         ("dx", fast.dx, reference.dx), ("dW", fast.dWeight, reference.dWeight), ("db", fast.dBias, reference.dBias)] {
+                                         ("dx", fast.dx, reference.dx), ("dW", fast.dWeight, reference.dWeight), ("db", fast.dBias, reference.dBias),
+                                         ("dx written over NaN", overwritten.dx, reference.dx)] {
             let cmp = Comparison("conv \(name) \(c)", actual: actual, expected: expected, tolerance: Self.tolerance)
             print(cmp)
             #expect(cmp.passed, "\(cmp)")
