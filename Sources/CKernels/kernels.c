@@ -14,121 +14,69 @@
 typedef double v4d __attribute__((vector_size(32)));
 typedef int64_t v4i __attribute__((vector_size(32)));
 
-INLINE v4d load4(const double *p) { v4d v; memcpy(&v, p, sizeof v); return v; }
-INLINE void store4(double *p, v4d v) { memcpy(p, &v, sizeof v); }
-INLINE v4d splat(double a) { return (v4d){a, a, a, a}; }
+// Compiled twice: for the x86-64 baseline (SSE2, two lanes per instruction) and, with the same
+// source, for AVX2 (four lanes per instruction) where the CPU has it. The operations and their
+// order are the same in both (no FMA in either: FP_CONTRACT OFF and "avx2" does not enable FMA),
+// so both give bit-identical results; `KernelTests.vectorKernelVariantsAgree` checks that.
+#define VARIANT(name) name##_baseline
+#include "kernels_body.h"
+#undef VARIANT
 
-// e^x for four lanes (as fdlibm's exp): x = k·ln 2 + r with k = round(x / ln 2), |r| ≤ ln 2 / 2;
-// ln 2 split into a high part with trailing zeros (k·LN2_HI is exact) and a low part;
-// e^r = 1 + r + r²·P(r), the Taylor series to r¹³ (the first term left out, r¹⁴/14!, is below 5e-18
-// for |r| ≤ 0.347); e^x = 2^k · e^r with 2^k built from its exponent bits. k is rounded by adding
-// and subtracting 1.5·2^52, which leaves the integer in the low bits. Lanes outside [−708, 708]
-// (where 2^k or the result leaves the normal range) and NaN lanes are recomputed by libm's exp.
-INLINE v4d exp4(v4d x) {
-    const v4d shifter = splat(0x1.8p52);
-    const v4d t = x * splat(1.4426950408889634) + shifter;
-    const v4d k = t - shifter;
-    const v4d r = (x - k * splat(6.93147180369123816490e-01)) - k * splat(1.90821492927058770002e-10);
-    v4d p = splat(1.0 / 6227020800.0);   // 1/13!
-    p = p * r + splat(1.0 / 479001600.0); // 1/12!
-    p = p * r + splat(1.0 / 39916800.0);  // 1/11!
-    p = p * r + splat(1.0 / 3628800.0);   // 1/10!
-    p = p * r + splat(1.0 / 362880.0);    // 1/9!
-    p = p * r + splat(1.0 / 40320.0);     // 1/8!
-    p = p * r + splat(1.0 / 5040.0);      // 1/7!
-    p = p * r + splat(1.0 / 720.0);       // 1/6!
-    p = p * r + splat(1.0 / 120.0);       // 1/5!
-    p = p * r + splat(1.0 / 24.0);        // 1/4!
-    p = p * r + splat(1.0 / 6.0);         // 1/3!
-    p = p * r + splat(0.5);               // 1/2!
-    const v4d er = splat(1.0) + (r + r * r * p);
-    v4i kbits, sbits;
-    memcpy(&kbits, &t, sizeof t);
-    memcpy(&sbits, &shifter, sizeof shifter);
-    const v4i ebits = ((kbits - sbits) + 1023) << 52;
-    v4d scale;
-    memcpy(&scale, &ebits, sizeof scale);
-    v4d y = er * scale;
-    for (int l = 0; l < 4; l++) {
-        if (!(x[l] >= -708.0 && x[l] <= 708.0)) y[l] = exp(x[l]);
-    }
-    return y;
+#if defined(__x86_64__)
+#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
+#define VARIANT(name) name##_avx2
+#include "kernels_body.h"
+#undef VARIANT
+#pragma clang attribute pop
+
+// AVX2 needs the CPU flag (CPUID leaf 7, EBX bit 5) and the OS saving the YMM registers (OSXSAVE,
+// then XCR0 bits 1 and 2).
+#include <cpuid.h>
+static int cpu_has_avx2(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0;  // OSXSAVE
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 6u) != 6u) return 0;                                       // XMM and YMM state
+    if (__get_cpuid_max(0, 0) < 7) return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    return (b & (1u << 5)) != 0;
+}
+#else
+static int cpu_has_avx2(void) { return 0; }
+#define ddpm_exp_avx2 ddpm_exp_baseline
+#define ddpm_exp_shifted_avx2 ddpm_exp_shifted_baseline
+#define ddpm_silu_avx2 ddpm_silu_baseline
+#define ddpm_sum_avx2 ddpm_sum_baseline
+#define ddpm_squared_deviations_avx2 ddpm_squared_deviations_baseline
+#define ddpm_dot_deviations_avx2 ddpm_dot_deviations_baseline
+#endif
+
+// -1 until the first call decides; the decision is the same every time, so a race only repeats it.
+static int use_avx2 = -1;
+static inline int avx2(void) {
+    if (use_avx2 < 0) use_avx2 = cpu_has_avx2();
+    return use_avx2;
 }
 
-// Applies `f` to n elements four at a time; the last partial group goes through a zero-padded copy.
-#define MAP4(x, y, n, expr)                                           \
-    do {                                                              \
-        long i_ = 0;                                                  \
-        for (; i_ + 4 <= (n); i_ += 4) {                              \
-            v4d v = load4((x) + i_);                                  \
-            store4((y) + i_, (expr));                                 \
-        }                                                             \
-        if (i_ < (n)) {                                               \
-            double in_[4] = {0, 0, 0, 0}, out_[4];                    \
-            memcpy(in_, (x) + i_, (size_t)((n) - i_) * sizeof(double)); \
-            v4d v = load4(in_);                                       \
-            store4(out_, (expr));                                     \
-            memcpy((y) + i_, out_, (size_t)((n) - i_) * sizeof(double)); \
-        }                                                             \
-    } while (0)
+int ddpm_kernels_variant(void) { return avx2(); }
 
-void ddpm_exp(const double *x, double *y, long n) { MAP4(x, y, n, exp4(v)); }
-
-void ddpm_exp_shifted(const double *x, double *y, long n, double shift) { MAP4(x, y, n, exp4(v - splat(shift))); }
-
-// σ for four lanes: e = e^{−|x|} ≤ 1 (no overflow), numerator 1 for x ≥ 0 and e for x < 0.
-INLINE v4d logistic4(v4d x) {
-    v4i bits;
-    memcpy(&bits, &x, sizeof x);
-    bits |= (v4i){INT64_MIN, INT64_MIN, INT64_MIN, INT64_MIN};  // the sign bit: −|x|
-    v4d minus_abs;
-    memcpy(&minus_abs, &bits, sizeof bits);
-    const v4d e = exp4(minus_abs);
-    const v4i negative = x < splat(0.0);  // all ones where x < 0
-    v4i ebits, onebits;
-    const v4d one = splat(1.0);
-    memcpy(&ebits, &e, sizeof e);
-    memcpy(&onebits, &one, sizeof one);
-    const v4i numbits = (ebits & negative) | (onebits & ~negative);
-    v4d numerator;
-    memcpy(&numerator, &numbits, sizeof numbits);
-    return numerator / (one + e);
+void ddpm_exp_variant(int variant, const double *x, double *y, long n) {
+    if (variant && avx2()) ddpm_exp_avx2(x, y, n); else ddpm_exp_baseline(x, y, n);
+}
+void ddpm_silu_variant(int variant, const double *x, double *y, double *sigma, long n) {
+    if (variant && avx2()) ddpm_silu_avx2(x, y, sigma, n); else ddpm_silu_baseline(x, y, sigma, n);
 }
 
-void ddpm_silu(const double *x, double *y, double *sigma, long n) {
-    long i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const v4d v = load4(x + i), s = logistic4(v);
-        store4(y + i, v * s);
-        if (sigma) store4(sigma + i, s);
-    }
-    if (i < n) {
-        double in[4] = {0, 0, 0, 0}, out[4], sig[4];
-        memcpy(in, x + i, (size_t)(n - i) * sizeof(double));
-        const v4d v = load4(in), s = logistic4(v);
-        store4(out, v * s);
-        store4(sig, s);
-        memcpy(y + i, out, (size_t)(n - i) * sizeof(double));
-        if (sigma) memcpy(sigma + i, sig, (size_t)(n - i) * sizeof(double));
-    }
+void ddpm_exp(const double *x, double *y, long n) { ddpm_exp_variant(1, x, y, n); }
+void ddpm_exp_shifted(const double *x, double *y, long n, double shift) {
+    if (avx2()) ddpm_exp_shifted_avx2(x, y, n, shift); else ddpm_exp_shifted_baseline(x, y, n, shift);
 }
-
-#define LANE_SUM(n, term_vec, term_scalar)                    \
-    do {                                                      \
-        v4d lanes = splat(0.0);                               \
-        long i = 0;                                           \
-        for (; i + 4 <= (n); i += 4) lanes += (term_vec);     \
-        double total = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]); \
-        for (; i < (n); i++) total += (term_scalar);          \
-        return total;                                         \
-    } while (0)
-
-double ddpm_sum(const double *a, long n) { LANE_SUM(n, load4(a + i), a[i]); }
-
+void ddpm_silu(const double *x, double *y, double *sigma, long n) { ddpm_silu_variant(1, x, y, sigma, n); }
+double ddpm_sum(const double *a, long n) { return avx2() ? ddpm_sum_avx2(a, n) : ddpm_sum_baseline(a, n); }
 double ddpm_squared_deviations(const double *a, long n, double c) {
-    LANE_SUM(n, (load4(a + i) - splat(c)) * (load4(a + i) - splat(c)), (a[i] - c) * (a[i] - c));
+    return avx2() ? ddpm_squared_deviations_avx2(a, n, c) : ddpm_squared_deviations_baseline(a, n, c);
 }
-
 double ddpm_dot_deviations(const double *a, const double *b, long n, double c) {
-    LANE_SUM(n, load4(a + i) * (load4(b + i) - splat(c)), a[i] * (b[i] - c));
+    return avx2() ? ddpm_dot_deviations_avx2(a, b, n, c) : ddpm_dot_deviations_baseline(a, b, n, c);
 }

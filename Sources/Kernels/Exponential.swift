@@ -8,6 +8,24 @@
 import CKernels
 
 public enum Exponential {
+    /// The two builds of the C kernels: the x86-64 baseline (SSE2) and AVX2. Same operations in the
+    /// same order, so the same results; AVX2 does four lanes per instruction instead of two.
+    public enum Build: Sendable { case baseline, avx2 }
+
+    /// The build this CPU runs (AVX2 when CPUID and the OS allow it).
+    public static var active: Build { ddpm_kernels_variant() != 0 ? .avx2 : .baseline }
+
+    /// ``exp(_:_:count:)`` through a chosen build (`.avx2` falls back to the baseline on CPUs without AVX2).
+    public static func exp(_ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, count: Int, build: Build) {
+        ddpm_exp_variant(build == .avx2 ? 1 : 0, x, y, count)
+    }
+
+    /// ``silu(_:_:sigma:count:)`` through a chosen build.
+    public static func silu(_ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, sigma: UnsafeMutablePointer<Double>?,
+                            count: Int, build: Build) {
+        ddpm_silu_variant(build == .avx2 ? 1 : 0, x, y, sigma, count)
+    }
+
     /// `y[i] = e^{x[i]}` for `count` elements; `x` and `y` may be the same.
     public static func exp(_ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, count: Int) {
         ddpm_exp(x, y, count)

@@ -27,4 +27,11 @@ double ddpm_squared_deviations(const double *a, long n, double c);
 /// Σ a[i]·(b[i] − c), in the same lanes.
 double ddpm_dot_deviations(const double *a, const double *b, long n, double c);
 
+/// 1 when the AVX2 build of these kernels runs on this CPU, 0 when the baseline (SSE2) one does.
+int ddpm_kernels_variant(void);
+
+/// For tests: exp and SiLU through a chosen build (1: AVX2 when the CPU has it, 0: baseline).
+void ddpm_exp_variant(int variant, const double *x, double *y, long n);
+void ddpm_silu_variant(int variant, const double *x, double *y, double *sigma, long n);
+
 #endif
