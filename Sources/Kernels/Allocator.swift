@@ -24,8 +24,9 @@ public enum Allocator {
     }
 }
 
-/// A per-thread scratch buffer for the im2col matrices, which can exceed glibc's 32 MiB mmap threshold
-/// (2304 × 8192 doubles at batch 8): allocated once per thread, grown when needed, never shrunk.
+/// A per-thread scratch buffer for the im2col matrix of a group of samples (at most 3456 × 1024 doubles,
+/// 27 MiB, for one sample of the default U-Net's widest layer): allocated once per thread, grown when
+/// needed, never shrunk, so that no layer pays for fresh pages.
 final class Scratch {
     private var pointer: UnsafeMutablePointer<Double>
     private var capacity: Int
