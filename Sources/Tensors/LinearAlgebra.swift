@@ -65,9 +65,9 @@ extension Tensor {
     }
 
     /// Runs `body(i, split)` for the `count` products of a batch. Products too small to split
-    /// (below ``Gemm`` 's threshold, `work` multiply–adds each) are spread over the cores whole
+    /// (below `Gemm.minimumSplitWork`, `work` multiply–adds each) are spread over the cores whole
     /// (`split` false) when OpenBLAS runs single-threaded; otherwise they run in order, each split
-    /// as ``Gemm/blas(_:alpha:_:_:beta:_:split:)`` decides. `work` 0: always in order.
+    /// as `Gemm.blas` decides. `work` 0: always in order.
     static func forEachProduct(_ count: Int, work: Int, _ body: (_ i: Int, _ split: Bool) -> Void) {
         if work > 0 && work < Gemm.minimumSplitWork && count > 1 && BLASLibrary.shared.splitsProducts {
             Parallel.chunks(count, work: count * work) { r in for i in r { body(i, false) } }
