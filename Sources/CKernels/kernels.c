@@ -52,11 +52,16 @@ static int cpu_has_avx2(void) { return 0; }
 #define ddpm_dot_deviations_avx2 ddpm_dot_deviations_baseline
 #endif
 
-// -1 until the first call decides; the decision is the same every time, so a race only repeats it.
+// -1 until the first call decides. Threads may race to decide; they reach the same answer, and the
+// relaxed atomic load and store keep the race well defined.
 static int use_avx2 = -1;
 static inline int avx2(void) {
-    if (use_avx2 < 0) use_avx2 = cpu_has_avx2();
-    return use_avx2;
+    int v = __atomic_load_n(&use_avx2, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = cpu_has_avx2();
+        __atomic_store_n(&use_avx2, v, __ATOMIC_RELAXED);
+    }
+    return v;
 }
 
 int ddpm_kernels_variant(void) { return avx2(); }
