@@ -17,7 +17,7 @@ typedef int64_t v4i __attribute__((vector_size(32)));
 // Compiled twice: for the x86-64 baseline (SSE2, two lanes per instruction) and, with the same
 // source, for AVX2 (four lanes per instruction) where the CPU has it. The operations and their
 // order are the same in both (no FMA in either: FP_CONTRACT OFF and "avx2" does not enable FMA),
-// so both give bit-identical results; `KernelTests.vectorKernelVariantsAgree` checks that.
+// so both give bit-identical results; `KernelTests.vectorKernelBuildsAgree` checks that.
 #define VARIANT(name) name##_baseline
 #include "kernels_body.h"
 #undef VARIANT

@@ -1,7 +1,7 @@
-// Large temporary buffers (im2col matrices, activations) are allocated and freed on every layer.
+// Large temporary buffers (activations and their gradients) are allocated and freed on every layer.
 // glibc serves blocks above 128 KiB by mmap and returns them with munmap, so each layer would fault
 // its pages in afresh; at batch 8 that system time rivalled the arithmetic. Keeping freed memory in
-// the heap lets the next layer reuse warm pages.
+// the heap lets the next layer reuse warm pages. The im2col matrices live in `Scratch` below.
 
 import Foundation
 

@@ -4,9 +4,9 @@
 // set ("core") once, in a constructor that runs when the library is loaded, from CPUID — unless the
 // environment variable OPENBLAS_CORETYPE names one. A release that predates the CPU does not
 // recognise it and silently falls back to its generic SSE3 core, "Prescott". On the Intel Xeon
-// family 6 model 207 (AVX-512) with Debian 12's OpenBLAS 0.3.21 that ran DGEMM 2048³ at 2.85 GFLOP/s
-// against 32.8 GFLOP/s with OPENBLAS_CORETYPE=SkylakeX (`ddpm bench` of commit be0b449, back to back,
-// on a loaded machine; README, "Measured on this machine").
+// family 6 model 207 (AVX-512) with Debian 12's OpenBLAS 0.3.21 that ran DGEMM 2048³ at 7.85 GFLOP/s
+// against 141.9 GFLOP/s with OPENBLAS_CORETYPE=SkylakeX (`ddpm bench` of commit be0b449; README,
+// "Measured on this machine", the morning's table).
 // The core cannot change after loading, so the choice has to be made before: nothing links OpenBLAS
 // at load time; the first matrix product reads CPUID, sets OPENBLAS_CORETYPE unless the user has
 // set it, then dlopen()s the library and calls it through dlsym (Sources/CBLAS). This serves the

@@ -1,6 +1,7 @@
-// Splitting loops over the machine's cores. OpenBLAS uses every core inside a matrix product; the
-// elementwise, normalisation and lowering loops between products would otherwise leave all but one
-// idle (on a 2-core machine, half the machine).
+// Splitting loops over the machine's cores. Matrix products are split over the cores by `Gemm.blas`
+// (or by OpenBLAS's own threads when the user asks for them); the elementwise, normalisation and
+// lowering loops between products would otherwise leave all but one core idle (on a 2-core
+// machine, half the machine).
 
 import Dispatch
 import Foundation

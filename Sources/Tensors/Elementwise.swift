@@ -143,7 +143,8 @@ extension Tensor {
 
     /// SiLU (swish) `a · σ(a)`; d/da = σ(a) · (1 + a · (1 − σ(a))). σ(a) is kept from the forward
     /// pass for the backward (one `exp` per element instead of two). Computed four elements at a
-    /// time by `Kernels.Exponential.silu`; the scalar `logistic` below is the reference it is tested against.
+    /// time by `Kernels.Exponential.silu`, which `KernelTests.siluAndSoftmaxAgainstScalarDefinitions`
+    /// holds against the scalar formula (the one `logistic` below computes).
     public func silu() -> Tensor {
         let av = data, n = count
         var sigma = [Double]()

@@ -3,12 +3,13 @@
 // They are in C rather than Swift so that they stay fast in debug builds: Swift's SIMD types are
 // generic and, unoptimised, cost a function call per lane (the debug test suite ran twice as long),
 // while C's vector extensions are plain vector instructions at any optimisation level. The Swift
-// wrappers and their tests are in Sources/Kernels (Exponential.swift, Sums.swift).
+// wrappers are in Sources/Kernels (Exponential.swift, Sums.swift), their tests in
+// Tests/TensorsTests/KernelTests.swift.
 #ifndef DDPM_KERNELS_H
 #define DDPM_KERNELS_H
 
-/// y[i] = e^{x[i]} for i < n (x and y may be the same array). About 1 ULP from glibc's exp; see
-/// the comment in kernels.c for the method.
+/// y[i] = e^{x[i]} for i < n (x and y may be the same array). Within 1 ULP of glibc's exp; the
+/// method is described above exp4 in kernels_body.h.
 void ddpm_exp(const double *x, double *y, long n);
 
 /// y[i] = e^{x[i] − shift} (the softmax's shifted exponentials).
