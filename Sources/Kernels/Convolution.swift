@@ -28,9 +28,11 @@ public struct ConvGeometry: Sendable, Equatable {
 /// Convolution kernels. `forward`/`backward` go through ``Gemm/blas``; `referenceForward` and
 /// `referenceBackward` are the direct seven-fold loops.
 public enum ConvolutionKernels {
-    /// Runs `body` over `0 ..< count` split over the cores (see ``Parallel/chunks(_:work:_:)``).
-    static func parallelChunks(_ count: Int, work: Int, _ body: (Range<Int>) -> Void) {
-        Parallel.chunks(count, work: work, body)
+    /// Runs `body` over the input channels, split over the cores unless `split` is false (inside
+    /// work that is already split). Each channel's rows of the lowered matrix and planes of the image
+    /// belong to it alone.
+    static func overChannels(_ g: ConvGeometry, split: Bool, _ body: (Range<Int>) -> Void) {
+        if split { Parallel.chunks(g.inChannels, work: g.patch * g.batch * g.outPixels, body) } else { body(0..<g.inChannels) }
     }
 
     /// The output columns `ox` whose input column `ox·s + offset` lies inside `0 ..< width`.
@@ -45,39 +47,47 @@ public enum ConvolutionKernels {
     /// a `patch × (batch·P)` matrix, P = outH·outW and p = oy·outW + ox. `split`: spread the input
     /// channels over the cores (false inside work that is already split).
     public static func im2col(_ g: ConvGeometry, _ x: UnsafePointer<Double>, _ cols: UnsafeMutablePointer<Double>, split: Bool = true) {
-        if split {
-            parallelChunks(g.inChannels, work: g.patch * g.batch * g.outPixels) { lower(g, x, cols, channels: $0) }
-        } else {
-            lower(g, x, cols, channels: 0..<g.inChannels)
-        }
+        overChannels(g, split: split) { lower(g, x, cols, channels: $0) }
+    }
+
+    /// The walk shared by ``im2col`` and its adjoint ``col2im``: for every line of the lowered matrix
+    /// (row (c, i, j) of the patch, sample n, output row oy) calls `body(line, pixel, valid)` with
+    /// `line` the offset of that line in `cols`, `pixel` the offset in the image of the input pixel
+    /// that output column 0 would read (column ox reads `pixel + ox·s`), nil when the input row lies
+    /// in the padding, and `valid` the output columns whose input column lies inside the image.
+    @inline(__always)
+    static func forEachLine(_ g: ConvGeometry, channels: Range<Int>, _ body: (_ line: Int, _ pixel: Int?, _ valid: Range<Int>) -> Void) {
+        let (oh, ow, k, s, pad) = (g.outHeight, g.outWidth, g.kernel, g.stride, g.padding)
+        let columns = g.batch * g.outPixels
+        for c in channels { for i in 0..<k { for j in 0..<k {
+            let row = ((c * k + i) * k + j) * columns
+            let valid = validColumns(ow, stride: s, offset: j - pad, width: g.width)
+            for n in 0..<g.batch {
+                let plane = (n * g.inChannels + c) * g.height * g.width, start = row + n * g.outPixels
+                for oy in 0..<oh {
+                    let y = oy * s - pad + i
+                    body(start + oy * ow, y < 0 || y >= g.height ? nil : plane + y * g.width + (j - pad), valid)
+                }
+            }
+        } } }
     }
 
     /// ``im2col`` for the rows of input channels `channels`.
     static func lower(_ g: ConvGeometry, _ x: UnsafePointer<Double>, _ cols: UnsafeMutablePointer<Double>, channels: Range<Int>) {
-        let (oh, ow, k, s, pad) = (g.outHeight, g.outWidth, g.kernel, g.stride, g.padding)
-        let columns = g.batch * g.outPixels
-        if s == 1 && oh == g.height && ow == g.width { return lowerSame(g, x, cols, channels: channels) }
-        for c in channels { for i in 0..<k { for j in 0..<k {
-            let row = cols + ((c * k + i) * k + j) * columns
-            let valid = validColumns(ow, stride: s, offset: j - pad, width: g.width)
-            for n in 0..<g.batch {
-                let plane = x + (n * g.inChannels + c) * g.height * g.width
-                let dst = row + n * g.outPixels
-                for oy in 0..<oh {
-                    let y = oy * s - pad + i
-                    let line = dst + oy * ow
-                    if y < 0 || y >= g.height || valid.isEmpty { line.update(repeating: 0, count: ow); continue }
-                    line.update(repeating: 0, count: valid.lowerBound)
-                    (line + valid.upperBound).update(repeating: 0, count: ow - valid.upperBound)
-                    let src = plane + y * g.width + (j - pad)
-                    if s == 1 {
-                        (line + valid.lowerBound).update(from: src + valid.lowerBound, count: valid.count)
-                    } else {
-                        for ox in valid { line[ox] = src[ox * s] }
-                    }
-                }
+        let (ow, s) = (g.outWidth, g.stride)
+        if s == 1 && g.outHeight == g.height && ow == g.width { return lowerSame(g, x, cols, channels: channels) }
+        forEachLine(g, channels: channels) { start, pixel, valid in
+            let line = cols + start
+            guard let pixel, !valid.isEmpty else { return line.update(repeating: 0, count: ow) }
+            line.update(repeating: 0, count: valid.lowerBound)
+            (line + valid.upperBound).update(repeating: 0, count: ow - valid.upperBound)
+            let src = x + pixel
+            if s == 1 {
+                (line + valid.lowerBound).update(from: src + valid.lowerBound, count: valid.count)
+            } else {
+                for ox in valid { line[ox] = src[ox * s] }
             }
-        } } }
+        }
     }
 
     /// ``lower`` for a "same" convolution (stride 1, output as large as the input, k = 2·pad + 1).
@@ -109,37 +119,22 @@ public enum ConvolutionKernels {
 
     /// col2im: the adjoint of ``im2col``; adds every column entry back onto the input pixel it came from.
     public static func col2im(_ g: ConvGeometry, _ cols: UnsafePointer<Double>, _ dx: UnsafeMutablePointer<Double>, split: Bool = true) {
-        if split {
-            parallelChunks(g.inChannels, work: g.patch * g.batch * g.outPixels) { raise(g, cols, dx, channels: $0) }
-        } else {
-            raise(g, cols, dx, channels: 0..<g.inChannels)
-        }
+        overChannels(g, split: split) { raise(g, cols, dx, channels: $0) }
     }
 
     /// ``col2im`` for the input channels `channels` (each writes only its own planes of `dx`).
     static func raise(_ g: ConvGeometry, _ cols: UnsafePointer<Double>, _ dx: UnsafeMutablePointer<Double>, channels: Range<Int>) {
-        let (oh, ow, k, s, pad) = (g.outHeight, g.outWidth, g.kernel, g.stride, g.padding)
-        let columns = g.batch * g.outPixels
-        for c in channels { for i in 0..<k { for j in 0..<k {
-            let row = cols + ((c * k + i) * k + j) * columns
-            let valid = validColumns(ow, stride: s, offset: j - pad, width: g.width)
-            for n in 0..<g.batch {
-                let plane = dx + (n * g.inChannels + c) * g.height * g.width
-                let src = row + n * g.outPixels
-                for oy in 0..<oh {
-                    let y = oy * s - pad + i
-                    if y < 0 || y >= g.height { continue }
-                    let dst = plane + y * g.width + (j - pad)
-                    let line = src + oy * ow
-                    if s == 1 {
-                        let d = dst + valid.lowerBound, l = line + valid.lowerBound
-                        for q in 0..<valid.count { d[q] += l[q] }
-                    } else {
-                        for ox in valid { dst[ox * s] += line[ox] }
-                    }
-                }
+        let s = g.stride
+        forEachLine(g, channels: channels) { start, pixel, valid in
+            guard let pixel else { return }
+            let line = cols + start, dst = dx + pixel
+            if s == 1 {
+                let d = dst + valid.lowerBound, l = line + valid.lowerBound
+                for q in 0..<valid.count { d[q] += l[q] }
+            } else {
+                for ox in valid { dst[ox * s] += line[ox] }
             }
-        } } }
+        }
     }
 
     /// True when the lowered matrix of a sample is the sample itself (1×1, stride 1, no padding).

@@ -150,15 +150,12 @@ extension Tensor {
         var sigma = [Double]()
         let out = uninitializedArray(n) { o in av.withUnsafeBufferPointer { pa in
             let x = pa.baseAddress!
-            if GradientRecording.isEnabled && requiresGrad {
-                sigma = uninitializedArray(n) { ps in
-                    Parallel.chunks(n, work: 4 * n) { r in
-                        Exponential.silu(x + r.lowerBound, o + r.lowerBound, sigma: ps + r.lowerBound, count: r.count)
-                    }
+            func run(_ ps: UnsafeMutablePointer<Double>?) {
+                Parallel.chunks(n, work: 4 * n) { r in
+                    Exponential.silu(x + r.lowerBound, o + r.lowerBound, sigma: ps.map { $0 + r.lowerBound }, count: r.count)
                 }
-            } else {
-                Parallel.chunks(n, work: 4 * n) { r in Exponential.silu(x + r.lowerBound, o + r.lowerBound, sigma: nil, count: r.count) }
             }
+            if GradientRecording.isEnabled && requiresGrad { sigma = uninitializedArray(n) { run($0) } } else { run(nil) }
         } }
         let kept = sigma
         return Tensor.operation("silu", shape: shape, data: out, parents: [self]) { g in

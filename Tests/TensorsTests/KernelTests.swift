@@ -10,6 +10,10 @@ import Tensors
 struct KernelTests {
     static let tolerance = Tolerance(rtol: 1e-12, atol: 0)
 
+    /// `n` draws from [0.5, 1]: sums of products of these never cancel, so a relative tolerance bounds
+    /// their rounding and any misplaced term shows at O(1).
+    static func positive(_ n: Int, _ rng: inout RandomGenerator) -> [Double] { (0..<n).map { _ in 0.5 + 0.5 * rng.nextUniform() } }
+
     @Test("dgemm", arguments: [
         GemmShape(m: 7, n: 5, k: 3), GemmShape(m: 64, n: 33, k: 129),
         GemmShape(m: 8, n: 9, k: 10, transposeA: .transposed), GemmShape(m: 8, n: 9, k: 10, transposeB: .transposed),
@@ -33,8 +37,7 @@ struct KernelTests {
     ])
     func splitGemm(_ s: GemmShape) {
         var rng = RandomGenerator(seed: UInt64(s.m * 1000 + s.n))
-        let a = (0..<(s.m * s.k)).map { _ in 0.5 + 0.5 * rng.nextUniform() }
-        let b = (0..<(s.k * s.n)).map { _ in 0.5 + 0.5 * rng.nextUniform() }
+        let a = Self.positive(s.m * s.k, &rng), b = Self.positive(s.k * s.n, &rng)
         let c = Comparison("split gemm \(s)", actual: Gemm.product(s, a, b), expected: Gemm.product(s, a, b, useBLAS: false), tolerance: Self.tolerance)
         print(c)
         #expect(c.passed, "\(c)")
@@ -99,7 +102,7 @@ struct KernelTests {
         let g = ConvGeometry(batch: c.batch, inChannels: 8, height: c.size, width: c.size - 1, outChannels: 6,
                              kernel: c.kernel, stride: c.stride, padding: c.padding)
         var rng = RandomGenerator(seed: UInt64(17 + c.batch * 10 + c.kernel))
-        func positive(_ n: Int) -> [Double] { (0..<n).map { _ in 0.5 + 0.5 * rng.nextUniform() } }
+        func positive(_ n: Int) -> [Double] { Self.positive(n, &rng) }
         let x = positive(g.batch * 8 * g.height * g.width), w = positive(6 * 8 * g.kernel * g.kernel)
         let dy = positive(g.batch * 6 * g.outPixels)
         let b = positive(6)
@@ -148,7 +151,7 @@ struct KernelTests {
     @Test("four-lane sums vs left-to-right loops", arguments: [0, 1, 3, 4, 5, 7, 8, 9, 1000])
     func laneSums(_ n: Int) {
         var rng = RandomGenerator(seed: UInt64(n + 5))
-        let a = (0..<n).map { _ in 0.5 + 0.5 * rng.nextUniform() }, b = (0..<n).map { _ in 0.5 + 0.5 * rng.nextUniform() }
+        let a = Self.positive(n, &rng), b = Self.positive(n, &rng)
         let c = 0.25
         var plain = (0.0, 0.0, 0.0)
         for i in 0..<n { plain.0 += a[i]; plain.1 += (a[i] - c) * (a[i] - c); plain.2 += a[i] * (b[i] - c) }
@@ -170,7 +173,7 @@ struct KernelTests {
     func transposedProducts(_ size: (batch: Int, m: Int, k: Int, n: Int)) {
         let (batch, m, k, n) = size
         var rng = RandomGenerator(seed: UInt64(batch * 100 + m))
-        func positive(_ c: Int) -> [Double] { (0..<c).map { _ in 0.5 + 0.5 * rng.nextUniform() } }
+        func positive(_ c: Int) -> [Double] { Self.positive(c, &rng) }
         let a = positive(batch * m * k), b = positive(batch * k * n)
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             // Stored layouts: A as [m, k] or [k, m], B as [k, n] or [n, k].
