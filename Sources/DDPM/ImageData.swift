@@ -3,6 +3,7 @@
 // may use, before any value is read; values outside the model's data range are refused.
 
 import Foundation
+import FileOutput
 import HDF5
 
 public enum ImageData {
@@ -64,12 +65,7 @@ public enum MemoryBudget {
     }
 
     /// A size in bytes for people: "6.10 GiB".
-    public static func describe(_ bytes: Double) -> String {
-        let units = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
-        var v = bytes, k = 0
-        while v >= 1024 && k < units.count - 1 { v /= 1024; k += 1 }
-        return k == 0 ? "\(Int(v)) bytes" : String(format: "%.2f %@", v, units[k])
-    }
+    public static func describe(_ bytes: Double) -> String { OutputFile.describe(bytes: bytes) }
 
     /// Throws `.exceedsMemory` when `bytes` exceed ``limit``, naming the request, the estimate and the limit.
     public static func check(bytes: Double, for what: String) throws {

@@ -1,9 +1,10 @@
 import ArgumentParser
 import DDPM
+import FileOutput
 import Foundation
 
 /// `ddpm bench`: the default network's forward and forward+backward speed, against the machine's DGEMM rate.
-struct Bench: ParsableCommand {
+struct Bench: FileCommand {
     static let configuration = CommandConfiguration(
         abstract: "Time the U-Net forward and forward+backward passes (float64) and compare with cblas_dgemm.",
         discussion: """
@@ -20,11 +21,38 @@ struct Bench: ParsableCommand {
     @Option(help: "Also time DDIM sampling (η = 0, improved-diffusion 'ddimN', T = 1000) of 8 images in this many steps, against N × the batch-8 forward time + 5 % (0: skip).")
     var ddimSteps: Int = 0
 
-    func run() throws {
-        guard runs > 0 else { throw DDPMError(.invalidValue, "--runs: expected a positive number, got \(runs)") }
-        guard gemmSize > 0 else { throw DDPMError(.invalidValue, "--gemm-size: expected a positive number, got \(gemmSize)") }
+    /// T of the diffusion `--ddim-steps` samples from.
+    static let ddimTimesteps = 1000
+
+    func batchSizes() throws -> [Int] {
         let sizes = try Presets.integers(batches, option: "--batches")
         guard !sizes.isEmpty, sizes.allSatisfy({ $0 > 0 }) else { throw DDPMError(.invalidValue, "--batches '\(batches)': expected positive batch sizes") }
+        return sizes
+    }
+
+    func checkOptions() throws {
+        try requireRange("--runs", runs, 1...Int.max)
+        try requireRange("--gemm-size", gemmSize, 1...Int.max)
+        try requireRange("--ddim-steps", ddimSteps, 0...Self.ddimTimesteps, "0 (no DDIM timing) or a number of steps from 1 to \(Self.ddimTimesteps)")
+        if ddimSteps > 0 { _ = try Respacing.improvedDiffusionTimesteps(timesteps: Self.ddimTimesteps, sectionCounts: "ddim\(ddimSteps)") }
+        _ = try batchSizes()
+        _ = try network.configuration()
+    }
+
+    func files() throws -> OutputPlan { OutputPlan() }
+
+    func footprint() throws -> Footprint {
+        var f = Footprint()
+        f.add("--gemm-size \(gemmSize): three \(gemmSize)×\(gemmSize) matrices", doubles: [gemmSize, gemmSize], copies: 3)
+        let c = try network.configuration()
+        f.network(c, batch: try batchSizes().max() ?? 1, training: true, "--batches \(batches): a forward and backward pass of the largest batch,")
+        f.add("--batches \(batches): inputs and noise", doubles: [try batchSizes().max() ?? 1, c.channels, c.imageSize, c.imageSize], copies: 2)
+        if ddimSteps > 0 { f.diffusion(timesteps: Self.ddimTimesteps, "T = \(Self.ddimTimesteps) diffusion tables") }
+        return f
+    }
+
+    func work() throws {
+        let sizes = try batchSizes()
         printMachine()
         let gemmRate = dgemmRate(gemmSize)
         print(String(format: "dgemm %d×%d×%d: %.2f GFLOP/s (min of %d runs)", gemmSize, gemmSize, gemmSize, gemmRate / 1e9, runs))

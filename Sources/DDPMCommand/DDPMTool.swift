@@ -25,7 +25,7 @@ struct DDPMTool: ParsableCommand {
     static func main() {
         Machine.prepare()
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(joiningNegativeNumbers(Array(CommandLine.arguments.dropFirst())))
             try command.run()
         } catch {
             let code = exitCode(for: error)
@@ -42,6 +42,30 @@ struct DDPMTool: ParsableCommand {
             Foundation.exit(code.rawValue == 0 ? 1 : code.rawValue)
         }
     }
+}
+
+/// `--steps -1` as `--steps=-1`: a negative number written as a separate word after an option is that option's
+/// value (the parser would otherwise take it for an option and report a missing value), so that every
+/// option's range check sees it. Only words that read as numbers (`-1`, `-2.5`, `-1e9`, `-.5`, `-inf`) are joined.
+func joiningNegativeNumbers(_ arguments: [String]) -> [String] {
+    var out: [String] = []
+    var i = 0
+    while i < arguments.count {
+        let a = arguments[i]
+        if a == "--" { out += arguments[i...]; break }
+        if a.hasPrefix("--"), !a.contains("="), i + 1 < arguments.count, isNegativeNumber(arguments[i + 1]) {
+            out.append(a + "=" + arguments[i + 1]); i += 2
+        } else {
+            out.append(a); i += 1
+        }
+    }
+    return out
+}
+
+func isNegativeNumber(_ word: String) -> Bool {
+    guard word.hasPrefix("-"), word.count > 1 else { return false }
+    let rest = word.dropFirst()
+    return Double(rest) != nil && !rest.hasPrefix("-") && !rest.hasPrefix("+")
 }
 
 /// A seed option as the generator's UInt64, refusing negative values with a message that names the option.

@@ -4,7 +4,7 @@ import FileOutput
 import Foundation
 
 /// `ddpm demo`: draw a digits data set, train a small DDPM on it, sample, and write pictures and a report.
-struct Demo: ParsableCommand {
+struct Demo: FileCommand {
     /// The files the demo writes into --out; nothing else there is touched.
     static let files = ["data.png", "samples.png", "samples-ddim.png", "chain.png", "checkpoint.h5", "report.md"]
 
@@ -14,11 +14,9 @@ struct Demo: ParsableCommand {
         Writes into the folder --out: data.png (training images), samples.png (samples of the averaged weights, full \
         reverse chain), samples-ddim.png (the same starts through DDIM, η = 0, 50 steps), chain.png (one sample's \
         reverse chain x_T … x_0), checkpoint.h5, and report.md. The files are made in a temporary folder and moved \
-        into place only when everything succeeded. --out may be a new folder or an existing one: other files in it \
-        are never touched, and any of the six that exists already is replaced only with --force. An existing file \
-        (not a folder) at --out is refused.
-
-        \(outputRules)
+        into place together only when everything succeeded. --out may be a new folder or an existing one: other files \
+        in it are never touched, and any of the six that exists already is replaced only with --force. An existing \
+        file (not a folder) at --out is refused.
         """)
 
     @Option(help: "Folder to write the results into (created if missing).") var out: String = "demo-out"
@@ -30,48 +28,42 @@ struct Demo: ParsableCommand {
     @Option(parsing: .unconditional, help: "Number of training images to draw.") var images: Int = 4096
     @Option(parsing: .unconditional, help: "Number of samples in samples.png.") var count: Int = 36
     @Option(parsing: .unconditional, help: "Seed of everything.") var seed: Int = 0
-    @Flag(help: "Replace demo files (data.png, samples.png, chain.png, checkpoint.h5, report.md) already in --out.") var force = false
+    @Flag(help: "Replace demo files (data.png, samples.png, samples-ddim.png, chain.png, checkpoint.h5, report.md) already in --out.") var force = false
     @OptionGroup var objective: ObjectiveOptions
 
-    func run() throws {
-        for (name, v) in [("--steps", steps), ("--batch-size", batchSize), ("--timesteps", timesteps), ("--images", images), ("--count", count)] where v <= 0 {
-            throw DDPMError(.invalidValue, "\(name): expected a positive number, got \(v)")
+    func checkOptions() throws {
+        for (name, v) in [("--steps", steps), ("--batch-size", batchSize), ("--timesteps", timesteps), ("--images", images), ("--count", count)] {
+            try requireRange(name, v, 1...Int.max)
         }
         guard count <= images else { throw DDPMError(.invalidValue, "--count \(count): expected at most --images (\(images)), the pictures show training images too") }
+        try naming(Train.flagNames) { try trainingOptions.validate() }
+        _ = try seedValue(self.seed)
+    }
+
+    var trainingOptions: TrainingOptions {
         var options = TrainingOptions()
         options.batchSize = batchSize; options.learningRate = lr; options.emaDecay = emaDecay
-        try naming(Train.flagNames) { try options.validate() }
-        let seed = try seedValue(self.seed)
-        try MemoryBudget.check(bytes: MemoryBudget.bytes(ofDoubles: [images + 256, 1, 16, 16], copies: 2), for: "--images \(images)")
-        try MemoryBudget.check(bytes: MemoryBudget.bytes(ofDoubles: [count, 1, 16, 16], copies: 3), for: "--count \(count)")
+        return options
+    }
+
+    func files() throws -> OutputPlan {
+        var plan = OutputPlan()
+        plan.output("--out", out, kind: .folder(files: Self.files), mayReplace: force)
+        return plan
+    }
+
+    func footprint() throws -> Footprint {
+        var f = Footprint()
+        f.add("--images \(images) training images", doubles: [images + 256, 1, 16, 16], copies: 2)
+        f.add("--count \(count) samples", doubles: [count, 1, 16, 16], copies: 3)
+        f.diffusion(timesteps: timesteps, "--timesteps \(timesteps) diffusion tables")
+        f.network(try Presets.network("small"), batch: batchSize, training: true, "a training step of --batch-size \(batchSize),")
+        return f
+    }
+
+    func work() throws {
         let started = Date()
-        let fm = FileManager.default
-        // Checks before work: a new folder in an existing, writable one, or an existing folder whose demo files may be replaced.
-        guard !out.isEmpty else { throw DDPMError(.outputRefused, "--out: the output path is empty") }
-        var isFolder: ObjCBool = false
-        let exists = fm.fileExists(atPath: out, isDirectory: &isFolder)
-        if exists && !isFolder.boolValue {
-            throw DDPMError(.outputRefused, "--out \(out): is a file; the demo writes a folder (give a new or existing folder)")
-        }
-        if exists {
-            for name in Self.files { try checkOutput("--out", out + "/" + name, force: force) }
-        } else {
-            try checkOutput("--out", out, force: false)
-        }
-        let work = OutputFile.temporaryPath(for: exists ? out + "/demo" : OutputFile.resolve(out))
-        try fm.createDirectory(atPath: work, withIntermediateDirectories: false)
-        do {
-            try produce(in: work, options: options, seed: seed, started: started)
-            if exists {
-                for name in Self.files { try OutputFile.commit(work + "/" + name, to: out + "/" + name) }
-                try fm.removeItem(atPath: work)
-            } else {
-                try OutputFile.commit(work, to: out)
-            }
-        } catch {
-            try? fm.removeItem(atPath: work)
-            throw error
-        }
+        try produce(in: out, options: trainingOptions, seed: try seedValue(self.seed), started: started)
         print("wrote \(out)/: \(Self.files.joined(separator: ", ")) (\(String(format: "%.0f", Date().timeIntervalSince(started))) s)")
     }
 

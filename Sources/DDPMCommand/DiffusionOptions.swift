@@ -1,33 +1,47 @@
 import ArgumentParser
 import DDPM
 
-/// What the network predicts, its variance and the loss (`train` and `golden export`).
+/// What the network predicts, its variance and the loss (`train`, `demo` and `golden export`). Each is
+/// optional so that a resumed run can tell a given option from a default (a checkpoint fixes them).
 struct ObjectiveOptions: ParsableArguments {
-    @Option(help: "What the network predicts: eps (Ho et al.), x0, xprev (the posterior mean) or v (Salimans & Ho 2022).")
-    var meanType: String = "eps"
-    @Option(help: "Reverse variance: small (β̃_t), large (β_t), learned (log σ² output) or learned-range (Nichol & Dhariwal eq. 15). Learned ones double the network's output channels.")
-    var variance: String = "small"
-    @Option(help: "Loss: simple (MSE to the target), kl (L_t in bits/dim), rescaled-kl (T·L_t) or hybrid (simple + T/1000·L_t with the mean frozen; needs a learned variance).")
-    var loss: String = "simple"
+    @Option(help: "What the network predicts: eps (Ho et al.), x0, xprev (the posterior mean) or v (Salimans & Ho 2022). (default: eps)")
+    var meanType: String?
+    @Option(help: "Reverse variance: small (β̃_t), large (β_t), learned (log σ² output) or learned-range (Nichol & Dhariwal eq. 15). Learned ones double the network's output channels. (default: small)")
+    var variance: String?
+    @Option(help: "Loss: simple (MSE to the target), kl (L_t in bits/dim), rescaled-kl (T·L_t) or hybrid (simple + T/1000·L_t with the mean frozen; needs a learned variance). (default: simple)")
+    var loss: String?
     @Option(help: "Min-SNR-γ weighting of the simple term with this γ (Hang et al. 2023 use 5); not for --mean-type xprev.")
     var minSnr: Double?
 
-    /// Sets the objective's fields of `d`; a bad combination is one thrown error.
-    func apply(to d: inout DiffusionConfiguration) throws {
-        func choice<E: RawRepresentable & CaseIterable>(_ text: String, _ option: String) throws -> E where E.RawValue == String {
-            guard let v = E(rawValue: text) else {
-                throw DDPMError(.invalidValue, "\(option) '\(text)': expected one of \(E.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            return v
+    static func choice<E: RawRepresentable & CaseIterable>(_ text: String, _ option: String) throws -> E where E.RawValue == String {
+        guard let v = E(rawValue: text) else {
+            throw DDPMError(.unknownName, "\(option) '\(text)': expected one of \(E.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        d.meanType = try choice(meanType, "--mean-type")
-        d.varianceType = try choice(variance, "--variance")
-        d.lossType = try choice(loss, "--loss")
+        return v
+    }
+
+    /// Sets the given objective fields of `d` (the others keep `d`'s values); a bad combination is one thrown error.
+    func apply(to d: inout DiffusionConfiguration) throws {
+        if let meanType { d.meanType = try Self.choice(meanType, "--mean-type") }
+        if let variance { d.varianceType = try Self.choice(variance, "--variance") }
+        if let loss { d.lossType = try Self.choice(loss, "--loss") }
         if let minSnr {
-            guard minSnr > 0, minSnr.isFinite else { throw DDPMError(.invalidValue, "--min-snr \(minSnr): expected a positive number") }
+            guard minSnr > 0, minSnr.isFinite else { throw DDPMError(.invalidValue, "--min-snr \(minSnr): expected a positive finite number") }
             d.weighting = .minSNR(gamma: minSnr)
         }
         try d.validate()
+    }
+
+    /// The given options whose value differs from the configuration `d` (a checkpoint's), as "--flag value (checkpoint: …)".
+    func conflicts(with d: DiffusionConfiguration) throws -> [String] {
+        var out: [String] = []
+        if let meanType, try Self.choice(meanType, "--mean-type") as ModelMeanType != d.meanType { out.append("--mean-type \(meanType) (checkpoint: \(d.meanType.rawValue))") }
+        if let variance, try Self.choice(variance, "--variance") as ModelVarianceType != d.varianceType { out.append("--variance \(variance) (checkpoint: \(d.varianceType.rawValue))") }
+        if let loss, try Self.choice(loss, "--loss") as LossType != d.lossType { out.append("--loss \(loss) (checkpoint: \(d.lossType.rawValue))") }
+        if let minSnr {
+            if case .minSNR(let g) = d.weighting, g == minSnr {} else { out.append("--min-snr \(minSnr) (checkpoint: \(d.weighting.name))") }
+        }
+        return out
     }
 }
 
@@ -40,8 +54,8 @@ struct DiffusionOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Last β of linear, quadratic, warmup and sigmoid, or the constant schedule's β. (default: 0.02)") var betaEnd: Double?
     @Option(parsing: .unconditional, help: "The cosine schedule's offset s. (default: 0.008)") var cosineS: Double?
     @OptionGroup var objective: ObjectiveOptions
-    @Option(help: "How training draws t: uniform, or loss-second-moment (importance sampling, improved-diffusion).")
-    var timestepSampler: String = "uniform"
+    @Option(help: "How training draws t: uniform, or loss-second-moment (importance sampling, improved-diffusion). (default: uniform)")
+    var timestepSampler: String?
 
     /// The schedule options that were given, by their flags.
     var givenSchedule: [String] {
@@ -68,9 +82,6 @@ struct DiffusionOptions: ParsableArguments {
 
     /// The timestep sampler of the training options.
     func sampler() throws -> TimestepSampler {
-        guard let s = TimestepSampler(rawValue: timestepSampler) else {
-            throw DDPMError(.invalidValue, "--timestep-sampler '\(timestepSampler)': expected one of \(TimestepSampler.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        return s
+        try timestepSampler.map { try ObjectiveOptions.choice($0, "--timestep-sampler") } ?? .uniform
     }
 }

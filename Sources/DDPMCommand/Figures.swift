@@ -11,7 +11,7 @@ import Foundation
 ///   as the sampler uses it) at 11 steps from t = T−1 to t = 0.
 /// - `bound-per-step.svg` and `bound-per-step.tsv`: the per-step terms of the variational bound in bits/dim,
 ///   averaged over held-out images drawn as the demo draws them (L_t for code t > 0, the decoder L_0 at t = 0).
-struct Figures: ParsableCommand {
+struct Figures: FileCommand {
     static let configuration = CommandConfiguration(commandName: "figures",
         abstract: "Write the Notes' figures (samples, x_t and x̂_0 along the chain, the bound per timestep) from a checkpoint.")
 
@@ -20,13 +20,36 @@ struct Figures: ParsableCommand {
     @Option(help: "Seed the demo was run with (the samples use seed + 11 and the held-out images are drawn from seed, as in the demo).") var seed: Int = 0
     @Option(help: "Number of samples.") var count: Int = 36
     @Option(help: "Held-out images for the bound (digits drawn as the demo's held-out set).") var boundImages: Int = 64
+    @Flag(help: "Replace figures already in --out.") var force = false
 
-    func run() throws {
-        guard count >= 2 else { throw DDPMError(.invalidValue, "--count: expected at least 2, got \(count)") }
-        guard boundImages > 0 && boundImages <= 256 else { throw DDPMError(.invalidValue, "--bound-images: expected 1 to 256, got \(boundImages)") }
+    static let files = ["samples.png", "chain-x0.png", "bound-per-step.svg", "bound-per-step.tsv"]
+
+    func checkOptions() throws {
+        try requireRange("--count", count, 2...Int.max)
+        try requireRange("--bound-images", boundImages, 1...256)
+        _ = try seedValue(seed)
+    }
+
+    func files() throws -> OutputPlan {
+        var plan = OutputPlan()
+        plan.input("--checkpoint", checkpoint)
+        plan.output("--out", out, kind: .folder(files: Self.files), mayReplace: force)
+        return plan
+    }
+
+    func footprint() throws -> Footprint {
+        var f = Footprint()
+        let config = try checkpointConfiguration(checkpoint, option: "--checkpoint", into: &f)
+        let c = config.network
+        f.add("--count \(count) samples of \(c.channels)×\(c.imageSize)×\(c.imageSize)", doubles: [count, c.channels, c.imageSize, c.imageSize], copies: 4)
+        f.add("--bound-images \(boundImages) held-out digits", doubles: [4096 + 256, 1, 16, 16], copies: 2)
+        f.network(c, batch: max(count, boundImages), training: false, "--checkpoint \(checkpoint): the network on --count \(count) images,")
+        return f
+    }
+
+    func work() throws {
         let seed = try seedValue(self.seed)
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let trainer = try Trainer.load(from: checkpoint)
+        let trainer = try loadCheckpoint(checkpoint)
         trainer.useAveragedWeights()
         let diffusion = try trainer.config.makeDiffusion()
         let model = trainer.ddpm.model
@@ -77,9 +100,9 @@ struct Figures: ParsableCommand {
         var tsv = "# code t\tpaper t\tterm (bits/dim)\n"
         for (t, v) in perStep.enumerated() { tsv += "\(t)\t\(t + 1)\t\(v)\n" }
         tsv += "# prior L_T\t\t\(prior)\n# total\t\t\(total)\n"
-        try OutputFile.write(to: out + "/bound-per-step.tsv") { try tsv.write(toFile: $0, atomically: false, encoding: .utf8) }
+        try writeText(tsv, to: out + "/bound-per-step.tsv")
         let svg = Self.boundSVG(perStep, prior: prior, total: total)
-        try OutputFile.write(to: out + "/bound-per-step.svg") { try svg.write(toFile: $0, atomically: false, encoding: .utf8) }
+        try writeText(svg, to: out + "/bound-per-step.svg")
         let klSum = perStep.dropFirst().reduce(0, +)
         print(String(format: "bound on %d held-out digits: L_0 (decoder) %.4f, sum of L_1 … L_%d %.4f, prior L_T %.3e, total %.4f bits/dim",
                      boundImages, perStep[0], T - 1, klSum, prior, total))

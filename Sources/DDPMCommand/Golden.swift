@@ -9,10 +9,9 @@ struct Golden: ParsableCommand {
         abstract: "Write or check golden files (schema ddpm-golden, version 2; version 1 still checks) for other backends.",
         subcommands: [Export.self, Check.self])
 
-    struct Export: ParsableCommand {
+    struct Export: FileCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Write a golden file from our own initialised network, with every output.",
-            discussion: outputRules)
+            abstract: "Write a golden file from our own initialised network, with every output.")
         @Option(help: "The golden file to write.") var out: String
         @Option(help: "Network preset: tiny, small or default.") var preset: String = "tiny"
         @Option(parsing: .unconditional, help: "Seed of the weights and inputs.") var seed: Int = 0
@@ -20,19 +19,43 @@ struct Golden: ParsableCommand {
         @Flag(help: "Replace --out if it exists.") var force = false
         @OptionGroup var objective: ObjectiveOptions
 
-        func run() throws {
-            guard batch > 0 else { throw DDPMError(.invalidValue, "--batch: expected a positive number, got \(batch)") }
-            let seed = try seedValue(seed)
+        func checkOptions() throws {
+            try requireRange("--batch", batch, 1...Int.max)
+            _ = try seedValue(seed)
+            _ = try Presets.network(preset)
+            try configuration()
+        }
+
+        @discardableResult
+        func configuration() throws -> ModelConfiguration {
             var diffusion = DiffusionConfiguration()
             try objective.apply(to: &diffusion)
-            let config = ModelConfiguration(network: try Presets.network(preset), diffusion: diffusion)
-            try checkOutput("--out", out, force: force)
-            try GoldenFile.export(to: out, config: config, seed: seed, batch: batch)
-            print("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), \(GoldenFile.outputNames.count) outputs and the gradient of every parameter")
+            return ModelConfiguration(network: try Presets.network(preset), diffusion: diffusion)
+        }
+
+        func files() throws -> OutputPlan {
+            var plan = OutputPlan()
+            plan.output("--out", out, mayReplace: force)
+            return plan
+        }
+
+        func footprint() throws -> Footprint {
+            var f = Footprint()
+            let config = try configuration()
+            f.diffusion(timesteps: config.timesteps, "T = \(config.timesteps) diffusion tables")
+            // The inputs, every output and the gradients: a training step's worth, kept a few times over.
+            f.network(config.network, batch: batch, training: true, "--batch \(batch): the network's inputs, outputs and gradients,")
+            return f
+        }
+
+        func work() throws {
+            let config = try configuration(), d = config.diffusion
+            try GoldenFile.export(to: out, config: config, seed: try seedValue(seed), batch: batch)
+            print("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(d.meanType.rawValue), variance \(d.varianceType.rawValue), loss \(d.lossType.rawValue), weighting \(d.weighting.name), \(GoldenFile.outputNames.count) outputs and the gradient of every parameter")
         }
     }
 
-    struct Check: ParsableCommand {
+    struct Check: FileCommand {
         static let configuration = CommandConfiguration(
             abstract: "Recompute every output of a golden file and compare; exit 0 only if all pass.",
             discussion: "Tiers float32, bfloat16 and float16 judge a backend computing in that precision: normwise and elementwise bounds from a probabilistic rounding model (Notes/09-golden-files.md).")
@@ -44,34 +67,49 @@ struct Golden: ParsableCommand {
         @Option(help: "Write the whole table (every output, every layer's gradients) as Markdown to this file.") var report: String?
         @Flag(help: "Replace an existing --report file.") var force = false
 
-        func run() throws {
+        /// The comparison rule the options describe; every option that cannot apply to the tier is refused.
+        func rule() throws -> GoldenCheckRule {
             guard let storage = Precision(rawValue: tier) else {
-                throw DDPMError(.invalidValue, "--tier '\(tier)': expected one of \(Precision.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw DDPMError(.unknownName, "--tier '\(tier)': expected one of \(Precision.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            let rule: GoldenCheckRule
             if storage == .float64 {
                 guard accumulation == nil else { throw DDPMError(.invalidValue, "--accumulation applies to the float32, bfloat16 and float16 tiers, not float64") }
                 let r = rtol ?? 1e-10, a = atol ?? 1e-12
-                guard r >= 0, a >= 0, r > 0 || a > 0 else { throw DDPMError(.invalidValue, "--rtol \(r) / --atol \(a): expected non-negative values, not both 0") }
-                rule = .elementwise(Tolerance(rtol: r, atol: a))
-            } else {
-                guard rtol == nil, atol == nil else { throw DDPMError(.invalidValue, "--rtol/--atol apply to the float64 tier; --tier \(tier) derives its own bounds") }
-                var acc: Precision? = nil
-                if let accumulation {
-                    guard let p = Precision(rawValue: accumulation) else {
-                        throw DDPMError(.invalidValue, "--accumulation '\(accumulation)': expected one of \(Precision.allCases.map(\.rawValue).joined(separator: ", "))")
-                    }
-                    acc = p
+                guard r >= 0, a >= 0, r.isFinite, a.isFinite, r > 0 || a > 0 else {
+                    throw DDPMError(.invalidValue, "--rtol \(r) / --atol \(a): expected finite non-negative values, not both 0")
                 }
-                rule = .tier(GoldenTier(storage: storage, accumulation: acc))
+                return .elementwise(Tolerance(rtol: r, atol: a))
             }
-            if let report { try checkOutput("--report", report, force: force, inputs: [file]) }
+            guard rtol == nil, atol == nil else { throw DDPMError(.invalidValue, "--rtol/--atol apply to the float64 tier; --tier \(tier) derives its own bounds") }
+            var acc: Precision? = nil
+            if let accumulation {
+                guard let p = Precision(rawValue: accumulation) else {
+                    throw DDPMError(.unknownName, "--accumulation '\(accumulation)': expected one of \(Precision.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                acc = p
+            }
+            return .tier(GoldenTier(storage: storage, accumulation: acc))
+        }
+
+        func checkOptions() throws { _ = try rule() }
+
+        func files() throws -> OutputPlan {
+            var plan = OutputPlan()
+            plan.input("FILE", file)
+            plan.output("--report", report, mayReplace: force)
+            return plan
+        }
+
+        func footprint() throws -> Footprint { Footprint() }
+
+        func work() throws {
+            let rule = try rule()
             let result = try GoldenFile.check(path: file, rule: rule)
             for r in result.failedRows { print(result.failureLine(r)) }
             print(result.summaryLine)
             if let report {
                 let markdown = result.markdown()
-                try OutputFile.write(to: report) { try markdown.write(toFile: $0, atomically: false, encoding: .utf8) }
+                try writeText(markdown, to: report)
                 print("wrote \(report)")
             }
             if result.rows.isEmpty { throw DDPMError(.checkFailed, "\(file): '/outputs' holds no outputs; a check that compares nothing fails") }

@@ -1,10 +1,11 @@
 import ArgumentParser
 import DDPM
+import FileOutput
 import Foundation
 
 /// `ddpm interpolate`: a strip of images between two DDIM latents (Song et al. §5.3), or between two images
 /// through their inverted latents (§5.4).
-struct Interpolate: ParsableCommand {
+struct Interpolate: FileCommand {
     static let configuration = CommandConfiguration(
         abstract: "Interpolate between two latents (seeds) or two images (encoded by DDIM inversion) and write a PNG strip.",
         discussion: """
@@ -23,14 +24,42 @@ struct Interpolate: ParsableCommand {
     @Option(help: "DDIM steps N (improved-diffusion 'ddimN' spacing).") var steps: Int = 50
     @Flag(help: "Use the exponential moving average of the weights.") var ema = false
     @Option(help: "PNG strip to write.") var out: String
+    @Flag(help: "Replace --out if it exists.") var force = false
 
-    func run() throws {
-        guard frames >= 2 else { throw DDPMError(.invalidValue, "--frames: expected at least 2, got \(frames)") }
-        let trainer = try Trainer.load(from: checkpoint)
+    func checkOptions() throws {
+        try requireRange("--frames", frames, 2...Int.max)
+        try requireRange("--steps", steps, 2...Int.max)
+        if data == nil {
+            _ = try seedValue(from, option: "--from"); _ = try seedValue(to, option: "--to")
+            try refuseIfGiven(dataset != nil, "--dataset", "applies only with --data (without it, --from and --to are seeds)")
+        }
+    }
+
+    func files() throws -> OutputPlan {
+        var plan = OutputPlan()
+        plan.input("--checkpoint", checkpoint)
+        plan.input("--data", data)
+        plan.output("--out", out, mayReplace: force)
+        return plan
+    }
+
+    func footprint() throws -> Footprint {
+        var f = Footprint()
+        let config = try checkpointConfiguration(checkpoint, option: "--checkpoint", into: &f)
+        let c = config.network
+        guard steps <= config.timesteps else { throw DDPMError(.invalidValue, "--steps: expected between 2 and \(config.timesteps) (the checkpoint's T), got \(steps)") }
+        // The latents of the strip, its decoded frames and the grid's bytes.
+        f.add("--frames \(frames) frames of \(c.channels)×\(c.imageSize)×\(c.imageSize)", doubles: [frames + 2, c.channels, c.imageSize, c.imageSize], copies: 3)
+        f.add("--frames \(frames): the PNG strip", Double((frames + 2) * c.channels) * Double((2 * c.imageSize + 1) * (2 * c.imageSize + 1)))
+        f.network(c, batch: frames, training: false, "--checkpoint \(checkpoint): the network on --frames \(frames) frames,")
+        return f
+    }
+
+    func work() throws {
+        let trainer = try loadCheckpoint(checkpoint)
         if ema { trainer.useAveragedWeights() }
         let c = trainer.config.network
         let base = try trainer.config.makeDiffusion()
-        guard steps >= 2, steps <= base.timesteps else { throw DDPMError(.invalidValue, "--steps: expected between 2 and \(base.timesteps), got \(steps)") }
         let chain = try SpacedDiffusion(base: base, spacing: .improvedDiffusion("ddim\(steps)"), steps: steps)
         let shape = [1, c.channels, c.imageSize, c.imageSize]
         let z0: Tensor, z1: Tensor

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DDPM
+import FileOutput
 import Foundation
 
 /// A minimal SVG line chart with a log₁₀ y axis (the figures of Notes/11 and Notes/12).
@@ -45,14 +46,32 @@ struct LogChart {
 }
 
 /// `ddpm weights`: the weight each parameterisation's L_simple puts on the x̂_0 error, per t (Notes/11).
-struct WeightsFigure: ParsableCommand {
+struct WeightsFigure: FileCommand {
     static let configuration = CommandConfiguration(commandName: "weights",
         abstract: "Write an SVG of the per-t weight on ‖x̂_0 − x_0‖² that L_simple implies for each parameterisation, min-SNR-γ, and the bound.")
     @Option(help: "The SVG file to write.") var out: String = "Notes/loss-weights.svg"
     @Option(help: "Diffusion steps T (linear schedule, β from 1e-4 to 0.02).") var timesteps: Int = 1000
     @Option(help: "Min-SNR γ.") var gamma: Double = 5
+    @Flag(help: "Replace --out if it exists.") var force = false
 
-    func run() throws {
+    func checkOptions() throws {
+        try requireRange("--timesteps", timesteps, 1...Int.max)
+        guard gamma > 0, gamma.isFinite else { throw DDPMError(.invalidValue, "--gamma: expected a positive finite number, got \(gamma)") }
+    }
+
+    func files() throws -> OutputPlan {
+        var plan = OutputPlan()
+        plan.output("--out", out, mayReplace: force)
+        return plan
+    }
+
+    func footprint() throws -> Footprint {
+        var f = Footprint()
+        f.add("--timesteps \(timesteps): two diffusions' tables, six curves and their SVG points", 8 * (2 * 24 + 6 * 4) * Double(timesteps))
+        return f
+    }
+
+    func work() throws {
         let d = try GaussianDiffusion(DiffusionConfiguration(timesteps: timesteps))
         let t = Array(0..<timesteps)
         let snr = d.signalToNoiseRatio(t)
@@ -66,7 +85,7 @@ struct WeightsFigure: ParsableCommand {
             ("ε: SNR_t", "#1f77b4", eps), ("v: SNR_t + 1", "#2ca02c", v), ("x_0: 1", "#ff7f0e", x0),
             ("x_{t−1}: coef1_t²", "#8c564b", xprev), ("min-SNR-\(gamma.formatted()): min(SNR_t, γ)", "#d62728", minSNR),
             ("bound L_t (small σ²): coef1²/(2β̃_t)", "#9467bd", bound)])
-        try chart.svg().write(toFile: out, atomically: true, encoding: .utf8)
+        try writeText(chart.svg(), to: out)
         print("wrote \(out) (T = \(timesteps), γ = \(gamma))")
         print("t        SNR_t        ε: SNR       v: SNR+1     x0   xprev: coef1²   min-SNR   bound coef1²/(2β̃)")
         for s in [0, 1, 10, 100, 150, 250, 500, 750, 999] where s < timesteps {
@@ -78,7 +97,7 @@ struct WeightsFigure: ParsableCommand {
 }
 
 /// `ddpm bound`: the bound term L_t per timestep in bits/dim for a checkpoint, on held-out digits (Notes/12).
-struct BoundFigure: ParsableCommand {
+struct BoundFigure: FileCommand {
     static let configuration = CommandConfiguration(commandName: "bound",
         abstract: "Compute the variational bound per timestep (L_t in bits/dim, Ho et al. eq. 5) of a checkpoint on freshly drawn 16×16 digits, and write an SVG.")
     @Option(help: "Checkpoint written by `ddpm train` or `ddpm demo` (a 1×16×16 network).") var checkpoint: String
@@ -86,14 +105,35 @@ struct BoundFigure: ParsableCommand {
     @Option(help: "Number of held-out digit images.") var images: Int = 64
     @Option(help: "Seed of the images and of the noise at each t.") var seed: Int = 1000
     @Flag(help: "Use the exponential moving average of the weights.") var ema = false
+    @Flag(help: "Replace --out if it exists.") var force = false
 
-    func run() throws {
-        guard images > 0 else { throw DDPMError(.invalidValue, "--images: expected a positive number, got \(images)") }
-        let trainer = try Trainer.load(from: checkpoint)
-        let c = trainer.config.network
+    func checkOptions() throws {
+        try requireRange("--images", images, 1...Int.max)
+        _ = try seedValue(seed)
+    }
+
+    func files() throws -> OutputPlan {
+        var plan = OutputPlan()
+        plan.input("--checkpoint", checkpoint)
+        plan.output("--out", out, mayReplace: force)
+        return plan
+    }
+
+    func footprint() throws -> Footprint {
+        var f = Footprint()
+        let config = try checkpointConfiguration(checkpoint, option: "--checkpoint", into: &f)
+        let c = config.network
         guard c.channels == 1, c.imageSize == 16 else {
             throw DDPMError(.shapeMismatch, "\(checkpoint): the digits are 1×16×16, the network takes \(c.channels)×\(c.imageSize)×\(c.imageSize)")
         }
+        f.add("--images \(images) digits, their noisy copies and bound terms", doubles: [images, 1, 16, 16], copies: 6)
+        f.add("--images \(images): one bound term per image and timestep", doubles: [images, config.timesteps], copies: 2)
+        f.network(c, batch: images, training: false, "--checkpoint \(checkpoint): the network on --images \(images),")
+        return f
+    }
+
+    func work() throws {
+        let trainer = try loadCheckpoint(checkpoint)
         if ema { trainer.useAveragedWeights() }
         let d = try trainer.config.makeDiffusion()
         var g = RandomGenerator(seed: try seedValue(seed))
@@ -117,7 +157,7 @@ struct BoundFigure: ParsableCommand {
         let dc = trainer.config.diffusion
         let chart = LogChart(title: "L_t in bits/dim (\(dc.meanType.rawValue), \(dc.varianceType.rawValue), \(dc.lossType.rawValue); \(images) held-out digits)",
                              xLabel: "t", series: [("L_t (t = 0: decoder −log p(x_0|x_1))", "#1f77b4", perT)])
-        try chart.svg().write(toFile: out, atomically: true, encoding: .utf8)
+        try writeText(chart.svg(), to: out)
         print("wrote \(out): \(checkpoint)\(ema ? " (EMA weights)" : ""), \(images) digits, seed \(seed), T = \(T)")
         print(String(format: "total bound %.4f bits/dim = Σ_t L_t %.4f + L_T (prior) %.3g", total, perT.reduce(0, +), prior))
         let top = perT.indices.sorted { perT[$0] > perT[$1] }.prefix(3)

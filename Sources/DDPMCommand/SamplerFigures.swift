@@ -1,9 +1,10 @@
 import ArgumentParser
 import DDPM
+import FileOutput
 import Foundation
 
 /// `ddpm sampler-figures`: the figures of Notes/14–16 (respacing and DDIM, interpolation, terminal SNR).
-struct SamplerFigures: ParsableCommand {
+struct SamplerFigures: FileCommand {
     static let configuration = CommandConfiguration(commandName: "sampler-figures",
         abstract: "Write the sampler figures of the Notes: zero-terminal-snr.svg, and with --checkpoint ddim-steps.png and interpolation.png.",
         discussion: """
@@ -18,14 +19,40 @@ struct SamplerFigures: ParsableCommand {
     @Option(help: "Images per row of ddim-steps.png.") var count: Int = 6
     @Option(help: "Seed of the first latent of interpolation.png.") var from: Int = 1
     @Option(help: "Seed of the second latent of interpolation.png.") var to: Int = 2
+    @Flag(help: "Replace figures already in --out-dir.") var force = false
 
-    func run() throws {
-        guard count > 0 else { throw DDPMError(.invalidValue, "--count: expected a positive number, got \(count)") }
-        guard FileManager.default.fileExists(atPath: outDir) else { throw DDPMError(.outputRefused, "--out-dir \(outDir): no such folder") }
+    func checkOptions() throws {
+        try requireRange("--count", count, 1...Int.max)
+        for (option, v) in [("--seed", seed), ("--from", from), ("--to", to)] { _ = try seedValue(v, option: option) }
+    }
+
+    var names: [String] { ["zero-terminal-snr.svg"] + (checkpoint == nil ? [] : ["ddim-steps.png", "interpolation.png"]) }
+
+    func files() throws -> OutputPlan {
+        var plan = OutputPlan()
+        plan.input("--checkpoint", checkpoint)
+        plan.output("--out-dir", outDir, kind: .folder(files: names), mayReplace: force)
+        return plan
+    }
+
+    func footprint() throws -> Footprint {
+        var f = Footprint()
+        f.diffusion(timesteps: 1000, "two T = 1000 schedules' tables")
+        guard let checkpoint else { return f }
+        let c = try checkpointConfiguration(checkpoint, option: "--checkpoint", into: &f).network
+        f.add("--count \(count) images per row of ddim-steps.png", doubles: [count, c.channels, c.imageSize, c.imageSize], copies: 6)
+        f.add("--count \(count): the PNG grid", Double(4 * count * c.channels) * Double((3 * c.imageSize + 1) * (3 * c.imageSize + 1)))
+        f.network(c, batch: max(count, 8), training: false, "--checkpoint \(checkpoint): the network on --count \(count) images,")
+        return f
+    }
+
+    func work() throws {
         try writeTerminalSNR(outDir + "/zero-terminal-snr.svg")
-        print("wrote \(outDir)/zero-terminal-snr.svg")
-        guard let checkpoint else { return }
-        let trainer = try Trainer.load(from: checkpoint)
+        guard let checkpoint else {
+            print("wrote \(outDir)/zero-terminal-snr.svg")
+            return
+        }
+        let trainer = try loadCheckpoint(checkpoint)
         trainer.useAveragedWeights()
         let d = try trainer.config.makeDiffusion()
         let c = trainer.config.network
@@ -42,7 +69,7 @@ struct SamplerFigures: ParsableCommand {
         }
         try PNGWriter.writeGrid(Tensor.concatenate(rows, axis: 0), range: trainer.config.diffusion.dataRange, columns: count, scale: 3,
                                 path: outDir + "/ddim-steps.png")
-        print("wrote \(outDir)/ddim-steps.png (rows: \(labels.joined(separator: "; ")))")
+        let rowsLine = "wrote \(outDir)/zero-terminal-snr.svg; \(outDir)/ddim-steps.png (rows: \(labels.joined(separator: "; ")))"
         let chain = try SpacedDiffusion(base: d, spacing: .improvedDiffusion(
             (try? Respacing.improvedDiffusionTimesteps(timesteps: d.timesteps, sectionCounts: "ddim50")) != nil ? "ddim50" : "\(min(50, d.timesteps))"), steps: 0)
         var g0 = RandomGenerator(seed: try seedValue(from, option: "--from")), g1 = RandomGenerator(seed: try seedValue(to, option: "--to"))
@@ -50,6 +77,7 @@ struct SamplerFigures: ParsableCommand {
         let strip = try Interpolation.decode(Interpolation.strip(from: Tensor.randomNormal(shape, generator: &g0), to: Tensor.randomNormal(shape, generator: &g1), count: 8),
                                              model: trainer.network, diffusion: chain)
         try PNGWriter.writeGrid(strip, range: trainer.config.diffusion.dataRange, columns: 8, scale: 3, path: outDir + "/interpolation.png")
+        print(rowsLine)
         print("wrote \(outDir)/interpolation.png (seeds \(from) → \(to), 8 frames)")
     }
 
@@ -81,6 +109,6 @@ struct SamplerFigures: ParsableCommand {
         svg += panel(0, "ᾱ_t", { $0 }, 0, 1)
         svg += panel(w, "log SNR_t (−∞ at t = T−1 after rescaling, drawn at the floor)", TerminalSNR.logSNR, -20, 10)
         for (k, s) in series.enumerated() { svg += "<text x=\"\(40 + Double(k) * 200)\" y=\"\(h + 20)\" font-size=\"12\" fill=\"\(s.1)\">■ \(s.2)</text>\n" }
-        try (svg + "</svg>\n").write(toFile: path, atomically: true, encoding: .utf8)
+        try writeText(svg + "</svg>\n", to: path)
     }
 }

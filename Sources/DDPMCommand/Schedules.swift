@@ -4,13 +4,28 @@ import FileOutput
 import Foundation
 
 /// `ddpm schedules`: an SVG figure of ᾱ_t and log SNR for every schedule (Notes/02-schedules.md).
-struct SchedulesFigure: ParsableCommand {
+struct SchedulesFigure: FileCommand {
     static let configuration = CommandConfiguration(commandName: "schedules",
         abstract: "Write an SVG of ᾱ_t and log SNR_t = log(ᾱ_t / (1 − ᾱ_t)) for every β schedule.")
     @Option(help: "The SVG file to write.") var out: String = "Notes/schedules.svg"
     @Option(help: "Diffusion steps T.") var timesteps: Int = 1000
+    @Flag(help: "Replace --out if it exists.") var force = false
 
-    func run() throws {
+    func checkOptions() throws { try requireRange("--timesteps", timesteps, 1...Int.max) }
+
+    func files() throws -> OutputPlan {
+        var plan = OutputPlan()
+        plan.output("--out", out, mayReplace: force)
+        return plan
+    }
+
+    func footprint() throws -> Footprint {
+        var f = Footprint()
+        f.add("--timesteps \(timesteps): 8 schedules' tables and the SVG's points", 8 * 8 * (24 + 2 * 24) * Double(timesteps))
+        return f
+    }
+
+    func work() throws {
         let names = ["linear", "quadratic", "warmup10", "warmup50", "constant", "jsd", "cosine", "sigmoid"]
         let colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
         let tables = try names.map { try DiffusionTables(schedule: BetaSchedule.named($0), timesteps: timesteps) }
@@ -42,7 +57,7 @@ struct SchedulesFigure: ParsableCommand {
             svg += "<text x=\"\(20 + Double(k) * 102)\" y=\"\(h + 20)\" font-size=\"12\" fill=\"\(colours[k])\">■ \(n)</text>\n"
         }
         svg += "</svg>\n"
-        try OutputFile.write(to: out) { try svg.write(toFile: $0, atomically: false, encoding: .utf8) }
+        try writeText(svg, to: out)
         print("wrote \(out) (T = \(timesteps))")
     }
 }

@@ -3,51 +3,13 @@ import DDPM
 import FileOutput
 import Foundation
 
-/// The rules every command follows for the files it writes, as `--help` states them.
-let outputRules = """
-Outputs are written atomically (a temporary file `.NAME.ddpm-tmp-PID-RANDOM` beside the output, renamed into \
-place when complete; temporary files of dead processes are removed by the next run that writes there). An \
-existing file is replaced only with --force; an output is never one of the command's inputs; a symbolic link \
-is written through to its target and a replaced file keeps its mode. Output folders are checked before any work.
-"""
-
-/// Checks an output before any work, adding the option's name to the library's message.
-func checkOutput(_ option: String, _ path: String, force: Bool, inputs: [String] = []) throws {
-    do { try OutputFile.check(path, mayReplace: force, inputs: inputs) } catch let e as DDPMError {
-        let hint = e.message.contains("was not written by this run") ? "; pass --force to replace it" : ""
-        throw DDPMError(e.kind, (e.message.hasPrefix(path + ":") ? "\(option) " : "\(option): ") + e.message + hint)
-    }
-}
-
-/// Runs a library check and names the option behind each quantity in its message ("learning rate: …" → "--lr: …").
-func naming(_ options: [String: String], _ body: () throws -> Void) throws {
-    do { try body() } catch let e as DDPMError {
-        for (quantity, flag) in options where e.message.hasPrefix(quantity + ":") {
-            throw DDPMError(e.kind, flag + e.message.dropFirst(quantity.count))
-        }
-        throw e
-    }
-}
-
-/// A rough upper estimate of one training step's memory: the weights with their gradient, Adam moments
-/// and average (5 copies), plus the activations kept for the backward pass, counted as `activationFactor`
-/// arrays of every level's size (blocks·width·side²) per image.
-func trainingStepBytes(_ c: UNetConfiguration, parameters: Int, batch: Int) -> Double {
-    var perImage = 0.0
-    for (l, m) in c.channelMultipliers.enumerated() {
-        let side = Double(c.imageSize >> l)
-        perImage += Double(2 * c.residualBlocksPerLevel + 1) * Double(c.baseChannels * m) * side * side
-    }
-    return 8 * (5 * Double(parameters) + activationFactor * perImage * Double(batch))
-}
-
-/// Arrays kept per level element in a training step (see `trainingStepBytes`). Measured peak resident memory
+/// Arrays kept per level element in a training step (see `Footprint.network`). Measured peak resident memory
 /// per extra image of one step (`/usr/bin/time -f %M ddpm train --steps 1 --timesteps 10`, debug build, batch
 /// sizes 4 and 64 for `--preset tiny`, 1 and 4 for the default preset): tiny 7.9 MiB per image = 27.6 level
 /// arrays, default 65 MB per image = 7.6 level arrays. 32 covers both.
 let activationFactor = 32.0
 
-struct Train: ParsableCommand {
+struct Train: FileCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a DDPM on images in an HDF5 file (N×C×H×W; float64, float32 or uint8).",
         discussion: """
@@ -60,8 +22,6 @@ struct Train: ParsableCommand {
         With --resume, the checkpoint fixes the network, diffusion and training options: giving any of them \
         with a different value is an error (the same value is accepted); --seed is not used. Resuming into \
         the checkpoint itself (--out equal to --resume) is the one case where an input is replaced.
-
-        \(outputRules)
         """)
 
     @Option(help: "HDF5 file of training images.") var data: String
@@ -80,32 +40,61 @@ struct Train: ParsableCommand {
 
     static let flagNames = ["learning rate": "--lr", "batch size": "--batch-size", "EMA decay": "--ema-decay"]
 
-    func run() throws {
-        guard steps > 0 else { throw DDPMError(.invalidValue, "--steps: expected a positive number, got \(steps)") }
-        guard checkpointEvery >= 0 else { throw DDPMError(.invalidValue, "--checkpoint-every: expected 0 or a positive number, got \(checkpointEvery)") }
+    var trainingOptions: TrainingOptions {
         var options = TrainingOptions()
         if let batchSize { options.batchSize = batchSize }
         if let lr { options.learningRate = lr }
         if let emaDecay { options.emaDecay = emaDecay }
-        try naming(Self.flagNames) { try options.validate() }
-        let seed = try seedValue(self.seed ?? 0)
-        // Outputs before any work: resuming into the checkpoint itself is the one allowed replacement of an input.
-        let inPlace = resume.map { OutputFile.sameFile($0, out) } ?? false
-        try checkOutput("--out", out, force: force || inPlace, inputs: [data] + (inPlace ? [] : resume.map { [$0] } ?? []))
+        return options
+    }
 
+    func checkOptions() throws {
+        try requireRange("--steps", steps, 1...Int.max)
+        try requireRange("--checkpoint-every", checkpointEvery, 0...Int.max, "0 or a positive number")
+        if let t = diffusion.timesteps { try requireRange("--timesteps", t, 1...Int.max) }
+        try naming(Self.flagNames) { try trainingOptions.validate() }
+        _ = try seedValue(self.seed ?? 0)
+        _ = try diffusion.sampler()
+    }
+
+    /// Resuming into the checkpoint itself is the one allowed replacement of an input.
+    var resumesInPlace: Bool { resume.map { OutputFile.sameFile($0, out) } ?? false }
+
+    func files() throws -> OutputPlan {
+        var plan = OutputPlan()
+        plan.input("--data", data)
+        plan.input("--resume", resume, replacedInPlace: resumesInPlace)
+        plan.output("--out", out, mayReplace: force || resumesInPlace)
+        return plan
+    }
+
+    func footprint() throws -> Footprint {
+        var f = Footprint()
+        if let resume {
+            let config = try checkpointConfiguration(resume, option: "--resume", into: &f)
+            let batch = Int(clamping: try namingFile(resume) { try HDF5File(path: resume).int64Attribute("batch_size", of: "/training") })
+            f.network(config.network, batch: batch, training: true, "--resume \(resume): a training step of the checkpoint's batch size \(batch),")
+        } else {
+            f.diffusion(timesteps: diffusion.timesteps ?? 1000, "--timesteps \(diffusion.timesteps ?? 1000) diffusion tables")
+            try f.check()   // before building the schedule, which allocates T values
+            let options = trainingOptions
+            f.network(try network.configuration(), batch: options.batchSize, training: true, "a training step of --batch-size \(options.batchSize),")
+        }
+        return f
+    }
+
+    func work() throws {
+        var options = trainingOptions
         let trainer: Trainer
         if let resume {
-            trainer = try Trainer.load(from: resume)
+            trainer = try loadCheckpoint(resume)
             try checkResumeOptions(trainer, path: resume)
         } else {
             options.timestepSampler = try diffusion.sampler()
-            try naming(Self.flagNames) { try options.validate() }
             let config = ModelConfiguration(network: try network.configuration(), diffusion: try diffusion.configuration())
-            trainer = try Trainer(config: config, options: options, seed: seed)
+            trainer = try Trainer(config: config, options: options, seed: try seedValue(self.seed ?? 0))
         }
         let c = trainer.config.network
-        let estimate = trainingStepBytes(c, parameters: trainer.network.parameterCount, batch: trainer.options.batchSize)
-        try MemoryBudget.check(bytes: estimate, for: "a training step with --batch-size \(trainer.options.batchSize) on this network")
         let images: Tensor
         do {
             images = try ImageData.load(path: data, dataset: dataset, channels: c.channels, imageSize: c.imageSize, range: trainer.config.diffusion.dataRange)
@@ -126,6 +115,10 @@ struct Train: ParsableCommand {
         if let lr, lr != o.learningRate { conflicts.append("--lr \(lr) (checkpoint: \(o.learningRate))") }
         if let emaDecay, emaDecay != o.emaDecay { conflicts.append("--ema-decay \(emaDecay) (checkpoint: \(o.emaDecay))") }
         if let t = diffusion.timesteps, t != k.timesteps { conflicts.append("--timesteps \(t) (checkpoint: \(k.timesteps))") }
+        conflicts += try diffusion.objective.conflicts(with: k.diffusion)
+        if diffusion.timestepSampler != nil, try diffusion.sampler() != o.timestepSampler {
+            conflicts.append("--timestep-sampler \(diffusion.timestepSampler!) (checkpoint: \(o.timestepSampler.rawValue))")
+        }
         if !diffusion.givenSchedule.isEmpty, try diffusion.schedule(startingFrom: k.diffusion.schedule) != k.diffusion.schedule {
             conflicts.append(diffusion.givenSchedule.joined(separator: ", ") + " (checkpoint: \(k.diffusion.schedule.name) schedule, "
                              + k.diffusion.schedule.parameters.map { "\($0.name) \($0.value)" }.joined(separator: ", ") + ")")
@@ -149,14 +142,12 @@ struct Train: ParsableCommand {
     }
 }
 
-struct Sample: ParsableCommand {
+struct Sample: FileCommand {
     static let configuration = CommandConfiguration(
         abstract: "Sample images from a checkpoint: ancestral (full or respaced chain) or DDIM.",
         discussion: """
         Samples are drawn in batches of at most \(Sample.chunk) images, so --count is bounded by time; the memory \
         the results need is estimated first and a request beyond what the process may use is refused.
-
-        \(outputRules)
         """)
 
     @Option(help: "Checkpoint written by `ddpm train`.") var checkpoint: String
@@ -171,21 +162,34 @@ struct Sample: ParsableCommand {
     /// Images per reverse chain (memory per chain is bounded by this; more images means more chains).
     static let chunk = 32
 
-    func run() throws {
-        guard count > 0 else { throw DDPMError(.invalidValue, "--count: expected a positive number, got \(count)") }
+    func checkOptions() throws {
+        try requireRange("--count", count, 1...Int.max)
+        _ = try seedValue(seed)
+        _ = try sampling.choice()
+    }
+
+    func files() throws -> OutputPlan {
+        var plan = OutputPlan()
+        plan.input("--checkpoint", checkpoint)
+        plan.output("--out", out, mayReplace: force)
+        plan.output("--h5", h5, mayReplace: force)
+        return plan
+    }
+
+    func footprint() throws -> Footprint {
+        var f = Footprint()
+        let c = try checkpointConfiguration(checkpoint, option: "--checkpoint", into: &f).network
+        // The samples twice (the batches and the joined tensor) and the grid's bytes.
+        f.add("--count \(count) samples of \(c.channels)×\(c.imageSize)×\(c.imageSize)", doubles: [count, c.channels, c.imageSize, c.imageSize], copies: 2)
+        f.add("--count \(count): the PNG grid", Double(count * c.channels) * Double((2 * c.imageSize + 1) * (2 * c.imageSize + 1)))
+        f.network(c, batch: min(count, Self.chunk), training: false, "--checkpoint \(checkpoint): the network")
+        return f
+    }
+
+    func work() throws {
         let seed = try seedValue(self.seed)
         let choice = try sampling.choice()
-        try checkOutput("--out", out, force: force, inputs: [checkpoint])
-        if let h5 {
-            try checkOutput("--h5", h5, force: force, inputs: [checkpoint])
-            try OutputFile.checkDistinct(out, h5)
-        }
-        let trainer = try Trainer.load(from: checkpoint)
-        let c = trainer.config.network
-        // The samples twice (the batches and the joined tensor) and the grid's bytes.
-        let bytes = MemoryBudget.bytes(ofDoubles: [count, c.channels, c.imageSize, c.imageSize], copies: 2)
-            + Double(count * c.channels) * Double((2 * c.imageSize + 1) * (2 * c.imageSize + 1))
-        try MemoryBudget.check(bytes: bytes, for: "--count \(count) samples of \(c.channels)×\(c.imageSize)×\(c.imageSize)")
+        let trainer = try loadCheckpoint(checkpoint)
         if ema { trainer.useAveragedWeights() }
         let samples = try Self.sample(trainer, count: count, seed: seed, choice: choice)
         if let bad = samples.data.first(where: { !$0.isFinite }) {

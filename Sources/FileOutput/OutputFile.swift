@@ -10,10 +10,15 @@
 //    alive are removed (a `kill -9` leaves one behind; the next write into the folder removes it).
 // 3. Links and modes are kept: a symbolic link is written through to its final target (the link stays a
 //    link), and a replaced file keeps its permission bits.
-// 4. Checked before work: ``OutputFile/check(_:mayReplace:inputs:)`` refuses, before anything is computed,
-//    a destination whose folder is missing or not writable, a folder, one of the run's inputs, or an
-//    existing file when replacing was not allowed. It names the path and what is wrong; it never names a
-//    command-line option (the command adds that).
+// 4. Checked before work: ``OutputPlan`` (a command's declared inputs and outputs) refuses, before anything
+//    is computed, a destination whose folder is missing, read-only or full, a folder, one of the run's
+//    inputs, or an existing file when replacing was not allowed. It names the path and what is wrong.
+// 5. Exclusive: while an ``OutputPlan`` runs, a destination that did not exist when it was checked is
+//    created with link(2) from the finished temporary, which fails if the name exists by then: of two
+//    runs writing one new file, exactly one succeeds. A replacement allowed by the plan is a rename (the
+//    last writer wins). Several outputs of one plan are committed together after the work, or none.
+// 6. File-system errors become one sentence naming the user's path and the cause (no space left on
+//    device, read-only file system, is a directory, permission denied).
 //
 // Only Foundation and `Errors`; knows nothing of HDF5, PNG or diffusion.
 
@@ -52,40 +57,6 @@ public enum OutputFile {
         return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
     }
 
-    // MARK: Checks before work
-
-    /// Refuses, with a ``DDPMError`` of kind `.outputRefused`, an output that must not or cannot be written:
-    /// an empty path; a missing, non-folder or read-only folder; a folder as the destination; a destination
-    /// that is one of `inputs` (links followed); or an existing file when `mayReplace` is false.
-    /// Also removes stale temporary files of dead processes in the destination's folder.
-    public static func check(_ path: String, mayReplace: Bool, inputs: [String] = []) throws {
-        guard !path.isEmpty else { throw DDPMError(.outputRefused, "the output path is empty") }
-        let target = resolve(path)
-        let dir = folder(of: target)
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isFolder) else {
-            throw DDPMError(.outputRefused, "\(path): the folder '\(dir)' does not exist")
-        }
-        guard isFolder.boolValue else { throw DDPMError(.outputRefused, "\(path): '\(dir)' is not a folder") }
-        guard access(dir, W_OK) == 0 else { throw DDPMError(.outputRefused, "\(path): the folder '\(dir)' is not writable") }
-        if FileManager.default.fileExists(atPath: target, isDirectory: &isFolder) {
-            guard !isFolder.boolValue else { throw DDPMError(.outputRefused, "\(path): is a folder, expected a file name") }
-            if let input = inputs.first(where: { sameFile($0, target) }) {
-                throw DDPMError(.outputRefused, "\(path): is also an input (\(input)); an output never replaces an input")
-            }
-            guard mayReplace else { throw DDPMError(.outputRefused, "\(path): exists and was not written by this run; it is kept") }
-        }
-        removeStaleTemporaries(in: dir)
-    }
-
-    /// Refuses two outputs of one run that are the same file (or the same path).
-    public static func checkDistinct(_ a: String, _ b: String) throws {
-        let ra = resolve(a), rb = resolve(b)
-        if URL(fileURLWithPath: ra).standardizedFileURL.path == URL(fileURLWithPath: rb).standardizedFileURL.path || sameFile(ra, rb) {
-            throw DDPMError(.outputRefused, "\(a) and \(b) are the same file; each output needs its own")
-        }
-    }
-
     // MARK: Writing
 
     /// A fresh temporary path in the folder of `destination` (already resolved), with the recognised name.
@@ -99,9 +70,15 @@ public enum OutputFile {
     /// Writes `destination` atomically: `body` creates and fills the temporary file whose path it is given;
     /// the file is then flushed to disk, given the replaced file's mode, and renamed over the destination
     /// (through any symbolic link). If `body` or any step fails, the temporary file is removed, the
-    /// destination is untouched, and the error is rethrown.
+    /// destination is untouched, and the error is rethrown (a file-system cause as one sentence naming
+    /// `destination`). Inside ``OutputPlan/run(_:)`` the destination must be one of the plan's outputs, and
+    /// the plan decides when and how it is committed (exclusively, or together with the others).
     public static func write(to destination: String, _ body: (String) throws -> Void) throws {
         guard !destination.isEmpty else { throw DDPMError(.outputRefused, "the output path is empty") }
+        if let session = OutputSession.current {
+            try session.write(to: destination, body)
+            return
+        }
         let target = resolve(destination)
         let dir = folder(of: target)
         var isFolder: ObjCBool = false
@@ -111,11 +88,68 @@ public enum OutputFile {
         removeStaleTemporaries(in: dir)
         let temporary = temporaryPath(for: target)
         do {
-            try body(temporary)
+            try fill(temporary, for: destination, body)
             try commit(temporary, to: destination)
         } catch {
             unlink(temporary)
             throw error
+        }
+    }
+
+    /// Runs `body` on `temporary` and flushes the file; a failure whose cause is the file system (a full or
+    /// read-only device, a Foundation error with a POSIX code) is rethrown as one sentence naming `destination`.
+    static func fill(_ temporary: String, for destination: String, _ body: (String) throws -> Void) throws {
+        do {
+            try body(temporary)
+            let fd = open(temporary, O_RDONLY)
+            if fd >= 0 {
+                let status = fsync(fd), code = errno
+                close(fd)
+                if status != 0 && code != EINVAL { throw DDPMError(.outputRefused, "\(destination): could not be written: \(reason(code))") }
+            }
+        } catch let e as DDPMError where e.kind != .outputRefused {
+            throw e   // the work's own error (bad data, an interrupt): not the file system's
+        } catch {
+            if let code = fileSystemCause(of: error, folder: folder(of: temporary)) {
+                throw DDPMError(.outputRefused, "\(destination): could not be written: \(reason(code))")
+            }
+            throw error
+        }
+    }
+
+    /// The errno behind a failed write: a POSIX code carried by a Foundation error, else what the folder's
+    /// file system says (read-only, or no free blocks left); nil when neither explains the failure.
+    static func fileSystemCause(of error: Error, folder: String) -> Int32? {
+        let ns = error as NSError
+        if ns.domain == NSPOSIXErrorDomain { return Int32(ns.code) }
+        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain { return Int32(underlying.code) }
+        var fs = statvfs()
+        guard statvfs(folder, &fs) == 0 else { return nil }
+        if fs.f_flag & UInt(ST_RDONLY) != 0 { return EROFS }
+        if fs.f_bavail == 0 { return ENOSPC }
+        if ns.domain == NSCocoaErrorDomain {
+            switch ns.code {
+            case NSFileWriteOutOfSpaceError: return ENOSPC
+            case NSFileWriteVolumeReadOnlyError: return EROFS
+            case NSFileWriteNoPermissionError: return EACCES
+            default: return nil
+            }
+        }
+        return nil
+    }
+
+    /// The cause of a failed file-system call as words for a sentence ("no space left on device").
+    public static func reason(_ code: Int32) -> String {
+        switch code {
+        case ENOSPC, EDQUOT: return "no space left on device"
+        case EROFS: return "read-only file system"
+        case EISDIR: return "is a directory"
+        case EACCES: return "permission denied"
+        case EPERM: return "operation not permitted (the file or folder is immutable or append-only)"
+        case ENOENT: return "no such file or folder"
+        case ENOTDIR: return "a part of the path is not a folder"
+        case EEXIST: return "already exists"
+        default: return String(cString: strerror(code))
         }
     }
 
@@ -126,7 +160,7 @@ public enum OutputFile {
         let target = resolve(destination)
         var old = stat(), info = stat()
         guard stat(temporary, &info) == 0 else {
-            throw DDPMError(.outputRefused, "\(destination): the finished file is missing (\(String(cString: strerror(errno))))")
+            throw DDPMError(.outputRefused, "\(destination): the finished file is missing (\(reason(errno)))")
         }
         if (info.st_mode & S_IFMT) == S_IFREG {
             let fd = open(temporary, O_RDONLY)
@@ -134,7 +168,7 @@ public enum OutputFile {
             if stat(target, &old) == 0, (old.st_mode & S_IFMT) == S_IFREG { chmod(temporary, old.st_mode & 0o7777) }
         }
         guard rename(temporary, target) == 0 else {
-            throw DDPMError(.outputRefused, "\(destination): could not move the finished file into place: \(String(cString: strerror(errno)))")
+            throw DDPMError(.outputRefused, "\(destination): could not move the finished file into place: \(reason(errno))")
         }
     }
 

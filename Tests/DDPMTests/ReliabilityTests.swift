@@ -329,10 +329,16 @@ struct OutputFileTests {
         #expect(try FileManager.default.attributesOfItem(atPath: link)[.type] as? FileAttributeType == .typeSymbolicLink)
         #expect(try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int == 0o640)
         expectError(.outputRefused, mentioning: ["missing"]) { try OutputFile.write(to: dir + "/missing/x") { _ in } }
-        expectError(.outputRefused, mentioning: ["exists"]) { try OutputFile.check(link, mayReplace: false) }
-        expectError(.outputRefused, mentioning: ["is also an input"]) { try OutputFile.check(link, mayReplace: true, inputs: [file]) }
-        expectError(.outputRefused, mentioning: ["is a folder"]) { try OutputFile.check(dir, mayReplace: true) }
-        try OutputFile.check(link, mayReplace: true, inputs: [dir + "/other"])
+        func plan(_ path: String, mayReplace: Bool, inputs: [String] = []) -> OutputPlan {
+            var p = OutputPlan()
+            for i in inputs { p.input("--in", i) }
+            p.output("--out", path, mayReplace: mayReplace)
+            return p
+        }
+        expectError(.outputRefused, mentioning: ["exists"]) { try plan(link, mayReplace: false).check() }
+        expectError(.outputRefused, mentioning: ["is also an input"]) { try plan(link, mayReplace: true, inputs: [file]).check() }
+        expectError(.outputRefused, mentioning: ["is a folder"]) { try plan(dir, mayReplace: true).check() }
+        try plan(link, mayReplace: true, inputs: [dir + "/other"]).check()
     }
 
     @Test func temporaryNamesAreRecognised() {
