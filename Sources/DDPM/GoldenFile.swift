@@ -91,6 +91,9 @@ public enum GoldenFile {
     /// Writes a complete golden file from our own initialised network: every output.
     public static func export(to path: String, config: ModelConfiguration, seed: UInt64, batch: Int) throws {
         guard batch > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batch)") }
+        // The inputs, outputs and the activations kept for the gradients: a few dozen arrays of the input's size.
+        let n = config.network
+        try MemoryBudget.check(bytes: MemoryBudget.bytes(ofDoubles: [batch, n.channels, n.imageSize, n.imageSize], copies: 40), for: "a golden file of batch \(batch)")
         let net = try UNet(config.network, seed: seed)
         var g = RandomGenerator(seed: seed &+ 1)
         let c = config.network
@@ -127,6 +130,9 @@ public enum GoldenFile {
     /// Throws `DDPMError` for a malformed file (missing group, weight or input, wrong shape, unknown output,
     /// unsupported configuration).
     public static func check(path: String, tolerance: Tolerance) throws -> [Row] {
+        guard tolerance.rtol.isFinite, tolerance.atol.isFinite else {
+            throw DDPMError(.invalidValue, "tolerance \(tolerance): expected finite values (an infinite tolerance passes any file)")
+        }
         let r = try recompute(path: path)
         return r.outputs.map { o in
             Row(name: o.name, shape: o.shape, comparison: Comparison(o.name, actual: o.ours, expected: o.stored, tolerance: tolerance))
@@ -156,7 +162,7 @@ public enum GoldenFile {
         for g in ["/inputs", "/outputs"] where !file.exists(g) { throw DDPMError(.malformedFile, "\(path): no group '\(g)'") }
         func input(_ name: String, _ shape: [Int]) throws -> HDF5Array<Double> {
             guard file.exists("/inputs/" + name) else { throw DDPMError(.malformedFile, "\(path): missing input '/inputs/\(name)'") }
-            return try file.readDoubles("/inputs/" + name, expectedShape: shape)
+            return try file.readFloatingPoint("/inputs/" + name, expectedShape: shape)
         }
         guard file.exists("/inputs/t") else { throw DDPMError(.malformedFile, "\(path): missing input '/inputs/t'") }
         let tArray = try file.readInt64s("/inputs/t")

@@ -176,8 +176,12 @@ public enum GoldenCheckRule: Sendable {
 }
 
 extension GoldenFile {
-    /// Recomputes every output of the file and judges it by `rule`.
+    /// Recomputes every output of the file and judges it by `rule`. A non-finite tolerance is refused: an
+    /// infinite one would pass any file.
     public static func check(path: String, rule: GoldenCheckRule) throws -> GoldenCheckResult {
+        if case .elementwise(let t) = rule, !t.rtol.isFinite || !t.atol.isFinite {
+            throw DDPMError(.invalidValue, "tolerance rtol \(t.rtol), atol \(t.atol): expected finite values (an infinite tolerance passes any file)")
+        }
         let r = try recompute(path: path)
         return judge(r, path: path, rule: rule)
     }

@@ -94,7 +94,9 @@ public struct ModelConfiguration: Sendable, Equatable {
         d.timesteps = try int("timesteps")
         var parameters: [String: Double] = [:]
         for k in ["beta_start", "beta_end", "beta", "cosine_s"] { parameters[k] = try double(k) }
-        d.schedule = try BetaSchedule.named(try file.stringAttribute("beta_schedule", of: group), parameters: parameters)
+        do { d.schedule = try BetaSchedule.named(try file.stringAttribute("beta_schedule", of: group), parameters: parameters) } catch let e as DDPMError {
+            throw DDPMError(e.kind, "\(file.path) \(group) attribute 'beta_schedule': \(e.message)")
+        }
         d.meanType = try choice("mean_type", ModelMeanType.epsilon)
         d.varianceType = try choice("variance_type", ModelVarianceType.fixedSmall)
         d.lossType = try choice("loss_type", LossType.simple)

@@ -219,9 +219,9 @@ public final class Trainer {
         try trainer.network.loadWeights(from: file)
         let params = trainer.network.namedParameters()
         for (k, (name, p)) in params.enumerated() {
-            trainer.ema[k] = try file.readDoubles("/ema/" + name, expectedShape: p.shape).values
-            trainer.optimizer.m[k] = try file.readDoubles("/adam/m/" + name, expectedShape: p.shape).values
-            trainer.optimizer.v[k] = try file.readDoubles("/adam/v/" + name, expectedShape: p.shape).values
+            trainer.ema[k] = try file.readFloatingPoint("/ema/" + name, expectedShape: p.shape).values
+            trainer.optimizer.m[k] = try file.readFloatingPoint("/adam/m/" + name, expectedShape: p.shape).values
+            trainer.optimizer.v[k] = try file.readFloatingPoint("/adam/v/" + name, expectedShape: p.shape).values
         }
         trainer.optimizer.step = Int(try file.int64Attribute("step"))
         guard trainer.step >= 0 else { throw DDPMError(.malformedFile, "\(path): attribute 'step' is \(trainer.step), expected 0 or more") }

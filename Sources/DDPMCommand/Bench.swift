@@ -45,7 +45,7 @@ struct Bench: FileCommand {
         var f = Footprint()
         f.add("--gemm-size \(gemmSize): three \(gemmSize)×\(gemmSize) matrices", doubles: [gemmSize, gemmSize], copies: 3)
         let c = try network.configuration()
-        f.network(c, batch: try batchSizes().max() ?? 1, training: true, "--batches \(batches): a forward and backward pass of the largest batch,")
+        f.network(c, batch: try batchSizes().max() ?? 1, training: true, network: "the network", images: "--batches \(batches) (forward and backward of the largest)")
         f.add("--batches \(batches): inputs and noise", doubles: [try batchSizes().max() ?? 1, c.channels, c.imageSize, c.imageSize], copies: 2)
         if ddimSteps > 0 { f.diffusion(timesteps: Self.ddimTimesteps, "T = \(Self.ddimTimesteps) diffusion tables") }
         return f

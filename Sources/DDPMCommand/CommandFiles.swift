@@ -37,8 +37,21 @@ extension FileCommand {
         let plan = try files()
         try plan.check()
         try footprint().check()
+        Announcements.pending = plan.commitsTogether ? [] : nil
+        defer { Announcements.pending = nil }
         try plan.run { try work() }
+        for line in Announcements.pending ?? [] { print(line) }
     }
+}
+
+/// "wrote …" lines: printed at once when each write is committed as it happens, else only after the
+/// outputs were committed together (a run that fails at the commit never says it wrote anything).
+enum Announcements {
+    nonisolated(unsafe) static var pending: [String]?
+}
+
+func announce(_ line: String) {
+    if Announcements.pending != nil { Announcements.pending!.append(line) } else { print(line) }
 }
 
 /// Writes a text file (UTF-8) through the one file-writing helper.

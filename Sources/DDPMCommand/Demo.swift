@@ -57,14 +57,14 @@ struct Demo: FileCommand {
         f.add("--images \(images) training images", doubles: [images + 256, 1, 16, 16], copies: 2)
         f.add("--count \(count) samples", doubles: [count, 1, 16, 16], copies: 3)
         f.diffusion(timesteps: timesteps, "--timesteps \(timesteps) diffusion tables")
-        f.network(try Presets.network("small"), batch: batchSize, training: true, "a training step of --batch-size \(batchSize),")
+        f.network(try Presets.network("small"), batch: batchSize, training: true, network: "the small network", images: "--batch-size \(batchSize)")
         return f
     }
 
     func work() throws {
         let started = Date()
         try produce(in: out, options: trainingOptions, seed: try seedValue(self.seed), started: started)
-        print("wrote \(out)/: \(Self.files.joined(separator: ", ")) (\(String(format: "%.0f", Date().timeIntervalSince(started))) s)")
+        announce("wrote \(out)/: \(Self.files.joined(separator: ", ")) (\(String(format: "%.0f", Date().timeIntervalSince(started))) s)")
     }
 
     func produce(in dir: String, options: TrainingOptions, seed: UInt64, started: Date) throws {

@@ -43,7 +43,7 @@ struct Figures: FileCommand {
         let c = config.network
         f.add("--count \(count) samples of \(c.channels)×\(c.imageSize)×\(c.imageSize)", doubles: [count, c.channels, c.imageSize, c.imageSize], copies: 4)
         f.add("--bound-images \(boundImages) held-out digits", doubles: [4096 + 256, 1, 16, 16], copies: 2)
-        f.network(c, batch: max(count, boundImages), training: false, "--checkpoint \(checkpoint): the network on --count \(count) images,")
+        f.network(c, batch: max(count, boundImages), training: false, network: "the network of --checkpoint \(checkpoint)", images: "--count \(count) samples")
         return f
     }
 
@@ -106,7 +106,7 @@ struct Figures: FileCommand {
         let klSum = perStep.dropFirst().reduce(0, +)
         print(String(format: "bound on %d held-out digits: L_0 (decoder) %.4f, sum of L_1 … L_%d %.4f, prior L_T %.3e, total %.4f bits/dim",
                      boundImages, perStep[0], T - 1, klSum, prior, total))
-        print("wrote \(out)/samples.png, chain-x0.png, bound-per-step.svg, bound-per-step.tsv")
+        announce("wrote \(out)/samples.png, chain-x0.png, bound-per-step.svg, bound-per-step.tsv")
     }
 
     /// The per-step terms on a log scale, code t on the horizontal axis (paper t = code t + 1).

@@ -32,17 +32,19 @@ struct Footprint {
     /// The diffusion's tables: about 24 float64 arrays of T values (β, ᾱ, posterior coefficients, their logs, …).
     mutating func diffusion(timesteps: Int, _ what: String) { add(what, doubles: [timesteps], copies: 24) }
 
-    /// A network: its weights (`copies` of them: 1 to run it; 5 to train it: weights, gradients, two Adam
-    /// moments and the average) and the activations of `batch` images (`activationFactor` arrays per level
-    /// element when training, 4 when only running forward).
-    mutating func network(_ c: UNetConfiguration, batch: Int, training: Bool, _ what: String) {
-        add(what + " weights", 8 * Double(training ? 5 : 1) * Self.parameters(c))
+    /// A network: its weights (1 copy to run it; 5 to train it: weights, gradients, two Adam moments and the
+    /// average) and the activations of `batch` images (`activationFactor` arrays per level element when
+    /// training, 4 when only running forward). `network` names the network ("the network of --checkpoint C"),
+    /// `images` what sets the batch ("--batch-size 32").
+    mutating func network(_ c: UNetConfiguration, batch: Int, training: Bool, network: String, images: String) {
+        let shape = "\(c.channels)×\(c.imageSize)×\(c.imageSize), width \(c.baseChannels) × \(c.channelMultipliers), \(c.residualBlocksPerLevel) blocks per level, time embedding \(c.timeEmbeddingDim)"
+        add("\(network) (\(shape)): its weights" + (training ? ", gradients and optimiser state" : ""), 8 * Double(training ? 5 : 1) * Self.parameters(c))
         var perImage = 0.0
         for (l, m) in c.channelMultipliers.enumerated() {
             let side = Double(c.imageSize) / Double(1 << min(l, 62))
             perImage += Double(2 * c.residualBlocksPerLevel + 1) * Double(c.baseChannels) * Double(m) * side * side
         }
-        add(what + " activations", 8 * (training ? activationFactor : 4) * perImage * Double(batch))
+        add("\(network): the activations of \(images)", 8 * (training ? activationFactor : 4) * perImage * Double(batch))
     }
 
     /// About the parameter count of a U-Net configuration, from its layout without building it (within a few

@@ -44,14 +44,14 @@ struct Golden: ParsableCommand {
             let config = try configuration()
             f.diffusion(timesteps: config.timesteps, "T = \(config.timesteps) diffusion tables")
             // The inputs, every output and the gradients: a training step's worth, kept a few times over.
-            f.network(config.network, batch: batch, training: true, "--batch \(batch): the network's inputs, outputs and gradients,")
+            f.network(config.network, batch: batch, training: true, network: "the network", images: "--batch \(batch) inputs (outputs and gradients)")
             return f
         }
 
         func work() throws {
             let config = try configuration(), d = config.diffusion
             try GoldenFile.export(to: out, config: config, seed: try seedValue(seed), batch: batch)
-            print("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(d.meanType.rawValue), variance \(d.varianceType.rawValue), loss \(d.lossType.rawValue), weighting \(d.weighting.name), \(GoldenFile.outputNames.count) outputs and the gradient of every parameter")
+            announce("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(d.meanType.rawValue), variance \(d.varianceType.rawValue), loss \(d.lossType.rawValue), weighting \(d.weighting.name), \(GoldenFile.outputNames.count) outputs and the gradient of every parameter")
         }
     }
 
@@ -110,7 +110,7 @@ struct Golden: ParsableCommand {
             if let report {
                 let markdown = result.markdown()
                 try writeText(markdown, to: report)
-                print("wrote \(report)")
+                announce("wrote \(report)")
             }
             if result.rows.isEmpty { throw DDPMError(.checkFailed, "\(file): '/outputs' holds no outputs; a check that compares nothing fails") }
             if !result.passed {

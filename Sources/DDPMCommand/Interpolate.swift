@@ -51,7 +51,7 @@ struct Interpolate: FileCommand {
         // The latents of the strip, its decoded frames and the grid's bytes.
         f.add("--frames \(frames) frames of \(c.channels)×\(c.imageSize)×\(c.imageSize)", doubles: [frames + 2, c.channels, c.imageSize, c.imageSize], copies: 3)
         f.add("--frames \(frames): the PNG strip", Double((frames + 2) * c.channels) * Double((2 * c.imageSize + 1) * (2 * c.imageSize + 1)))
-        f.network(c, batch: frames, training: false, "--checkpoint \(checkpoint): the network on --frames \(frames) frames,")
+        f.network(c, batch: frames, training: false, network: "the network of --checkpoint \(checkpoint)", images: "--frames \(frames) frames")
         return f
     }
 
@@ -80,7 +80,7 @@ struct Interpolate: FileCommand {
         let strip = try Interpolation.decode(Interpolation.strip(from: z0, to: z1, count: frames), model: trainer.network, diffusion: chain)
         let row = ends.isEmpty ? strip : Tensor.concatenate([ends[0], strip, ends[1]], axis: 0)
         try PNGWriter.writeGrid(row, range: trainer.config.diffusion.dataRange, columns: row.shape[0], path: out)
-        print("wrote \(out): \(frames) frames by DDIM η = 0 over \(steps) steps" + (ends.isEmpty ? " between the latents of seeds \(from) and \(to)"
+        announce("wrote \(out): \(frames) frames by DDIM η = 0 over \(steps) steps" + (ends.isEmpty ? " between the latents of seeds \(from) and \(to)"
               : " between images \(from) and \(to) of \(data!) (shown at both ends), encoded by DDIM inversion"))
     }
 }

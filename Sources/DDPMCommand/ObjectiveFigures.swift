@@ -86,7 +86,7 @@ struct WeightsFigure: FileCommand {
             ("x_{t−1}: coef1_t²", "#8c564b", xprev), ("min-SNR-\(gamma.formatted()): min(SNR_t, γ)", "#d62728", minSNR),
             ("bound L_t (small σ²): coef1²/(2β̃_t)", "#9467bd", bound)])
         try writeText(chart.svg(), to: out)
-        print("wrote \(out) (T = \(timesteps), γ = \(gamma))")
+        announce("wrote \(out) (T = \(timesteps), γ = \(gamma))")
         print("t        SNR_t        ε: SNR       v: SNR+1     x0   xprev: coef1²   min-SNR   bound coef1²/(2β̃)")
         for s in [0, 1, 10, 100, 150, 250, 500, 750, 999] where s < timesteps {
             print(String(format: "%-6d %12.5g %12.5g %12.5g %6.0f %12.5g %10.5g %12.5g", s, snr[s], eps[s], v[s], x0[s], xprev[s], minSNR[s], bound[s]))
@@ -128,7 +128,7 @@ struct BoundFigure: FileCommand {
         }
         f.add("--images \(images) digits, their noisy copies and bound terms", doubles: [images, 1, 16, 16], copies: 6)
         f.add("--images \(images): one bound term per image and timestep", doubles: [images, config.timesteps], copies: 2)
-        f.network(c, batch: images, training: false, "--checkpoint \(checkpoint): the network on --images \(images),")
+        f.network(c, batch: images, training: false, network: "the network of --checkpoint \(checkpoint)", images: "--images \(images) digits")
         return f
     }
 
@@ -158,7 +158,7 @@ struct BoundFigure: FileCommand {
         let chart = LogChart(title: "L_t in bits/dim (\(dc.meanType.rawValue), \(dc.varianceType.rawValue), \(dc.lossType.rawValue); \(images) held-out digits)",
                              xLabel: "t", series: [("L_t (t = 0: decoder −log p(x_0|x_1))", "#1f77b4", perT)])
         try writeText(chart.svg(), to: out)
-        print("wrote \(out): \(checkpoint)\(ema ? " (EMA weights)" : ""), \(images) digits, seed \(seed), T = \(T)")
+        announce("wrote \(out): \(checkpoint)\(ema ? " (EMA weights)" : ""), \(images) digits, seed \(seed), T = \(T)")
         print(String(format: "total bound %.4f bits/dim = Σ_t L_t %.4f + L_T (prior) %.3g", total, perT.reduce(0, +), prior))
         let top = perT.indices.sorted { perT[$0] > perT[$1] }.prefix(3)
         print("largest terms: " + top.map { String(format: "L_%d = %.4f", $0, perT[$0]) }.joined(separator: ", "))

@@ -42,14 +42,14 @@ struct SamplerFigures: FileCommand {
         let c = try checkpointConfiguration(checkpoint, option: "--checkpoint", into: &f).network
         f.add("--count \(count) images per row of ddim-steps.png", doubles: [count, c.channels, c.imageSize, c.imageSize], copies: 6)
         f.add("--count \(count): the PNG grid", Double(4 * count * c.channels) * Double((3 * c.imageSize + 1) * (3 * c.imageSize + 1)))
-        f.network(c, batch: max(count, 8), training: false, "--checkpoint \(checkpoint): the network on --count \(count) images,")
+        f.network(c, batch: max(count, 8), training: false, network: "the network of --checkpoint \(checkpoint)", images: "--count \(count) images per row")
         return f
     }
 
     func work() throws {
         try writeTerminalSNR(outDir + "/zero-terminal-snr.svg")
         guard let checkpoint else {
-            print("wrote \(outDir)/zero-terminal-snr.svg")
+            announce("wrote \(outDir)/zero-terminal-snr.svg")
             return
         }
         let trainer = try loadCheckpoint(checkpoint)
@@ -77,8 +77,8 @@ struct SamplerFigures: FileCommand {
         let strip = try Interpolation.decode(Interpolation.strip(from: Tensor.randomNormal(shape, generator: &g0), to: Tensor.randomNormal(shape, generator: &g1), count: 8),
                                              model: trainer.network, diffusion: chain)
         try PNGWriter.writeGrid(strip, range: trainer.config.diffusion.dataRange, columns: 8, scale: 3, path: outDir + "/interpolation.png")
-        print(rowsLine)
-        print("wrote \(outDir)/interpolation.png (seeds \(from) → \(to), 8 frames)")
+        announce(rowsLine)
+        announce("wrote \(outDir)/interpolation.png (seeds \(from) → \(to), 8 frames)")
     }
 
     /// Two panels: ᾱ_t and log SNR_t, linear schedule before (blue) and after (orange) the zero-terminal-SNR rescaling.

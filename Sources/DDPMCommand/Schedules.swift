@@ -58,6 +58,6 @@ struct SchedulesFigure: FileCommand {
         }
         svg += "</svg>\n"
         try writeText(svg, to: out)
-        print("wrote \(out) (T = \(timesteps))")
+        announce("wrote \(out) (T = \(timesteps))")
     }
 }

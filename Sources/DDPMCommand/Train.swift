@@ -73,12 +73,12 @@ struct Train: FileCommand {
         if let resume {
             let config = try checkpointConfiguration(resume, option: "--resume", into: &f)
             let batch = Int(clamping: try namingFile(resume) { try HDF5File(path: resume).int64Attribute("batch_size", of: "/training") })
-            f.network(config.network, batch: batch, training: true, "--resume \(resume): a training step of the checkpoint's batch size \(batch),")
+            f.network(config.network, batch: batch, training: true, network: "the network of --resume \(resume)", images: "the checkpoint's batch size \(batch)")
         } else {
             f.diffusion(timesteps: diffusion.timesteps ?? 1000, "--timesteps \(diffusion.timesteps ?? 1000) diffusion tables")
             try f.check()   // before building the schedule, which allocates T values
             let options = trainingOptions
-            f.network(try network.configuration(), batch: options.batchSize, training: true, "a training step of --batch-size \(options.batchSize),")
+            f.network(try network.configuration(), batch: options.batchSize, training: true, network: "the network", images: "--batch-size \(options.batchSize)")
         }
         return f
     }
@@ -104,7 +104,7 @@ struct Train: FileCommand {
         guard trainer.step < steps else { throw DDPMError(.invalidValue, "--steps \(steps): the checkpoint is already at step \(trainer.step)") }
         note("training \(trainer.network.parameterCount) parameters on \(images.shape[0]) images from step \(trainer.step) to \(steps)")
         try Self.loop(trainer, images: images, until: steps, checkpointEvery: checkpointEvery, out: out)
-        print("wrote \(out) at step \(trainer.step)")
+        announce("wrote \(out) at step \(trainer.step)")
     }
 
     /// Options given together with --resume: a value that differs from the checkpoint's is an error; --seed is announced as unused.
@@ -178,11 +178,14 @@ struct Sample: FileCommand {
 
     func footprint() throws -> Footprint {
         var f = Footprint()
-        let c = try checkpointConfiguration(checkpoint, option: "--checkpoint", into: &f).network
+        let config = try checkpointConfiguration(checkpoint, option: "--checkpoint", into: &f), c = config.network
+        if let steps = sampling.steps, steps > config.timesteps {
+            throw DDPMError(.invalidValue, "--steps: expected between 1 and \(config.timesteps) (the checkpoint's T), got \(steps)")
+        }
         // The samples twice (the batches and the joined tensor) and the grid's bytes.
         f.add("--count \(count) samples of \(c.channels)×\(c.imageSize)×\(c.imageSize)", doubles: [count, c.channels, c.imageSize, c.imageSize], copies: 2)
         f.add("--count \(count): the PNG grid", Double(count * c.channels) * Double((2 * c.imageSize + 1) * (2 * c.imageSize + 1)))
-        f.network(c, batch: min(count, Self.chunk), training: false, "--checkpoint \(checkpoint): the network")
+        f.network(c, batch: min(count, Self.chunk), training: false, network: "the network of --checkpoint \(checkpoint)", images: "a batch of \(min(count, Self.chunk))")
         return f
     }
 
@@ -199,7 +202,7 @@ struct Sample: FileCommand {
         if let h5 {
             try HDF5Writer.write(to: h5) { try $0.write(samples.data, shape: samples.shape, to: "/samples") }
         }
-        print("wrote \(out)" + (h5.map { " and \($0)" } ?? "") + ": \(count) samples, seed \(seed)\(ema ? ", EMA weights" : ""), \(choice)")
+        announce("wrote \(out)" + (h5.map { " and \($0)" } ?? "") + ": \(count) samples, seed \(seed)\(ema ? ", EMA weights" : ""), \(choice)")
     }
 
     /// The reverse chain `choice` describes (default: the full ancestral chain), in batches of at most ``chunk``

@@ -167,6 +167,14 @@ public struct OutputPlan {
 
     // MARK: Running
 
+    /// Whether the outputs are committed together after the work (several files, or a new folder) rather than at each write.
+    public var commitsTogether: Bool {
+        files.count > 1 || outputs.contains { o in
+            if case .folder = o.kind { return !FileManager.default.fileExists(atPath: o.path) }
+            return false
+        }
+    }
+
     /// Runs `body` with this plan's outputs as the only files ``OutputFile/write(to:_:)`` may write; commits
     /// them as described in the file's header. On failure no output of a multi-output plan is left.
     public func run<T>(_ body: () throws -> T) throws -> T {
@@ -214,7 +222,7 @@ final class OutputSession {
             let existed = lstat(target, &info) == 0
             entries.append((OutputPlan.key(f.path), Entry(option: f.option, path: f.path, target: target, exclusive: !existed && !f.mayReplace)))
         }
-        together = entries.count > 1 || !newFolders.isEmpty
+        together = plan.commitsTogether
     }
 
     func index(of destination: String) -> Int {

@@ -113,6 +113,13 @@ public final class HDF5File {
                  expectedName: "numeric (integer or floating) data", memoryType: ddpm_h5t_native_double(), zero: 0.0)
     }
 
+    /// Reads a floating-point dataset (any width) as float64. Integer data is refused: parameters, noise and
+    /// samples are never integers, and a weight stored as one would load as something else than was meant.
+    public func readFloatingPoint(_ datasetPath: String, expectedShape: [Int]? = nil) throws -> HDF5Array<Double> {
+        try read(datasetPath, expectedShape: expectedShape, allowed: [H5T_FLOAT],
+                 expectedName: "floating-point data", memoryType: ddpm_h5t_native_double(), zero: 0.0)
+    }
+
     /// Reads an integer dataset as int64 (any integer width converted by HDF5). Floating data is
     /// refused rather than silently truncated.
     public func readInt64s(_ datasetPath: String, expectedShape: [Int]? = nil) throws -> HDF5Array<Int64> {

@@ -11,7 +11,7 @@ extension ParameterContainer {
         for (name, tensor) in namedParameters() { try writer.write(tensor.data, shape: tensor.shape, to: group + "/" + name) }
     }
 
-    /// Loads every parameter from `group/<key>`, all or nothing: every missing key, unexpected key and
+    /// Loads every parameter from `group/<key>` (floating-point datasets only), all or nothing: every missing key, unexpected key and
     /// shape mismatch is collected into one thrown error, and on any error no parameter changes.
     public func loadWeights(from file: HDF5File, group: String = "/weights") throws {
         guard file.exists(group) else { throw DDPMError(.malformedFile, "\(file.path): no group '\(group)' of weights") }
@@ -22,7 +22,7 @@ extension ParameterContainer {
         for (name, tensor) in wanted {
             guard stored.contains(name) else { problems.append("missing '\(name)' \(tensor.shape)"); continue }
             do {
-                let a = try file.readDoubles(group + "/" + name)
+                let a = try file.readFloatingPoint(group + "/" + name)
                 if a.shape != tensor.shape {
                     problems.append("'\(name)': expected shape \(tensor.shape), found \(a.shape)")
                 } else {

@@ -13,10 +13,10 @@ func ddpmExecutable() throws -> URL {
     return URL(fileURLWithPath: binary)
 }
 
-/// Runs the `ddpm` executable and waits for it.
-func runDDPM(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+/// Runs the `ddpm` executable (or `executable`, e.g. prlimit running it) and waits for it.
+func runDDPM(_ arguments: [String], executable: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
     let p = Process()
-    p.executableURL = try ddpmExecutable()
+    p.executableURL = try executable.map { URL(fileURLWithPath: $0) } ?? ddpmExecutable()
     p.arguments = arguments
     let out = Pipe(), err = Pipe()
     p.standardOutput = out; p.standardError = err

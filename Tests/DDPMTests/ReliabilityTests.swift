@@ -29,7 +29,7 @@ func makeCheckpoint(_ dir: String, steps: Int = 1) throws -> String {
 /// leaving out `skip` and replacing attributes in `attributes` (keyed "object attribute"): a way to make
 /// edited files with the package's own writer.
 func copyHDF5(_ source: String, to destination: String, skip: Set<String> = [],
-              attributes: [String: Any] = [:], datasets: [String: [Double]] = [:]) throws {
+              attributes: [String: Any] = [:], datasets: [String: [Double]] = [:], asIntegers: Set<String> = []) throws {
     let f = try HDF5File(path: source)
     try HDF5Writer.write(to: destination) { w in
         func copyAttributes(_ object: String) throws {
@@ -53,7 +53,9 @@ func copyHDF5(_ source: String, to destination: String, skip: Set<String> = [],
                 let path = (group == "/" ? "" : group) + "/" + m
                 if skip.contains(path) { continue }
                 if try f.kind(of: path) == .group { try copy(path); continue }
-                if try f.elementType(of: path) == "int64" {
+                if asIntegers.contains(path) {
+                    let a = try f.readDoubles(path); try w.write(a.values.map { Int64($0.rounded()) }, shape: a.shape, to: path)
+                } else if try f.elementType(of: path) == "int64" {
                     let a = try f.readInt64s(path); try w.write(a.values, shape: a.shape, to: path)
                 } else {
                     let a = try f.readDoubles(path); try w.write(datasets[path] ?? a.values, shape: a.shape, to: path)
@@ -70,10 +72,11 @@ func temporaries(_ dir: String) -> [String] {
 }
 
 /// Starts `ddpm` without waiting; its output goes to files in `dir`.
-func startDDPM(_ arguments: [String], logs dir: String) throws -> Process {
+func startDDPM(_ arguments: [String], logs dir: String, environment: [String: String] = [:]) throws -> Process {
     let p = Process()
     p.executableURL = try ddpmExecutable()
     p.arguments = arguments
+    if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     _ = FileManager.default.createFile(atPath: dir + "/stdout.txt", contents: nil)
     _ = FileManager.default.createFile(atPath: dir + "/stderr.txt", contents: nil)
     p.standardOutput = FileHandle(forWritingAtPath: dir + "/stdout.txt")

@@ -46,12 +46,12 @@ struct SamplerCommandTests {
     func errors() throws {
         let (dir, path, _) = try checkpoint()
         let base = ["sample", "--checkpoint", path, "--out", dir + "/s.png"]
-        try expectUserError(base + ["--sampler", "euler"], "--sampler 'euler': expected ancestral or ddim")
+        try expectUserError(base + ["--sampler", "euler"], "--sampler 'euler': expected one of ancestral, ddim")
         try expectUserError(base + ["--steps", "0"], "--steps: expected a positive number, got 0")
         try expectUserError(base + ["--steps", "5", "--spacing", "cubic"], "--spacing 'cubic'")
         try expectUserError(base + ["--threshold", "dynamic:2"], "--threshold 'dynamic:2'")
         try expectUserError(base + ["--eta=-1"], "--eta: expected a finite value ≥ 0, got -1.0")
-        try expectUserError(base + ["--steps", "30"], "sampling steps: expected between 1 and 20, got 30")
+        try expectUserError(base + ["--steps", "30"], "--steps: expected between 1 and 20 (the checkpoint's T), got 30")
         try expectUserError(base + ["--steps", "6", "--spacing", "ddim"], "no integer stride gives exactly 6 steps out of 20")
         #expect(!FileManager.default.fileExists(atPath: dir + "/s.png"))
     }
