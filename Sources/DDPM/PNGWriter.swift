@@ -38,9 +38,9 @@ public enum PNGWriter {
     public static func defaultScale(side: Int) -> Int { Swift.max(1, 64 / Swift.max(side, 1)) }
 
     /// Font scale of captions and labels (the 5×7 font drawn at 10×14 pixels), and the caption strip's height
-    /// for `lines` lines: a 4-pixel margin, then 16 pixels per line.
-    static let textScale = 2
-    static func captionHeight(lines: Int) -> Int { lines == 0 ? 0 : 2 * textScale + lines * BitmapFont.lineHeight * textScale }
+    /// for `lines` lines: a 4-pixel margin, then 20 pixels per line.
+    static let textScale = 2, captionLine = 20
+    static func captionHeight(lines: Int) -> Int { lines == 0 ? 0 : 2 * textScale + lines * captionLine }
 
     /// Lays out N×C×H×W images (values in `range`, clamped; see ``pixel(_:range:)``) as a grid with `columns` columns and a
     /// 1-pixel grey gap, and writes it. C must be 1 (grey) or 3 (RGB). Each pixel becomes a `scale` × `scale`
@@ -117,7 +117,7 @@ public enum PNGWriter {
         guard !lines.isEmpty else { return }
         canvas.fill(x: 0, y: 0, w: canvas.width, h: captionHeight(lines: lines.count), [255])
         for (k, line) in lines.enumerated() {
-            canvas.draw(line, x: 2 * textScale, y: 2 * textScale + k * BitmapFont.lineHeight * textScale, scale: textScale, [0])
+            canvas.draw(line, x: 2 * textScale, y: 2 * textScale + k * captionLine, scale: textScale, [0])
         }
     }
 }

@@ -161,7 +161,7 @@ struct Demo: ParsableCommand {
         - `chain.png`: the first sample's reverse chain, x_T on the left to x_0 on the right, each frame labelled
           with the timestep t whose input it is (x0: the output of the last step). Shown on the data range
           [0, 1]: pixels above 1 are red and below 0 blue, so x_T (standard normal noise) is mostly coloured and
-          the frames turn grey as the chain moves into the data range.
+          the colour fades as the chain moves into the data range.
         - `checkpoint.h5`: the trained model, for `ddpm sample` (add `--ema` for the averaged weights).
 
         """

@@ -14,7 +14,7 @@ struct PictureTests {
         return n
     }
 
-    @Test("grid: 5 tiles of 16×16 at the default scale 4 in 3 columns: 3·65 + 1 = 196 by 2·65 + 1 = 131; a caption adds 4 + 16 rows per line")
+    @Test("grid: 5 tiles of 16×16 at the default scale 4 in 3 columns: 3·65 + 1 = 196 by 2·65 + 1 = 131; a caption adds 4 + 20 rows per line")
     func gridSizesAndCaption() throws {
         let dir = scratchFolder()
         let images = Tensor.full([5, 1, 16, 16], 1)  // white tiles: nothing dark but the caption's text
@@ -25,32 +25,32 @@ struct PictureTests {
         #expect(plain.pixel(x: 0, y: 0) == [128] && plain.pixel(x: 1, y: 1) == [255] && plain.pixel(x: 64, y: 64) == [255] && plain.pixel(x: 65, y: 65) == [128])
         try PNGWriter.writeGrid(images, range: 0...1, caption: "samples", path: dir + "/captioned.png")
         let captioned = try PNGImage.read(path: dir + "/captioned.png")
-        #expect((captioned.width, captioned.height) == (196, 131 + 20))
-        let text = Self.dark(captioned, x: 0..<196, y: 0..<20), grid = Self.dark(captioned, x: 0..<196, y: 20..<151)
+        #expect((captioned.width, captioned.height) == (196, 131 + 24))
+        let text = Self.dark(captioned, x: 0..<196, y: 0..<24), grid = Self.dark(captioned, x: 0..<196, y: 24..<155)
         print("caption 'samples': \(text) dark pixels in the strip, \(grid) in the grid")
         // "SAMPLES" in the 5×7 font: S 15 + A 18 + M 18 + P 15 + L 11 + E 18 + S 15 = 110 pixels, each 2×2 at scale 2.
         #expect(text == 110 * 4 && grid == 0)
         // 196 − 8 pixels hold (6n − 1)·2 ≤ 188, n ≤ 15 characters: "samples of the" (14) and "model" on two lines.
         try PNGWriter.writeGrid(images, range: 0...1, caption: "samples of the model", path: dir + "/two.png")
-        #expect(try PNGImage.read(path: dir + "/two.png").height == 131 + 4 + 2 * 16)
+        #expect(try PNGImage.read(path: dir + "/two.png").height == 131 + 4 + 2 * 20)
     }
 
-    @Test("strip: 3 frames at scale 4 are 3·65 + 1 = 196 wide; caption 20 + gap 1 + 64 + gap 1 + label strip 20; labels under each frame; out-of-range colours")
+    @Test("strip: 3 frames at scale 4 are 3·65 + 1 = 196 wide; caption 24 + gap 1 + 64 + gap 1 + label strip 20; labels under each frame; out-of-range colours")
     func stripLabelsAndMarks() throws {
         let dir = scratchFolder()
         let frames = Tensor(shape: [3, 1, 16, 16], data: [Double](repeating: 2, count: 256) + [Double](repeating: -1, count: 256) + [Double](repeating: 0.5, count: 256))
         try PNGWriter.writeStrip(frames, range: 0...1, labels: ["t=9", "t=4", "x0"], caption: "chain", path: dir + "/chain.png")
         let p = try PNGImage.read(path: dir + "/chain.png")
-        #expect((p.width, p.height, p.channels) == (196, 20 + 1 + 64 + 1 + 20, 3))
-        #expect(p.pixel(x: 10, y: 30) == ArraySlice(PNGWriter.aboveRange), "2 is above [0, 1]: red")
-        #expect(p.pixel(x: 75, y: 30) == ArraySlice(PNGWriter.belowRange), "−1 is below [0, 1]: blue")
-        #expect(p.pixel(x: 140, y: 30) == [128, 128, 128], "0.5 is grey 128 (round(127.5))")
+        #expect((p.width, p.height, p.channels) == (196, 24 + 1 + 64 + 1 + 20, 3))
+        #expect(p.pixel(x: 10, y: 34) == ArraySlice(PNGWriter.aboveRange), "2 is above [0, 1]: red")
+        #expect(p.pixel(x: 75, y: 34) == ArraySlice(PNGWriter.belowRange), "−1 is below [0, 1]: blue")
+        #expect(p.pixel(x: 140, y: 34) == [128, 128, 128], "0.5 is grey 128 (round(127.5))")
         for (i, label) in ["t=9", "t=4", "x0"].enumerated() {
-            let n = Self.dark(p, x: (1 + 65 * i)..<(65 * (i + 1)), y: 86..<106)
+            let n = Self.dark(p, x: (1 + 65 * i)..<(65 * (i + 1)), y: 90..<110)
             print("label '\(label)' under frame \(i): \(n) dark pixels")
             #expect(n > 0, "label \(label) drawn under frame \(i)")
         }
-        #expect(Self.dark(p, x: 0..<196, y: 0..<20) > 0, "the caption is drawn")
+        #expect(Self.dark(p, x: 0..<196, y: 0..<24) > 0, "the caption is drawn")
     }
 
     @Test("the demo's pictures: sizes, captions and the chain's eleven labels, read from the written files")
@@ -63,7 +63,7 @@ struct PictureTests {
             let p = try PNGImage.read(path: dir + "/" + name)
             let captionRows = p.height - 131
             print("\(name): \(p.width)×\(p.height), caption strip \(captionRows) rows")
-            #expect(p.width == 131 && captionRows >= 20 && (captionRows - 4) % 16 == 0, "\(name): \(p.width)×\(p.height)")
+            #expect(p.width == 131 && captionRows >= 24 && (captionRows - 4) % 20 == 0, "\(name): \(p.width)×\(p.height)")
             #expect(Self.dark(p, x: 0..<p.width, y: 0..<captionRows) > 0, "\(name) has its caption")
         }
         // The chain: 11 frames (10 snapshots and x_0) of 65 pixels, labels under each.
