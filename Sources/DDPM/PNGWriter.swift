@@ -56,7 +56,7 @@ public enum PNGWriter {
         let rows = (n + cols - 1) / cols
         let gap = 1, cellW = w * scale + gap, cellH = h * scale + gap
         let width = cols * cellW + gap
-        let lines = caption.map { BitmapFont.lines($0, maxWidth: width - 2 * textScale * 2, scale: textScale) } ?? []
+        let lines = caption.map { BitmapFont.lines($0.uppercased(), maxWidth: width - 2 * textScale * 2, scale: textScale) } ?? []
         let top = captionHeight(lines: lines.count)
         var canvas = Canvas(width: width, height: top + rows * cellH + gap, channels: c, background: 128)
         drawCaption(lines, into: &canvas)
@@ -73,7 +73,8 @@ public enum PNGWriter {
     /// The colours of values outside the range in ``writeStrip(_:range:labels:caption:markOutOfRange:scale:path:)``.
     public static let aboveRange: [UInt8] = [230, 40, 40], belowRange: [UInt8] = [40, 90, 230], notANumber: [UInt8] = [255, 0, 255]
 
-    /// N×C×H×W frames side by side (RGB PNG) with `labels[i]` under frame i and an optional caption above.
+    /// N×C×H×W frames side by side (RGB PNG) with `labels[i]` under frame i (as written: `t` and `x` have
+    /// lower-case glyphs) and an optional caption above (upper case).
     /// Values are shown on `range`; with `markOutOfRange`, a pixel with any channel above the range is drawn
     /// in ``aboveRange`` (red), below it in ``belowRange`` (blue), NaN in ``notANumber`` (magenta), instead of
     /// being clamped. Each pixel becomes a `scale` × `scale` square (``defaultScale(side:)`` when nil).
@@ -86,7 +87,7 @@ public enum PNGWriter {
         let scale = scale ?? defaultScale(side: Swift.max(h, w))
         let gap = 1, cellW = w * scale + gap
         let width = n * cellW + gap
-        let lines = caption.map { BitmapFont.lines($0, maxWidth: width - 2 * textScale * 2, scale: textScale) } ?? []
+        let lines = caption.map { BitmapFont.lines($0.uppercased(), maxWidth: width - 2 * textScale * 2, scale: textScale) } ?? []
         let top = captionHeight(lines: lines.count)
         // Labels at the text scale when they fit under a tile, else at half of it.
         let labelScale = labels.allSatisfy { BitmapFont.width($0, scale: textScale) <= w * scale } ? textScale : Swift.max(1, textScale / 2)

@@ -1,6 +1,7 @@
 // Text on pictures: a 5×7 bitmap font and an 8-bit canvas to draw tiles, captions and labels on, for
-// PNGWriter's captioned grids and labelled strips. Upper-case letters, digits and common punctuation;
-// lower case is drawn as upper case, anything else as '?'.
+// PNGWriter's captioned grids and labelled strips. Upper-case letters, digits, common punctuation and
+// the lower-case t and x (so that a label t=19 is not read as T, the chain's length); other lower-case
+// letters are drawn as upper case, anything else as '?'.
 
 /// An 8-bit grey or RGB picture being drawn.
 struct Canvas {
@@ -56,7 +57,8 @@ enum BitmapFont {
 
     static func glyph(_ ch: Character) -> [UInt8] {
         if ch == " " { return [0, 0, 0, 0, 0, 0, 0] }
-        let key: Character = ch == "×" ? "X" : ch == "−" ? "-" : Character(ch.uppercased())
+        if let g = glyphs[ch] { return g }
+        let key: Character = ch == "×" ? "x" : ch == "−" ? "-" : Character(ch.uppercased())
         return glyphs[key] ?? glyphs["?"]!
     }
 
@@ -117,6 +119,8 @@ enum BitmapFont {
         "?": [0x0E, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04],
         "!": [0x04, 0x04, 0x04, 0x04, 0x04, 0x00, 0x04],
         "*": [0x00, 0x04, 0x15, 0x0E, 0x15, 0x04, 0x00],
+        "t": [0x08, 0x08, 0x1C, 0x08, 0x08, 0x09, 0x06],
+        "x": [0x00, 0x00, 0x11, 0x0A, 0x04, 0x0A, 0x11],
         "#": [0x0A, 0x0A, 0x1F, 0x0A, 0x1F, 0x0A, 0x0A],
     ]
 }
