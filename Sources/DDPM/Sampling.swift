@@ -11,7 +11,40 @@ extension DDPM {
     }
 }
 
-/// A sampler choice as plain values (what the command line, the demo and golden files describe).
+extension DDPM {
+    /// `batchSize` images through the sampler `choice` describes, by value:
+    ///
+    ///     ddpm.sample(batchSize: 4, sampler: .ddim(steps: 50))          // DDIM, η = 0, 50 steps
+    ///     ddpm.sample(batchSize: 4, sampler: .ancestral(steps: 100))    // Ho et al.'s chain on 100 kept steps
+    ///     ddpm.sample(batchSize: 4, sampler: .ancestral())              // the full chain: sample(batchSize:)
+    ///
+    /// `onStep` is called after every step (a progress hook: `step.index` counts down from N − 1 to 0 on a
+    /// chain of N steps). Randomness from ``generator``: x_T, then each step's z.
+    public func sample(batchSize: Int, sampler choice: SamplerChoice, onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
+        try sample(batchSize: batchSize, sampler: makeSampler(choice), onStep: onStep)
+    }
+
+    /// The sampler `choice` describes over this DDPM's diffuser. The full ancestral chain
+    /// (``SamplerChoice/ancestral(steps:spacing:thresholding:)`` with no arguments) runs on any diffuser and is the
+    /// chain of ``sample(batchSize:onStep:)``; every other choice needs the diffuser's Gaussian tables
+    /// (`Diffuser.gaussianDiffusion`), and throws `.invalidConfiguration` for a diffuser without them.
+    public func makeSampler(_ choice: SamplerChoice) throws -> ReverseSampler {
+        if choice == .ancestral() { return AncestralSampler(diffuser) }
+        guard let gaussian = diffuser.gaussianDiffusion else {
+            throw DDPMError(.invalidConfiguration, "sampler '\(choice)': needs a Gaussian diffusion's tables, and this DDPM's diffuser (\(type(of: diffuser))) has none; only the full ancestral chain runs on any diffuser")
+        }
+        return try choice.makeSampler(for: gaussian)
+    }
+}
+
+/// A sampler choice as plain values (what the command line, the demo and golden files describe), made
+/// with ``ancestral(steps:spacing:thresholding:)`` or ``ddim(steps:eta:spacing:thresholding:rederivation:)``
+/// and run with `DDPM.sample(batchSize:sampler:onStep:)`.
+///
+/// Adding a solver (Euler, DPM-Solver++, …) whose sampler lives in `Sources/Diffusion`: a case in ``Kind``
+/// (its raw value is the command line's `--sampler` name), a static constructor beside ``ddim(steps:eta:spacing:thresholding:rederivation:)``
+/// taking the solver's own settings, and a branch in ``makeSampler(for:)``; nothing else changes
+/// (`DDPM.sample` and the command line go through ``makeSampler(for:)``).
 public struct SamplerChoice: Sendable, Equatable, CustomStringConvertible {
     public enum Kind: String, Sendable, CaseIterable { case ancestral, ddim }
     public var kind: Kind = .ancestral
@@ -30,6 +63,18 @@ public struct SamplerChoice: Sendable, Equatable, CustomStringConvertible {
                 thresholding: Thresholding? = nil, rederivation: NoiseRederivation = .rederive, setAlphaToOne: Bool = true) {
         self.kind = kind; self.steps = steps; self.spacing = spacing; self.eta = eta
         self.thresholding = thresholding; self.rederivation = rederivation; self.setAlphaToOne = setAlphaToOne
+    }
+
+    /// Ho et al.'s Algorithm 2: the full chain when `steps` is nil (the seed's `sample`), else on `steps`
+    /// kept timesteps (improved-diffusion's `ddimN` spacing unless `spacing` is given).
+    public static func ancestral(steps: Int? = nil, spacing: TimestepSpacing? = nil, thresholding: Thresholding? = nil) -> SamplerChoice {
+        SamplerChoice(kind: .ancestral, steps: steps, spacing: spacing, thresholding: thresholding)
+    }
+
+    /// DDIM (Song et al. 2021, eq. 12) on `steps` kept timesteps with noise scale `eta` (0: deterministic).
+    public static func ddim(steps: Int, eta: Double = 0, spacing: TimestepSpacing? = nil, thresholding: Thresholding? = nil,
+                            rederivation: NoiseRederivation = .rederive) -> SamplerChoice {
+        SamplerChoice(kind: .ddim, steps: steps, spacing: spacing, eta: eta, thresholding: thresholding, rederivation: rederivation)
     }
 
     public var description: String {

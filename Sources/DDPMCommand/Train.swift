@@ -212,7 +212,8 @@ struct Sample: FileCommand {
         trainer.ddpm.generator = RandomGenerator(seed: seed)
         let sampler = try choice.makeSampler(for: trainer.config.makeDiffusion())
         let batches = (count + chunk - 1) / chunk
-        let progress = Progress("sample", total: sampler.stepCount * batches)
+        // What the count counts: every step of every batch ("sample: 36 images, 250 steps × 2 batches, step 300/500").
+        let progress = Progress("sample: \(count) images, \(sampler.stepCount) steps × \(batches) batch\(batches == 1 ? "" : "es"), step", total: sampler.stepCount * batches)
         var parts: [Tensor] = []
         var done = 0
         for b in 0..<batches {

@@ -96,10 +96,16 @@ public protocol Diffuser {
     /// The channels a network's output must have for images of `channels` channels (2C when it also
     /// predicts a variance). The default is `channels`.
     func outputChannels(forDataChannels channels: Int) -> Int
+    /// The Gaussian diffusion whose tables (ᾱ_t, the posterior) this diffuser's chain runs on, for samplers
+    /// that respace the chain or step by DDIM; nil (the default) when there is none, and then only the
+    /// diffuser's own full ancestral chain can sample it.
+    var gaussianDiffusion: GaussianDiffusion? { get }
 }
 
 extension Diffuser {
     public func outputChannels(forDataChannels channels: Int) -> Int { channels }
+
+    public var gaussianDiffusion: GaussianDiffusion? { nil }
 
     public func modelTimestep(_ index: Int) -> Int { index }
 
@@ -142,6 +148,8 @@ public struct AncestralSampler: ReverseSampler {
 
 /// The default diffuser is the Gaussian diffusion itself: the seed's three methods are its equations.
 extension GaussianDiffusion: Diffuser {
+    public var gaussianDiffusion: GaussianDiffusion? { self }
+
     public func sampleTimesteps(batchSize: Int, generator: inout RandomGenerator) -> [Int] {
         (0..<batchSize).map { _ in generator.nextInt(below: timesteps) }
     }
