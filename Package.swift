@@ -44,7 +44,9 @@ let package = Package(
         // The seed's U-Net; knows nothing of schedules.
         .target(name: "UNet", dependencies: ["Tensors"]),
         // The seed's DDPM API, weights and golden files in HDF5, training, PNG output.
-        .target(name: "DDPM", dependencies: ["Kernels", "Tensors", "Diffusion", "UNet", "HDF5", "TensorIO", "CPNG", "FileOutput"]),
+        // Its one resource: the UCI optical digits (Resources/UCIDigits, CC BY 4.0; Fixtures/make_digits.py).
+        .target(name: "DDPM", dependencies: ["Kernels", "Tensors", "Diffusion", "UNet", "HDF5", "TensorIO", "CPNG", "FileOutput"],
+                resources: [.copy("Resources/UCIDigits")]),
         // The `ddpm` command only wires the parts together.
         .executableTarget(name: "DDPMCommand", dependencies: [
             "DDPM", "FileOutput",

@@ -41,7 +41,31 @@ public enum ImageData {
             let lo = values.min()!, hi = values.max()!
             throw DDPMError(.invalidData, "\(path) dataset '\(name)': value \(values[i]) at element \(i) is outside the data range [\(range.lowerBound), \(range.upperBound)] (the data span [\(lo), \(hi)]); rescale the images to the data range")
         }
+        if name == "/images", file.exists("/labels") { _ = try labels(file, path: path, count: shape[0]) }
         return Tensor(shape: a.shape, data: values)
+    }
+
+    /// The optional `labels` beside `images`: N integers in 0 ..< K (K = the largest label + 1), one per
+    /// image; nil when the file has none. Commands that do not use labels still check them (through
+    /// ``load(path:dataset:channels:imageSize:range:)``), so a malformed `labels` dataset is always an error.
+    public static func loadLabels(path: String, count: Int) throws -> [Int]? {
+        let file = try HDF5File(path: path)
+        return file.exists("/labels") ? try labels(file, path: path, count: count) : nil
+    }
+
+    static func labels(_ file: HDF5File, path: String, count: Int) throws -> [Int] {
+        let type = try file.elementType(of: "/labels"), shape = try file.shape(of: "/labels")
+        guard type.hasPrefix("int") || type.hasPrefix("uint") else {
+            throw DDPMError(.malformedFile, "\(path) dataset 'labels': expected integers (one class per image), found \(type)")
+        }
+        guard shape == [count] else {
+            throw DDPMError(.shapeMismatch, "\(path) dataset 'labels': expected shape [\(count)] (one label per image of 'images'), found \(shape)")
+        }
+        let values = try file.readInt64s("/labels").values
+        if let i = values.firstIndex(where: { $0 < 0 }) {
+            throw DDPMError(.invalidData, "\(path) dataset 'labels': expected classes 0 ..< K, found \(values[i]) at element \(i)")
+        }
+        return values.map { Int($0) }
     }
 }
 

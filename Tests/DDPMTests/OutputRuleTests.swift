@@ -47,6 +47,7 @@ func quickRun(_ name: String, out dir: String, inputs i: SharedInputs) -> [Strin
     case "figures": return ["figures", "--checkpoint", i.checkpoint, "--out", dir + "/figs", "--count", "2", "--bound-images", "1"]
     case "weights": return ["weights", "--out", dir + "/w.svg", "--timesteps", "10"]
     case "bound": return ["bound", "--checkpoint", i.checkpoint, "--out", dir + "/b.svg", "--images", "1"]
+    case "data digits": return ["data", "digits", "--split", "test", "--size", "8", "--out", dir + "/digits.h5"]
     case "sampler-figures": return ["sampler-figures", "--checkpoint", i.checkpoint, "--out-dir", dir + "/sf", "--count", "1"]
     default: return nil
     }
@@ -157,7 +158,7 @@ struct OutputRuleTests {
             }
             _ = try declaredPlan(args)
         }
-        #expect(Self.names.count == 13, "\(Self.names)")
+        #expect(Self.names.count == 14, "\(Self.names)")
     }
 
     @Test("each declared output against every case", arguments: leafCommands().map(\.name))
