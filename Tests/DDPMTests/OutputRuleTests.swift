@@ -48,6 +48,7 @@ func quickRun(_ name: String, out dir: String, inputs i: SharedInputs) -> [Strin
     case "weights": return ["weights", "--out", dir + "/w.svg", "--timesteps", "10"]
     case "bound": return ["bound", "--checkpoint", i.checkpoint, "--out", dir + "/b.svg", "--images", "1"]
     case "data digits": return ["data", "digits", "--split", "test", "--size", "8", "--out", dir + "/digits.h5"]
+    case "evaluate": return ["evaluate", "--checkpoint", i.checkpoint, "--data", i.data, "--count", "1", "--out", dir + "/e.md", "--figure", dir + "/e.svg"]
     case "sampler-figures": return ["sampler-figures", "--checkpoint", i.checkpoint, "--out-dir", dir + "/sf", "--count", "1"]
     default: return nil
     }
@@ -158,7 +159,7 @@ struct OutputRuleTests {
             }
             _ = try declaredPlan(args)
         }
-        #expect(Self.names.count == 14, "\(Self.names)")
+        #expect(Self.names.count == 15, "\(Self.names)")
     }
 
     @Test("each declared output against every case", arguments: leafCommands().map(\.name))
@@ -335,6 +336,7 @@ struct SizeOptionTests {
             ("sampler-figures --count", ["sampler-figures", "--checkpoint", c, "--out-dir", dir + "/sf", "--count", "1000000000"]),
             ("demo --images", ["demo", "--out", dir + "/d", "--images", "1000000000", "--count", "1"]),
             ("demo --count", ["demo", "--out", dir + "/d", "--count", "1000000000", "--images", "1000000000"]),
+            ("evaluate --batch-size", ["evaluate", "--checkpoint", c, "--data", data, "--batch-size", "1000000000000"]),
             ("demo --batch-size", ["demo", "--out", dir + "/d", "--batch-size", "1000000000"]),
             ("demo --timesteps", ["demo", "--out", dir + "/d", "--timesteps", "1000000000"]),
         ]
