@@ -134,11 +134,16 @@ struct Train: FileCommand {
     }
 
     /// The library's training loop with a progress bar; checkpoints at `out` (periodically and at the end).
-    static func loop(_ trainer: Trainer, images: Tensor, until: Int, checkpointEvery: Int, out: String?, label: String = "train") throws {
+    /// Returns the loss of every step it ran (for the loss curve).
+    @discardableResult
+    static func loop(_ trainer: Trainer, images: Tensor, until: Int, checkpointEvery: Int, out: String?, label: String = "train") throws -> [Double] {
         let progress = Progress(label, total: until)
+        var losses: [Double] = []
         try TrainingLoop.run(trainer, images: images, until: until, checkpointEvery: checkpointEvery, checkpoint: out) { p in
+            losses.append(p.loss)
             progress.update(p.step, loss: p.smoothedLoss)
         }
+        return losses
     }
 }
 

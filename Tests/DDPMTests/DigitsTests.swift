@@ -130,3 +130,30 @@ struct DigitsTests {
         try expectUserError(["train", "--data", short, "--out", dir + "/c.h5", "--steps", "1", "--preset", "tiny", "--image-size", "8", "--timesteps", "10"], "dataset 'labels'")
     }
 }
+
+@Suite("Issue 19: the demo on real digits")
+struct DemoDataTests {
+    @Test("the demo trains on the UCI training split by default and reports the held-out bound and the memorisation check; procedural digits stay an option")
+    func demoDataChoice() throws {
+        let dir = scratchFolder()
+        let quick = ["--steps", "2", "--count", "4", "--timesteps", "10", "--batch-size", "2", "--bound-images", "3"]
+        let r = try runDDPM(["demo"] + quick + ["--out", dir + "/uci"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let report = try String(contentsOfFile: dir + "/uci/report.md", encoding: .utf8)
+        for text in ["1600 UCI handwritten digits", "197 held-out UCI digits", "held-out bound, trained weights (bits/dim)", "held-out bound, EMA weights (bits/dim)",
+                     "first 3 held-out images", "all zeros scores", "nearest training image: mean distance of samples", "4 held-out real digits"] {
+            #expect(report.contains(text), "report lacks '\(text)'")
+        }
+        #expect(r.stderr.contains("3 images × T = 10 steps = 30 network evaluations"), "\(r.stderr)")
+        // nearest.png: 4 samples in 2 columns, each row of samples above a row of neighbours: 4 rows of 65 pixels.
+        let nearest = try PNGImage.read(path: dir + "/uci/nearest.png")
+        #expect(nearest.width == 131 && (nearest.height - 4 * 65 - 1 - 4) % 20 == 0, "\(nearest.width)×\(nearest.height)")
+        #expect(try String(contentsOfFile: dir + "/uci/loss.svg", encoding: .utf8).contains("polyline"))
+        let p = try runDDPM(["demo", "--digits", "procedural", "--images", "16"] + quick + ["--out", dir + "/procedural"])
+        #expect(p.status == 0, "\(p.stderr)")
+        #expect(try String(contentsOfFile: dir + "/procedural/report.md", encoding: .utf8).contains("16 procedurally drawn digits"))
+        try expectUserError(["demo", "--digits", "mnist", "--out", dir + "/x"], "--digits: expected uci or procedural, got 'mnist'")
+        try expectUserError(["demo", "--images", "2000", "--out", dir + "/x"], "--images: expected 1 to 1600 (the UCI training split), got 2000")
+        try expectUserError(["demo", "--bound-images", "198", "--out", dir + "/x"], "--bound-images: expected 1 to 197")
+    }
+}

@@ -35,7 +35,7 @@ final class SharedInputs: @unchecked Sendable {
 /// ``OutputRuleTests/everySubcommandHasAQuickRunAndGoesThroughThePlan``, so a new command cannot skip the cases.
 func quickRun(_ name: String, out dir: String, inputs i: SharedInputs) -> [String]? {
     switch name {
-    case "demo": return ["demo", "--steps", "1", "--images", "4", "--count", "1", "--timesteps", "10", "--batch-size", "2", "--out", dir + "/demo"]
+    case "demo": return ["demo", "--steps", "1", "--images", "4", "--count", "1", "--timesteps", "10", "--batch-size", "2", "--bound-images", "1", "--out", dir + "/demo"]
     case "train": return ["train", "--data", i.data, "--out", dir + "/t.h5", "--steps", "1"] + tinyRun
     case "sample": return ["sample", "--checkpoint", i.checkpoint, "--count", "1", "--out", dir + "/s.png", "--h5", dir + "/s.h5"]
     case "interpolate": return ["interpolate", "--checkpoint", i.checkpoint, "--data", i.data, "--from", "0", "--to", "1", "--frames", "2", "--steps", "2", "--out", dir + "/i.png"]
@@ -334,8 +334,8 @@ struct SizeOptionTests {
             ("bound --images", ["bound", "--checkpoint", c, "--out", dir + "/b.svg", "--images", "1000000000"]),
             ("figures --count", ["figures", "--checkpoint", c, "--out", dir + "/f", "--count", "1000000000"]),
             ("sampler-figures --count", ["sampler-figures", "--checkpoint", c, "--out-dir", dir + "/sf", "--count", "1000000000"]),
-            ("demo --images", ["demo", "--out", dir + "/d", "--images", "1000000000", "--count", "1"]),
-            ("demo --count", ["demo", "--out", dir + "/d", "--count", "1000000000", "--images", "1000000000"]),
+            ("demo --images", ["demo", "--digits", "procedural", "--out", dir + "/d", "--images", "1000000000", "--count", "1"]),
+            ("demo --count", ["demo", "--digits", "procedural", "--out", dir + "/d", "--count", "1000000000", "--images", "1000000000"]),
             ("evaluate --batch-size", ["evaluate", "--checkpoint", c, "--data", data, "--batch-size", "1000000000000"]),
             ("demo --batch-size", ["demo", "--out", dir + "/d", "--batch-size", "1000000000"]),
             ("demo --timesteps", ["demo", "--out", dir + "/d", "--timesteps", "1000000000"]),

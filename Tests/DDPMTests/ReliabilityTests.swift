@@ -102,12 +102,12 @@ struct ReliabilityTests {
         try "my thesis".write(toFile: dir + "/thesis.txt", atomically: true, encoding: .utf8)
         try fm.createDirectory(atPath: dir + "/sub", withIntermediateDirectories: false)
         try "data".write(toFile: dir + "/sub/data.txt", atomically: true, encoding: .utf8)
-        let demo = ["demo", "--steps", "2", "--images", "16", "--count", "1", "--timesteps", "10", "--batch-size", "2"]
+        let demo = ["demo", "--steps", "2", "--images", "16", "--count", "1", "--timesteps", "10", "--batch-size", "2", "--bound-images", "2"]
         let r = try runDDPM(demo + ["--out", dir])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try String(contentsOfFile: dir + "/thesis.txt", encoding: .utf8) == "my thesis")
         #expect(try String(contentsOfFile: dir + "/sub/data.txt", encoding: .utf8) == "data")
-        #expect(Set(try fm.contentsOfDirectory(atPath: dir)) == Set(["thesis.txt", "sub", "data.png", "samples.png", "samples-ddim.png", "chain.png", "checkpoint.h5", "report.md"]))
+        #expect(Set(try fm.contentsOfDirectory(atPath: dir)) == Set(["thesis.txt", "sub", "data.png", "samples.png", "samples-ddim.png", "chain.png", "nearest.png", "loss.svg", "checkpoint.h5", "report.md"]))
         // Its own files exist now: replacing them needs --force; a file as --out is refused and kept.
         let report = fileBytes(dir + "/report.md")
         try expectUserError(demo + ["--out", dir], "data.png: exists")
