@@ -336,7 +336,6 @@ struct SizeOptionTests {
             ("sampler-figures --count", ["sampler-figures", "--checkpoint", c, "--out-dir", dir + "/sf", "--count", "1000000000"]),
             ("demo --images", ["demo", "--digits", "procedural", "--out", dir + "/d", "--images", "1000000000", "--count", "1"]),
             ("demo --count", ["demo", "--digits", "procedural", "--out", dir + "/d", "--count", "1000000000", "--images", "1000000000"]),
-            ("evaluate --batch-size", ["evaluate", "--checkpoint", c, "--data", data, "--batch-size", "1000000000000"]),
             ("demo --batch-size", ["demo", "--out", dir + "/d", "--batch-size", "1000000000"]),
             ("demo --timesteps", ["demo", "--out", dir + "/d", "--timesteps", "1000000000"]),
         ]
