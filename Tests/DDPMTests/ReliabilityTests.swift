@@ -82,7 +82,9 @@ func startDDPM(_ arguments: [String], logs dir: String) throws -> Process {
     return p
 }
 
-/// Polls `condition` every 5 ms for up to `seconds`; returns whether it became true.
+/// Polls `condition` (an observable state: a file, a line printed) every 5 ms; returns whether it became true.
+/// `seconds` only bounds a wait that would otherwise hang: no test's outcome may depend on it (issue 25), so
+/// choose it far above what the state needs on a loaded machine.
 func waitFor(_ seconds: Double, _ condition: () -> Bool) -> Bool {
     let end = Date().addingTimeInterval(seconds)
     while Date() < end { if condition() { return true }; usleep(5_000) }
