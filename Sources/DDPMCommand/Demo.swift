@@ -149,8 +149,8 @@ struct Demo: FileCommand {
         let data = PixelStatistics(statisticsData, range: 0...1), generated = PixelStatistics(samples, range: 0...1)
         let ddimStats = PixelStatistics(ddimSamples, range: 0...1), real = PixelStatistics(reference, range: 0...1)
         let f4 = { (v: Double) in String(format: "%.4f", v) }
-        let ceiling = "\(count) fresh real images score \(f4(data.histogramDistance(to: real))) (the ceiling: a perfect model scores about this); 0 is identical, 1 disjoint"
-        let rmsCeiling = "\(count) fresh real images score \(f4(data.meanImageDistance(to: real))) (the ceiling); lower is closer"
+        let ceiling = "\(count) fresh real images score \(f4(data.histogramDistance(to: real))) (real data against real data at this count: a perfect model scores about this); 0 is identical, 1 disjoint"
+        let rmsCeiling = "\(count) fresh real images score \(f4(data.meanImageDistance(to: real))) (sampling noise alone at this count: a perfect model scores about this)"
         let report = """
         # ddpm demo report
 
@@ -215,8 +215,8 @@ struct Demo: FileCommand {
         var g = RandomGenerator(seed: seed)
         let train = DigitImages.make(count: imageCount, generator: &g).images
         let heldOut = DigitImages.make(count: 256, generator: &g).images
-        // A second real set as large as the samples: its statistics against the held-out set are the ceiling
-        // that a perfect model's samples would reach (drawn after the training and held-out sets, which it leaves unchanged).
+        // A second real set as large as the samples: its statistics against the held-out set are what a
+        // perfect model's samples would score, sampling noise included (drawn after the training and held-out sets, which it leaves unchanged).
         let reference = DigitImages.make(count: count, generator: &g).images
         return (train, heldOut, reference, heldOut)
     }
