@@ -100,7 +100,13 @@ struct Golden: ParsableCommand {
             return plan
         }
 
-        func footprint() throws -> Footprint { Footprint() }
+        func footprint() throws -> Footprint {
+            var f = Footprint()
+            let config = try checkpointConfiguration(file, option: "FILE", format: .golden, into: &f)
+            let n = (try? HDF5File(path: file).shape(of: "/inputs/t").first) ?? 1
+            f.network(config.network, batch: n ?? 1, training: true, network: "the network of \(file)", images: "its batch of \(n ?? 1) inputs (outputs and gradients)")
+            return f
+        }
 
         func work() throws {
             let rule = try rule()
