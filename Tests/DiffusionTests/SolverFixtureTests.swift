@@ -1,0 +1,225 @@
+// The σ view, the σ schedules, σ ↔ t and one step of each solver against `Fixtures/solvers.h5`, written by
+// `Fixtures/make_solver_fixtures.py` (numpy, from the papers and the peers' documented conventions; see the
+// solvers.h5 section of Fixtures/README.md). Equations at rtol 1e-13, tables within 4 ULP.
+
+import Foundation
+import HDF5
+import TestSupport
+import Testing
+import Diffusion
+import Tensors
+
+enum SolverFixture {
+    static let file = FixtureFile("solvers.h5")
+    nonisolated(unsafe) static let raw: HDF5File = try! HDF5File(path: fixturesFolder + "/solvers.h5")   // read-only
+    static func members(_ group: String) -> [String] { (try? raw.members(ofGroup: group)) ?? [] }
+    static func string(_ name: String, of object: String) -> String { try! raw.stringAttribute(name, of: object) }
+    static func double(_ name: String, of object: String) -> Double { try! raw.doubleAttribute(name, of: object) }
+    static func rows(_ dataset: String) -> [Tensor] {
+        let t = file.tensor(dataset)
+        return (0..<t.shape[0]).map { t.slice(axis: 0, start: $0, length: 1).reshaped(Array(t.shape.dropFirst())) }
+    }
+}
+
+/// A model that answers its k-th call with row k of a case's `model_outputs` (of kind `denoised` or `eps`),
+/// recording where each call was made.
+final class ReplayDenoiser: SigmaDenoiser {
+    let outputs: [Tensor], kind: String
+    var calls: [(x: Tensor, sigma: Double)] = []
+    private var answered = 0
+    init(outputs: [Tensor], kind: String) { self.outputs = outputs; self.kind = kind }
+    func denoise(model: NoisePredictor, _ x: Tensor, sigma s: Double) throws -> SigmaPrediction {
+        let out = outputs[answered]
+        answered += 1
+        calls.append((x, s))
+        return kind == "eps" ? SigmaPrediction(denoised: x - out * s, noise: out) : SigmaPrediction(denoised: out, noise: (x - out) / s)
+    }
+    func modelTimestep(sigma: Double) -> Int { 0 }
+}
+
+@Suite("σ view, σ schedules and σ ↔ t against the numpy oracle")
+struct SigmaFixtureTests {
+    let f = SolverFixture.file
+
+    @Test("trained σ, log σ and λ tables within 4 ULP (T = 1000 and T = 10)")
+    func tables() throws {
+        for (T, end) in [(1000, 0.02), (10, 0.2)] {
+            let d = try GaussianDiffusion(schedule: .linear(start: 1e-4, end: end), timesteps: T, dataRange: 0...1)
+            expectULP(d.tables.alphasCumprod, f.values("schedule/T\(T)/alphas_cumprod"), "schedule/T\(T)/alphas_cumprod")
+            let s = SigmaView.trainedSigmas(alphasCumprod: d.tables.alphasCumprod)
+            expectULP(s, f.values("schedule/T\(T)/sigmas"), "schedule/T\(T)/sigmas")
+            expectULP(s.map { SigmaView.lambda(sigma: $0) }, f.values("schedule/T\(T)/lambdas"), "schedule/T\(T)/lambdas")
+        }
+    }
+
+    @Test("Karras (ρ = 7, 3), exponential and polyexponential σ for N = 5, 20, 50 within 4 ULP")
+    func parametricSchedules() throws {
+        let lo = SolverFixture.double("sigma_min", of: "/sigma_schedules"), hi = SolverFixture.double("sigma_max", of: "/sigma_schedules")
+        let d = try GaussianDiffusion(schedule: .linear(), timesteps: 1000, dataRange: 0...1)
+        for n in [5, 20, 50] {
+            let cases: [(String, SigmaSchedule)] = [("karras_rho7", .karras(sigmaMin: lo, sigmaMax: hi, rho: 7)), ("karras_rho3", .karras(sigmaMin: lo, sigmaMax: hi, rho: 3)),
+                                                    ("exponential", .exponential(sigmaMin: lo, sigmaMax: hi)),
+                                                    ("polyexponential_rho2", .polyexponential(sigmaMin: lo, sigmaMax: hi, rho: 2))]
+            for (name, schedule) in cases {
+                let s = try schedule.sigmas(steps: n, diffusion: d)
+                #expect(s.last == 0 && s.count == n + 1)
+                expectULP(Array(s.dropLast()), f.values("sigma_schedules/\(name)/N\(n)/sigmas"), "sigma_schedules/\(name)/N\(n)/sigmas")
+                if f.exists("sigma_schedules/\(name)/N\(n)/t_log_linear") {
+                    let t = s.dropLast().map { SigmaToTimestep.logLinear.fractionalTimestep(sigma: $0, trainedSigmas: SigmaView.trainedSigmas(alphasCumprod: d.tables.alphasCumprod)) }
+                    f.expectMatches(t, "sigma_schedules/\(name)/N\(n)/t_log_linear", tolerance: Tolerance(rtol: 1e-13, atol: 1e-12))
+                }
+                if f.exists("sigma_schedules/\(name)/N\(n)/t_log_linear_rounded") {
+                    let t = s.dropLast().map { SigmaToTimestep.logLinear.timestep(sigma: $0, trainedSigmas: SigmaView.trainedSigmas(alphasCumprod: d.tables.alphasCumprod)) }
+                    #expect(t == f.ints("sigma_schedules/\(name)/N\(n)/t_log_linear_rounded"), "\(name) N\(n) rounded t")
+                }
+            }
+        }
+    }
+
+    @Test("trained σ respaced by the spacings this package has (ddim, linspace, leading, trailing): timesteps exactly, σ within 4 ULP")
+    func trainedSchedules() throws {
+        let d = try GaussianDiffusion(schedule: .linear(), timesteps: 1000, dataRange: 0...1)
+        let rules: [(String, TimestepSpacing)] = [("trained_ddim", .improvedDiffusion("ddim")), ("trained_linspace_ddim", .diffusersLinspace),
+                                                  ("trained_leading_offset0", .diffusersLeading(stepsOffset: 0)),
+                                                  ("trained_leading_offset1", .diffusersLeading(stepsOffset: 1)), ("trained_trailing", .diffusersTrailing)]
+        for n in [5, 20, 50] {
+            for (name, rule) in rules {
+                let spacing: TimestepSpacing = if case .improvedDiffusion = rule { .improvedDiffusion("ddim\(n)") } else { rule }
+                let path = "sigma_schedules/\(name)/N\(n)"
+                let kept = try spacing.keptTimesteps(timesteps: 1000, steps: n)
+                #expect(Array(kept.reversed()) == f.ints(path + "/timesteps"), "\(path) timesteps")
+                let s = try SigmaSchedule.trained(spacing).sigmas(steps: n, diffusion: d)
+                expectULP(Array(s.dropLast()), f.values(path + "/sigmas"), path + "/sigmas")
+            }
+        }
+    }
+
+    @Test("σ → t (nearest, log-linear, linear in σ) and t → σ on T = 1000 and T = 10")
+    func sigmaToT() throws {
+        for (T, end) in [(1000, 0.02), (10, 0.2)] {
+            let d = try GaussianDiffusion(schedule: .linear(start: 1e-4, end: end), timesteps: T, dataRange: 0...1)
+            let table = SigmaView.trainedSigmas(alphasCumprod: d.tables.alphasCumprod)
+            let p = "sigma_to_t/T\(T)/"
+            let q = f.values(p + "query_sigmas"), qt = f.values(p + "query_t")
+            #expect(q.map { Int(SigmaToTimestep.nearest.fractionalTimestep(sigma: $0, trainedSigmas: table)) } == f.ints(p + "nearest"), "\(p)nearest")
+            let tol = Tolerance(rtol: 1e-13, atol: 1e-12)
+            f.expectMatches(q.map { SigmaToTimestep.logLinear.fractionalTimestep(sigma: $0, trainedSigmas: table) }, p + "log_linear", tolerance: tol)
+            #expect(q.map { SigmaToTimestep.logLinear.timestep(sigma: $0, trainedSigmas: table) } == f.ints(p + "log_linear_rounded"), "\(p)log_linear_rounded")
+            f.expectMatches(q.map { SigmaToTimestep.linear.fractionalTimestep(sigma: $0, trainedSigmas: table) }, p + "sigma_linear", tolerance: tol)
+            f.expectMatches(qt.map { SigmaToTimestep.logLinear.sigma(timestep: $0, trainedSigmas: table) }, p + "t_to_sigma_log_linear")
+            f.expectMatches(qt.map { SigmaToTimestep.linear.sigma(timestep: $0, trainedSigmas: table) }, p + "t_to_sigma_linear")
+        }
+    }
+}
+
+@Suite("One step of each solver against the numpy oracle (stored state, model outputs and noise)")
+struct SolverStepFixtureTests {
+    let f = SolverFixture.file
+    let sigmas = SolverFixture.file.values("steps/karras10")
+
+    /// Runs step k of `solver` on the karras10 table (or `table`) from the case's x, replaying its model
+    /// outputs; earlier steps `warm` (for history) are run first from an arbitrary state with the history rows.
+    func run(_ solver: SigmaSolver, _ path: String, table: [Double]? = nil, lowerOrderFinal: Bool = false) throws -> (Tensor, ReplayDenoiser) {
+        let table = table ?? sigmas
+        let g = "/steps/" + path
+        let s = SolverFixture.double("sigma", of: g)
+        let k = table.firstIndex(of: s)!
+        var outputs = SolverFixture.rows("steps/\(path)/model_outputs")
+        let history = f.exists("steps/\(path)/history") ? SolverFixture.rows("steps/\(path)/history") : []
+        outputs = history + outputs
+        let replay = ReplayDenoiser(outputs: outputs, kind: SolverFixture.string("output_kind", of: g))
+        let sampler = try SigmaSampler(sigmas: table, solver: solver, denoiser: replay, lowerOrderFinal: lowerOrderFinal)
+        let x = f.tensor("steps/\(path)/x")
+        let noise = f.exists("steps/\(path)/noise") ? f.tensor("steps/\(path)/noise") : nil
+        if !history.isEmpty {
+            let hs = f.values("steps/\(path)/history_sigmas")
+            for (j, h) in hs.enumerated() {
+                let kh = table.firstIndex(of: h)!
+                #expect(kh == k - hs.count + j, "\(path): history σ \(h) is not step \(k - hs.count + j)")
+                _ = try sampler.step(kh, model: unusedNetwork, SigmaView.vp(x, sigma: h), noise: nil)
+            }
+            replay.calls.removeFirst(history.count)
+        }
+        let out = try sampler.step(k, model: unusedNetwork, SigmaView.vp(x, sigma: s), noise: noise)
+        return (SigmaView.scaled(vp: out.next, sigma: table[k + 1]), replay)
+    }
+
+    func check(_ solver: SigmaSolver, _ path: String, expected: String = "expected", table: [Double]? = nil, lowerOrderFinal: Bool = false) throws {
+        let (out, replay) = try run(solver, path, table: table, lowerOrderFinal: lowerOrderFinal)
+        f.expectMatches(out, "steps/\(path)/\(expected)")
+        let points = SolverFixture.rows("steps/\(path)/eval_points"), es = f.values("steps/\(path)/eval_sigmas")
+        #expect(replay.calls.count == points.count, "\(path): \(replay.calls.count) model calls, expected \(points.count)")
+        for (j, c) in zip(replay.calls, zip(points, es)).enumerated() {
+            let cmp = Comparison("steps/\(path)/eval_points[\(j)]", actual: c.0.x, expected: c.1.0, tolerance: .equation)
+            print("fixture \(cmp)")
+            #expect(cmp.passed, "\(cmp)")
+            #expect(abs(c.0.sigma - c.1.1) <= 1e-13 * c.1.1, "\(path): call \(j) at σ = \(c.0.sigma), expected \(c.1.1)")
+        }
+    }
+
+    @Test("Euler (middle, last) and Euler with churn")
+    func euler() throws {
+        try check(.euler, "euler/middle")
+        try check(.euler, "euler/last")
+        // k-diffusion's sample_euler with churn is Heun's churn followed by an Euler step: here the Heun solver's
+        // churn with its correction skipped is not available, so the churn and the step are checked as equations.
+        let g = "/steps/euler_churn/middle"
+        let (s, sn) = (SolverFixture.double("sigma", of: g), SolverFixture.double("sigma_next", of: g))
+        let (x, z) = (f.tensor("steps/euler_churn/middle/x"), f.tensor("steps/euler_churn/middle/noise"))
+        let (xh, sh) = SolverUpdate.churn(x, sigma: s, gamma: SolverFixture.double("gamma", of: g), noiseScale: SolverFixture.double("s_noise", of: g), z: z)
+        f.expectMatches(xh, "steps/euler_churn/middle/x_hat")
+        #expect(abs(sh - SolverFixture.double("sigma_hat", of: g)) <= 1e-15 * sh)
+        let d = f.tensor("steps/euler_churn/middle/model_outputs").reshaped(x.shape)
+        f.expectMatches(SolverUpdate.euler(xh, derivative: SolverUpdate.derivative(xh, denoised: d, sigma: sh), sigma: sh, next: sn), "steps/euler_churn/middle/expected")
+    }
+
+    @Test("Euler ancestral: η = 1, 0.5, 0 and the last step")
+    func eulerAncestral() throws {
+        for c in ["eta1", "eta0.5", "eta0", "last"] {
+            let g = "/steps/euler_ancestral/\(c)"
+            let eta = SolverFixture.double("eta", of: g)
+            let split = SolverUpdate.ancestralSplit(sigma: SolverFixture.double("sigma", of: g), next: SolverFixture.double("sigma_next", of: g), eta: eta)
+            if SolverFixture.double("sigma_next", of: g) > 0 {
+                let c = Comparison("\(g) σ_down, σ_up", actual: [split.down, split.up],
+                                   expected: [SolverFixture.double("sigma_down", of: g), SolverFixture.double("sigma_up", of: g)], tolerance: .equation)
+                print("fixture \(c)")
+                #expect(c.passed, "\(c)")
+            }
+            try check(.eulerAncestral(eta: eta, noiseScale: SolverFixture.double("s_noise", of: g)), "euler_ancestral/\(c)")
+        }
+    }
+
+    @Test("Heun (middle, last) and Heun with churn (active, capped at √2 − 1, outside [S_tmin, S_tmax])")
+    func heun() throws {
+        try check(.heun(churn: 0, tMin: 0, tMax: .infinity, noiseScale: 1), "heun/middle")
+        try check(.heun(churn: 0, tMin: 0, tMax: .infinity, noiseScale: 1), "heun/last")
+        for c in ["active", "capped", "outside"] {
+            let g = "/steps/heun_churn/\(c)"
+            #expect(Int(try SolverFixture.raw.int64Attribute("num_steps", of: g)) == sigmas.count - 1)
+            try check(.heun(churn: SolverFixture.double("s_churn", of: g), tMin: SolverFixture.double("s_tmin", of: g),
+                            tMax: SolverFixture.double("s_tmax", of: g), noiseScale: SolverFixture.double("s_noise", of: g)), "heun_churn/\(c)")
+        }
+    }
+
+    @Test("DPM-Solver++(2M): first, middle (k-diffusion and diffusers forms), final steps of both peers")
+    func dpmpp2M() throws {
+        try check(.dpmpp2M, "dpmpp_2m/first")
+        try check(.dpmpp2M, "dpmpp_2m/middle")
+        try check(.dpmpp2M, "dpmpp_2m/middle", expected: "expected_diffusers")
+        try check(.dpmpp2M, "dpmpp_2m/final_kdiffusion")
+        try check(.dpmpp2M, "dpmpp_2m/final_diffusers_zero", lowerOrderFinal: true)
+        // diffusers' trailing N = 10 with final σ = σ_min: the σ table is [σ(199), σ(99), σ_0]
+        let g = "/steps/dpmpp_2m/final_diffusers_sigma_min_second_order"
+        let table = [SolverFixture.double("sigma_prev", of: g), SolverFixture.double("sigma", of: g), SolverFixture.double("sigma_next", of: g)]
+        try check(.dpmpp2M, "dpmpp_2m/final_diffusers_sigma_min_lower_order_final", table: table, lowerOrderFinal: true)
+        try check(.dpmpp2M, "dpmpp_2m/final_diffusers_sigma_min_second_order", table: table, lowerOrderFinal: false)
+        // The repeated last σ of use_karras_sigmas + sigma_min: a zero-size (here slightly upward) step. The
+        // first-order equation gives x' ≈ x as diffusers does; the sampler refuses such a table up front.
+        let r = "steps/dpmpp_2m/final_diffusers_sigma_min_karras_repeated"
+        let (s, sn) = (SolverFixture.double("sigma", of: "/" + r), SolverFixture.double("sigma_next", of: "/" + r))
+        f.expectMatches(SolverUpdate.dpmppFirstOrder(f.tensor(r + "/x"), denoised: f.tensor(r + "/model_outputs").reshaped([2, 3]), sigma: s, next: sn), r + "/expected")
+        expectError(.invalidValue, mentioning: ["decrease strictly"]) {
+            try SigmaSampler(sigmas: [SolverFixture.double("sigma_prev", of: "/" + r), s, sn, 0], solver: .dpmpp2M, denoiser: GaussianDenoiser(mean: 0, std: 1))
+        }
+    }
+}
