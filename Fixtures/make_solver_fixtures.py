@@ -42,6 +42,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "solvers.h5")
 SHAPE = (2, 3)  # every solver state: 2 samples x 3 values
+HEUN_CHURN = {"name": "heun_churn", "s_churn": 2.0, "s_tmin": 0.05, "s_tmax": 50.0, "s_noise": 1.003}
 
 
 # ============================================================================= schedule, sigma view
@@ -521,6 +522,9 @@ def run(solver, D, sigmas, x, noises=None):
             x = euler_step(x, sc, sn, m(x, sc))
         elif name == "heun":
             x = heun_step(m, x, sc, sn)
+        elif name == "heun_churn":
+            xh, sh, _ = churn(sc, n, solver["s_churn"], solver["s_tmin"], solver["s_tmax"], solver["s_noise"], x, z)
+            x = heun_step(m, xh, sh, sn)
         elif name == "euler_ancestral":
             x = euler_ancestral_step(x, sc, sn, m(x, sc), z, solver["eta"])
         elif name in ("dpmpp_2s", "dpmpp_2s_ancestral"):
@@ -561,6 +565,38 @@ def run(solver, D, sigmas, x, noises=None):
             raise ValueError(name)
         xs.append(x)
     return np.stack(xs), m.n, extra
+
+
+def affine_denoiser(mu, s, rows):
+    """The Gaussian denoiser acting on an AFFINE FORM of the state: X has shape (rows, 3), row 0 the constant term
+    and row j >= 1 the coefficient of the j-th independent standard-normal input. D is affine in x
+    (D = a x + b, a = s^2/(s^2 + sigma^2), b = sigma^2 mu/(s^2 + sigma^2)), so b goes to row 0 only."""
+    s2 = s * s
+    e0 = np.zeros((rows, len(mu)))
+    e0[0] = 1.0
+
+    def D(X, sigma):
+        return (s2 / (s2 + sigma * sigma)) * X + e0 * (sigma * sigma * mu / (s2 + sigma * sigma))
+    return D
+
+
+def output_law(solver, mu, s, sigmas, start_var):
+    """Exact output law of a solver on the Gaussian model from x_T ~ N(mu, start_var) with independent standard
+    normal step noises: every solver here is affine in (x_T, noises) for an affine D, so running it on affine forms
+    (rows: constant, x_T's normal, one per step noise) gives mean = row 0 and variance = sum of squares of the rest."""
+    n = len(sigmas) - 1
+    rows = 2 + n
+    X = np.zeros((rows, len(mu)))
+    X[0] = mu
+    X[1] = math.sqrt(start_var) if np.isscalar(start_var) else np.sqrt(start_var)
+    noises = []
+    for i in range(n):
+        z = np.zeros((rows, len(mu)))
+        z[2 + i] = 1.0
+        noises.append(z)
+    states, _, _ = run(solver, affine_denoiser(mu, s, rows), sigmas, X, noises)
+    out = states[-1]
+    return out[0], (out[1:] ** 2).sum(axis=0)
 
 
 def run_pndm_discrete(D, ts, x, prk, final_abar, abar):
@@ -653,6 +689,36 @@ class Step:
             put(g, k, v)
         put(g, "expected", expected)
         return expected
+
+
+def diagnostics(mu, sd, s_min, s_max, x_T):
+    """Printed (not stored) checks behind the README's remarks on the convergence table: the one-step error of
+    DPM-Solver-k scales as h^(k+1) (asserted within 0.15 at the smallest h), DPM-Solver-3 and UniPC-3 beyond N = 80,
+    and sigma-space PLMS on a uniform-sigma grid up to N = 160."""
+    Dg = gaussian_denoiser(mu, sd)
+    eps = lambda x, sg_: (x - Dg(x, sg_)) / sg_
+    base = np.array([[1.0, 2.0, 3.0], [0.0, -1.0, 2.0]])
+    hs = [0.2, 0.1, 0.05, 0.025, 0.0125]
+    for s0 in (5.0, 0.5, 0.05):
+        x0 = exact_ode(base, 10.0, s0, mu, sd)
+        errs = np.array([[np.abs(dpm_solver_step(eps, x0, s0, s0 * math.exp(-h), k)
+                                 - exact_ode(x0, s0, s0 * math.exp(-h), mu, sd)).max() for k in (1, 2, 3)] for h in hs])
+        ratios = np.log2(errs[:-1] / errs[1:])
+        assert np.all(np.abs(ratios[-1] - np.array([2.0, 3.0, 4.0])) < 0.15), (s0, ratios)
+        print(f"  DPM-Solver-1/2/3 one-step error, log2 ratio per halving of h (h = 0.2 ... 0.0125) from sigma = {s0}: "
+              + "; ".join(", ".join(f"{r:.2f}" for r in ratios[:, k]) for k in range(3)))
+    ex = exact_ode(x_T, s_max, s_min, mu, sd)
+    for label, cfg in (("dpm_solver_3", {"name": "dpm_solver", "order": 3}),
+                       ("unipc_bh2_order3", {"name": "unipc", "order": 3, "bh": "bh2", "corrector": True,
+                                             "lower_order_final": False})):
+        errs = [np.abs(run(cfg, Dg, karras_sigmas(N + 1, s_min, s_max, 7.0), x_T)[0][-1] - ex).max()
+                for N in (40, 80, 160, 320, 640)]
+        print(f"  {label} Karras N = 40 ... 640: errors " + " ".join(f"{e:.2e}" for e in errs) + "; slopes "
+              + " ".join(f"{math.log2(errs[i] / errs[i + 1]):.2f}" for i in range(4)))
+    x10, ex05 = exact_ode(x_T, s_max, 10.0, mu, sd), exact_ode(x_T, s_max, 0.5, mu, sd)
+    errs = [np.abs(run({"name": "plms"}, Dg, np.linspace(10.0, 0.5, N + 1), x10)[0][-1] - ex05).max()
+            for N in (10, 20, 40, 80, 160)]
+    print("  plms uniform sigma N = 10 ... 160: slopes " + " ".join(f"{math.log2(errs[i] / errs[i + 1]):.2f}" for i in range(4)))
 
 
 def main():
@@ -1088,7 +1154,9 @@ def main():
                                 ("dpmpp_2s_ancestral", {"name": "dpmpp_2s_ancestral", "eta": 1.0},
                                  "k-diffusion sample_dpmpp_2s_ancestral, eta = 1, s_noise = 1"),
                                 ("dpmpp_2m_sde", {"name": "dpmpp_2m_sde", "eta": 1.0},
-                                 "k-diffusion sample_dpmpp_2m_sde, eta = 1, s_noise = 1, midpoint")):
+                                 "k-diffusion sample_dpmpp_2m_sde, eta = 1, s_noise = 1, midpoint"),
+                                ("heun_churn", HEUN_CHURN, "EDM Alg. 2 / k-diffusion sample_heun with s_churn = 2, "
+                                 "s_tmin = 0.05, s_tmax = 50, s_noise = 1.003 (gamma = 0.2 where active; N = 10)")):
             states, nfe, _ = run(cfg, Dg, K, x_T, noises)
             g = tg.create_group(name)
             g.attrs["convention"] = desc + "; step i uses noises[i] (no noise on the step into 0)"
@@ -1113,6 +1181,47 @@ def main():
                     sl = np.concatenate([sigmas[kept], [0.0]])
                     alt = run({"name": "plms"}, Dg, sl, x_start)[0]
                     assert np.allclose(alt, states, rtol=1e-11, atol=1e-12), np.abs(alt - states).max()
+
+        # ------------------------------------------------------------------ exact output laws
+        lg = f.create_group("laws")
+        lg.attrs["start"] = "x_T ~ N(mu, s^2 + sigma_max^2) per value (the exact marginal at sigma_max), mu, s = trajectories/mu, s"
+        lg.attrs["grid"] = "Karras rho = 7 with N points then 0 (N steps), sigma_min = trained sigma_0, sigma_max = trained sigma_999"
+        lg.attrs["target"] = "a perfect sampler ends at N(mu, s^2): mean = mu, variance = s^2"
+        law_N = np.array([10, 20, 50], dtype=np.int64)
+        put(lg, "N", law_N)
+        law_solvers = dict(det)
+        law_solvers.update({"euler_ancestral": {"name": "euler_ancestral", "eta": 1.0},
+                            "euler_ancestral_eta0.5": {"name": "euler_ancestral", "eta": 0.5},
+                            "dpmpp_2s_ancestral": {"name": "dpmpp_2s_ancestral", "eta": 1.0},
+                            "dpmpp_2m_sde": {"name": "dpmpp_2m_sde", "eta": 1.0},
+                            "heun_churn": HEUN_CHURN})
+        for name, cfg in law_solvers.items():
+            means, variances = [], []
+            for N in law_N:
+                sl = np.concatenate([karras_sigmas(int(N), s_min, s_max, 7.0), [0.0]])
+                m_, v_ = output_law(cfg, mu, sd, sl, sd ** 2 + s_max ** 2)
+                means.append(m_); variances.append(v_)
+            g = lg.create_group(name)
+            g.attrs["solver"] = str(cfg)
+            put(g, "mean", np.stack(means), meaning="(len(N), 3): the output mean per value")
+            put(g, "variance", np.stack(variances), meaning="(len(N), 3): the output variance per value")
+        # the law machinery agrees with the trajectories: a deterministic solver maps x_T affinely, so its mean is
+        # its output from x_T = mu and its variance is (slope)^2 (s^2 + sigma_max^2)
+        for name in ("euler", "dpmpp_2m", "unipc_bh2_order3"):
+            m10 = lg[name]["mean"][0]
+            from_mu = run(det[name], Dg, K, np.broadcast_to(mu, SHAPE).copy())[0][-1]
+            assert np.allclose(from_mu, m10, rtol=1e-12, atol=1e-12), name
+
+        # and a Monte Carlo check of the stochastic laws (100,000 samples per value, within 5 standard errors)
+        mc = rng_for("law_monte_carlo")
+        M = 100_000
+        sl10 = np.concatenate([karras_sigmas(10, s_min, s_max, 7.0), [0.0]])
+        for name in ("euler_ancestral", "dpmpp_2s_ancestral", "dpmpp_2m_sde", "heun_churn"):
+            xs0 = mu + np.sqrt(sd ** 2 + s_max ** 2) * mc.standard_normal((M, 3))
+            out = run(law_solvers[name], Dg, sl10, xs0, mc.standard_normal((10, M, 3)))[0][-1]
+            m_, v_ = lg[name]["mean"][0], lg[name]["variance"][0]
+            assert np.all(np.abs(out.mean(0) - m_) < 5 * np.sqrt(v_ / M)), name
+            assert np.all(np.abs(out.var(0) - v_) < 5 * v_ * math.sqrt(2.0 / M)), (name, out.var(0), v_)
 
         # ------------------------------------------------------------------ convergence orders
         cg = f.create_group("convergence")
@@ -1189,6 +1298,8 @@ def main():
         for name, (errs, fit, last, nfes) in table.items():
             print(f"  {name:32s} " + " ".join(f"{e:9.2e}" for e in errs) + f"   {fit:5.2f} {last:5.2f}   nfe {list(nfes)}")
     print("wrote", OUT, os.path.getsize(OUT), "bytes")
+    print("diagnostics (not stored):")
+    diagnostics(mu, sd, s_min, s_max, x_T)
 
 
 if __name__ == "__main__":
