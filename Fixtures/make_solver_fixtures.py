@@ -140,6 +140,14 @@ def sigma_to_t_nearest(sigma, log_sigmas):
     return np.argmin(d, axis=0).astype(np.int64)
 
 
+def sigma_to_t_nearest_sigma(sigma, sigmas):
+    """[EDM Table 1, iDDPM column, c_noise]: the trained index whose sigma is nearest in sigma itself,
+    argmin_i |sigma - sigma_i| (first on a tie), in this file's 0-based ascending indexing (EDM counts j from
+    the top, c_noise = M - 1 - j). Differs from sigma_to_t_nearest (log sigma) between trained values."""
+    d = np.abs(np.asarray(sigma)[None, :] - sigmas[:, None])
+    return np.argmin(d, axis=0).astype(np.int64)
+
+
 def sigma_to_t_log_linear(sigma, log_sigmas):
     """[KD DiscreteSchedule.sigma_to_t, quantize=False; HF _sigma_to_t]: low = the last i with log sigma_i <=
     log sigma, clamped to T-2 (0 when none); w = (log sigma_low - log sigma)/(log sigma_low - log sigma_low+1)
@@ -811,12 +819,25 @@ def main():
             put(g, "query_sigmas", q, meaning="5 at trained sigma_0, 1, T/2, T-2, T-1; 4 between; 4 outside")
             put(g, "nearest", sigma_to_t_nearest(q, ls),
                 meaning="k-diffusion quantize: argmin |log sigma - log sigma_i| (int64)")
+            put(g, "nearest_sigma", sigma_to_t_nearest_sigma(q, s),
+                meaning="EDM Table 1 iDDPM c_noise: argmin |sigma - sigma_i| (int64)")
             put(g, "log_linear", sigma_to_t_log_linear(q, ls),
                 meaning="k-diffusion sigma_to_t: linear in log sigma, clamped to [0, T-1]")
             put(g, "sigma_linear", sigma_to_t_linear(q, s),
                 meaning="linear in sigma (inverse of np.interp), clamped to [0, T-1]")
             put(g, "log_linear_rounded", np.round(sigma_to_t_log_linear(q, ls)).astype(np.int64),
                 meaning="round (ties to even) of log_linear: what an integer-t network gets (diffusers)")
+            # where nearest-in-log-sigma and nearest-in-sigma disagree: log-linear t = i + 0.52 (i = 0, T/2)
+            qb = np.array([mid(0, 0.52), mid(n // 2, 0.52), mid(0, 0.3)])
+            gb = g.create_group("nearest_disagree")
+            gb.attrs["meaning"] = ("queries at log-linear t = 0.52, T/2 + 0.52, 0.3: nearest in log sigma and nearest in "
+                                   "sigma differ for the first (T = 10 and 1000) and the second (T = 10)")
+            put(gb, "query_sigmas", qb)
+            put(gb, "nearest", sigma_to_t_nearest(qb, ls))
+            put(gb, "nearest_sigma", sigma_to_t_nearest_sigma(qb, s))
+            put(gb, "log_linear", sigma_to_t_log_linear(qb, ls))
+            put(gb, "sigma_linear", sigma_to_t_linear(qb, s))
+            assert sigma_to_t_nearest(qb, ls)[0] == 1 and sigma_to_t_nearest_sigma(qb, s)[0] == 0
             qt = np.array([0.0, 0.5, 1.25, n / 2 - 0.5, n - 2.0, n - 1.5, n - 1.0, 0.1, 3.9])
             put(g, "query_t", qt)
             put(g, "t_to_sigma_log_linear", t_to_sigma_log_linear(qt, ls),
@@ -826,6 +847,35 @@ def main():
             assert np.array_equal(sigma_to_t_log_linear(s, ls), np.arange(n, dtype=np.float64))
             back = t_to_sigma_log_linear(sigma_to_t_log_linear(q[:9], ls), ls)
             assert np.allclose(back, q[:9], rtol=1e-12), back / q[:9] - 1
+
+        # ------------------------------------------------------------------ the denoiser from eps / x0 / v
+        dn = f.create_group("denoiser")
+        dn.attrs["source"] = ("EDM Table 1 (VP / iDDPM: c_skip = 1, c_out = -sigma, c_in = 1/sqrt(1 + sigma^2)); "
+                              "v as Salimans & Ho 2022: v = alpha eps - sigma_vp x0 with alpha = 1/sqrt(1 + sigma^2), "
+                              "sigma_vp = sigma alpha")
+        dsig = np.array([s_min, float(sigmas[1]), 1.0, float(sigmas[500]), s_max])
+        dr = rng_for("denoiser")
+        dx = dr.standard_normal((5,) + SHAPE) * np.sqrt(1.0 + dsig ** 2)[:, None, None]
+        dout = dr.standard_normal((5,) + SHAPE)
+        al = alpha_of_sigma(dsig)[:, None, None]
+        sc = dsig[:, None, None]
+        put(dn, "sigmas", dsig, meaning="row r of every dataset uses sigmas[r]")
+        put(dn, "x", dx, meaning="(5, 2, 3) sigma-space states")
+        put(dn, "model_output", dout, meaning="(5, 2, 3) one network output, read as eps, x0 or v")
+        put(dn, "x_t", al * dx, meaning="the network input before c_in: x_t = x / sqrt(1 + sigma^2) (= c_in x)")
+        put(dn, "c_in", 1.0 / np.sqrt(1.0 + dsig ** 2))
+        put(dn, "c_out", -dsig)
+        put(dn, "t_log_linear", sigma_to_t_log_linear(dsig, log_sigmas), meaning="the timestep the network sees (k-diffusion)")
+        d_eps = dx - sc * dout
+        d_v = dx / (1.0 + sc ** 2) - sc * al * dout
+        put(dn, "D_from_eps", d_eps, meaning="D = x + c_out eps = x - sigma eps")
+        put(dn, "D_from_x0", dout.copy(), meaning="D = x0-hat (the output itself)")
+        put(dn, "D_from_v", d_v, meaning="D = x/(1 + sigma^2) - sigma v/sqrt(1 + sigma^2) (= alpha x_t - sigma_vp v)")
+        put(dn, "eps_from_D_of_v", (dx - d_v) / sc, meaning="eps = (x - D)/sigma for D = D_from_v")
+        xt = al * dx
+        sv = (sc * al)
+        assert np.allclose(d_v, al * xt - sv * dout, rtol=1e-13, atol=1e-15)
+        assert np.allclose(d_eps, (xt - sv * dout) / al, rtol=1e-12, atol=1e-13 * np.abs(dx).max())
 
         # ------------------------------------------------------------------ 4. solver steps
         K = np.concatenate([karras_sigmas(10, s_min, s_max, 7.0), [0.0]])  # the step cases' sigma table
