@@ -487,6 +487,52 @@ def plms_diffusers_calls(timesteps, ratio):
     return calls
 
 
+def pndm_prk_calls(timesteps, ratio):
+    """diffusers PNDMScheduler with skip_prk_steps=False: the 12 pseudo Runge-Kutta calls over a_0 -> a_3, then one
+    PLMS call per remaining kept timestep. With h = ratio // 2 the PRK timesteps are a_0, a_1+h, a_1+h, a_1 | a_1,
+    a_2+h, a_2+h, a_2 | a_2, a_3+h, a_3+h, a_3; call c transfers from the group's first timestep prk[c // 4 * 4] to
+    its own timestep minus (0 for odd c, h for even c)."""
+    hlf = ratio // 2
+    prk = [int(timesteps[0])]
+    for j in (1, 2, 3):
+        prk += [int(timesteps[j]) + hlf, int(timesteps[j]) + hlf, int(timesteps[j])] + ([int(timesteps[j])] if j < 3 else [])
+    calls = [(tc, prk[c // 4 * 4], tc - (0 if c % 2 else hlf), f"prk{c % 4}") for c, tc in enumerate(prk)]
+    return calls + [(int(t), int(t), int(t) - ratio, "plms") for t in timesteps[3:]]
+
+
+class PndmHistory:
+    """The eps bookkeeping of diffusers' PNDMScheduler (ets, cur_sample, cur_model_output). For a call of the given
+    kind with model output e and sample x, `combine` returns (eps', base): the transfer then maps base with eps'.
+      euler: store e, remember x; eps' = e            redo: eps' = (e + ets[-1])/2 from the remembered sample
+      plms:  ets = last 3 + [e]; eps' = plms_combine   prk0..prk3: PNDM eq. 13 from the group's first sample
+             (prk0 stores e; eps' = e, e, e, (e0 + 2 e1 + 2 e2 + e3)/6)"""
+
+    def __init__(self):
+        self.ets, self.cur_sample, self.cur_eps = [], None, 0.0
+
+    def combine(self, kind, e, x):
+        if kind == "euler":
+            self.ets.append(e)
+            self.cur_sample = x
+            return e, x
+        if kind == "redo":
+            return (e + self.ets[-1]) / 2.0, self.cur_sample
+        if kind == "plms":
+            self.ets = self.ets[-3:] + [e]
+            return plms_combine(self.ets), x
+        j = int(kind[3:])
+        if j == 0:
+            self.cur_eps = e / 6.0
+            self.ets.append(e)
+            self.cur_sample = x
+            return e, x
+        if j in (1, 2):
+            self.cur_eps = self.cur_eps + e / 3.0
+            return e, self.cur_sample
+        eps, self.cur_eps = self.cur_eps + e / 6.0, 0.0
+        return eps, self.cur_sample
+
+
 # ============================================================================= whole trajectories
 def gaussian_denoiser(mu, s):
     """The exact denoiser of x_0 ~ N(mu, s^2) per value [EDM eq. 2 for Gaussian data]:
@@ -612,38 +658,16 @@ def run_pndm_discrete(D, ts, x, prk, final_abar, abar):
     (prk=False) or PRK warm-up (prk=True); the analytic model answers at the trained sigma of the timestep.
     Returns the sigma-space states at a_0, a_1, ..., a_{N-1}, final (N+1 rows) and the number of calls."""
     ratio = int(ts[0] - ts[1])
-    hlf = ratio // 2
-    if prk:
-        pt = [int(ts[0])]
-        for j in (1, 2, 3):
-            pt += [int(ts[j]) + hlf, int(ts[j]) + hlf, int(ts[j])] + ([int(ts[j])] if j < 3 else [])
-        calls = [(tc, pt[c // 4 * 4], tc - (0 if c % 2 else hlf), f"prk{c % 4}") for c, tc in enumerate(pt)]
-        calls += [(int(t), int(t), int(t) - ratio, "plms") for t in ts[3:]]
-    else:
-        calls = plms_diffusers_calls(ts, ratio)
+    calls = pndm_prk_calls(ts, ratio) if prk else plms_diffusers_calls(ts, ratio)
     ab = lambda t: float(abar[t]) if t >= 0 else final_abar
     sg = lambda t: math.sqrt((1.0 - ab(t)) / ab(t))
     xt = x * math.sqrt(ab(int(ts[0])))
-    states, ets, cur_sample, cur_eps, n = [x], [], None, 0.0, 0
+    states, hist, n = [x], PndmHistory(), 0
     for k, (tc, tf, tt, kind) in enumerate(calls):
         xs_ = xt / math.sqrt(ab(tc))
         e = (xs_ - D(xs_, sg(tc))) / sg(tc)
         n += 1
-        if kind == "euler":
-            ets.append(e); cur_sample = xt; eps = e; base = xt
-        elif kind == "redo":
-            eps = (e + ets[-1]) / 2.0; base = cur_sample
-        elif kind == "plms":
-            ets = ets[-3:] + [e]; eps = plms_combine(ets); base = xt
-        else:
-            j = int(kind[3:])
-            if j == 0:
-                cur_eps = e / 6.0; ets.append(e); cur_sample = xt; eps = e
-            elif j in (1, 2):
-                cur_eps = cur_eps + e / 3.0; eps = e
-            else:
-                eps = cur_eps + e / 6.0; cur_eps = 0.0
-            base = cur_sample
+        eps, base = hist.combine(kind, e, xt)
         xt = pndm_transfer(base, eps, ab(tf), ab(tt))
         landed = kind in ("redo", "plms") or kind == "prk3"
         if landed:
@@ -1082,25 +1106,11 @@ def main():
                            set_alpha_to_one=False, final_alpha_cumprod=final_false)
             put(g, "timesteps", kept, meaning="the kept timesteps a_0 > ... > a_9")
             ins, outs, eps_in, used, t_call, t_from, t_to = [], [], [], [], [], [], []
-            ets, cur_sample, cur_eps, last_true = [], None, 0.0, None
+            hist, last_true = PndmHistory(), None
             for k, (tc, tf, tt, kind) in enumerate(calls):
                 e = rng.standard_normal(SHAPE)
                 ins.append(x); eps_in.append(e)
-                if kind == "euler":
-                    ets.append(e); cur_sample = x; eps = e; base = x
-                elif kind == "redo":
-                    eps = (e + ets[-1]) / 2.0; base = cur_sample; cur_sample = None
-                elif kind == "plms":
-                    ets = ets[-3:] + [e]; eps = plms_combine(ets); base = x
-                elif kind.startswith("prk"):
-                    j = int(kind[3:])
-                    if j == 0:
-                        cur_eps = e / 6.0; ets.append(e); cur_sample = x; eps = e
-                    elif j in (1, 2):
-                        cur_eps = cur_eps + e / 3.0; eps = e
-                    else:
-                        eps = cur_eps + e / 6.0; cur_eps = 0.0
-                    base = cur_sample
+                eps, base = hist.combine(kind, e, x)
                 out = pndm_transfer(base, eps, ab(tf, final_false), ab(tt, final_false))
                 if k == len(calls) - 1:
                     last_true = pndm_transfer(base, eps, ab(tf, final_true), ab(tt, final_true))
@@ -1124,17 +1134,8 @@ def main():
 
         trace("plms/diffusers_skip_prk", plms_diffusers_calls(kept, ratio), "leading",
               "diffusers PNDMScheduler skip_prk_steps=True (plain PLMS warm-up), PNDM eqs. 11-12")
-        # PRK timesteps as diffusers builds them: a_0, a_1+h, a_1+h, a_1, a_1, a_2+h, a_2+h, a_2, a_2, a_3+h, a_3+h, a_3
-        hlf = ratio // 2
-        prk = [int(kept[0])]
-        for j in (1, 2, 3):
-            prk += [int(kept[j]) + hlf, int(kept[j]) + hlf, int(kept[j])] + ([int(kept[j])] if j < 3 else [])
-        calls = []
-        for c, tc in enumerate(prk):
-            tt = tc - (0 if c % 2 else hlf)
-            calls.append((tc, prk[c // 4 * 4], tt, f"prk{c % 4}"))
-        for t in kept[3:]:
-            calls.append((int(t), int(t), int(t) - ratio, "plms"))
+        calls = pndm_prk_calls(kept, ratio)
+        assert [c[0] for c in calls[:12]] == [901, 851, 851, 801, 801, 751, 751, 701, 701, 651, 651, 601]
         trace("pndm/diffusers_prk", calls, "leading",
               "diffusers PNDMScheduler skip_prk_steps=False: 3 pseudo Runge-Kutta steps (PNDM eq. 13, 4 calls each) "
               "then PLMS (eq. 12) with the first eps of each PRK step as history")
