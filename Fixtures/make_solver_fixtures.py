@@ -1097,10 +1097,10 @@ def main():
         def ab(t, final):
             return float(abar[t]) if t >= 0 else final
 
-        def trace(name, calls, rule, source):
+        def trace(name, calls, source):
             g = steps.create_group(name)
             rng = rng_for(name)
-            x = rng.standard_normal(SHAPE) * 1.0
+            x = rng.standard_normal(SHAPE)
             g.attrs.update(source=source, output_kind="eps", state_space="x_t (diffusers' sample), not sigma space",
                            timestep_spacing="leading", steps_offset=1, T=T, N=10, step_ratio=ratio,
                            set_alpha_to_one=False, final_alpha_cumprod=final_false)
@@ -1132,11 +1132,11 @@ def main():
             put(g, "final_sample_set_alpha_to_one_true", last_true,
                 meaning="the last call's output with set_alpha_to_one=True (final abar = 1, sigma = 0)")
 
-        trace("plms/diffusers_skip_prk", plms_diffusers_calls(kept, ratio), "leading",
+        trace("plms/diffusers_skip_prk", plms_diffusers_calls(kept, ratio),
               "diffusers PNDMScheduler skip_prk_steps=True (plain PLMS warm-up), PNDM eqs. 11-12")
         calls = pndm_prk_calls(kept, ratio)
         assert [c[0] for c in calls[:12]] == [901, 851, 851, 801, 801, 751, 751, 701, 701, 651, 651, 601]
-        trace("pndm/diffusers_prk", calls, "leading",
+        trace("pndm/diffusers_prk", calls,
               "diffusers PNDMScheduler skip_prk_steps=False: 3 pseudo Runge-Kutta steps (PNDM eq. 13, 4 calls each) "
               "then PLMS (eq. 12) with the first eps of each PRK step as history")
         # ------------------------------------------------------------------ 5. trajectories on the Gaussian model
