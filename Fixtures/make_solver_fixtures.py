@@ -86,7 +86,7 @@ def polyexponential_sigmas(n, sigma_min, sigma_max, rho):
 
 def respaced_timesteps(T, N, rule):
     """Kept timesteps in SAMPLING order (descending). float64 for linspace_euler (fractional), int64 otherwise.
-      linspace_euler      diffusers EulerDiscreteScheduler / HeunDiscrete / LMSDiscrete: linspace(0, T-1, N), NOT
+      linspace_euler      diffusers EulerDiscreteScheduler: linspace(0, T-1, N), NOT
                           rounded (fractional t; sigma by linear interpolation in sigma, np.interp)
       linspace_ddim       diffusers DDIMScheduler / DDPMScheduler: round(linspace(0, T-1, N)) (ties to even)
       linspace_dpmsolver  diffusers DPMSolverMultistep / UniPCMultistep: round(linspace(0, T-1, N+1)), reversed,
@@ -118,7 +118,7 @@ def respaced_timesteps(T, N, rule):
 
 
 RULE_SOURCES = {
-    "linspace_euler": "diffusers EulerDiscreteScheduler (also Heun/LMS discrete): linspace(0, T-1, N), fractional t, "
+    "linspace_euler": "diffusers EulerDiscreteScheduler: linspace(0, T-1, N), fractional t, "
                       "sigma = np.interp in sigma",
     "linspace_ddim": "diffusers DDIMScheduler / DDPMScheduler: round(linspace(0, T-1, N)), ties to even",
     "linspace_dpmsolver": "diffusers DPMSolverMultistepScheduler / UniPCMultistepScheduler: "
