@@ -587,6 +587,12 @@ def run(solver, D, sigmas, x, noises=None):
             Dx = m(x, sc)
             x = dpmpp_2m_kdiffusion(x, sc, sn, Dx, sigmas[i - 1] if i else None, old)
             old = Dx
+        elif name == "dpmpp_2m_diffusers":
+            Dx = m(x, sc)
+            last = i == n - 1 and (sn == 0 or solver["euler_at_final"] or (solver["lower_order_final"] and n < 15))
+            order = 1 if (i == 0 or last) else 2
+            x = dpmpp_2m_diffusers(x, sc, sn, Dx, sigmas[i - 1] if i else None, old, order)
+            old = Dx
         elif name == "dpmpp_2m_sde":
             Dx = m(x, sc)
             x = dpmpp_2m_sde_step(x, sc, sn, Dx, sigmas[i - 1] if i else None, old, solver["eta"], z, "midpoint")
@@ -1200,6 +1206,27 @@ def main():
             if extra:
                 put(g, "corrected", np.stack(extra))
         assert np.array_equal(tg["euler/states"][()], run({"name": "euler_ancestral", "eta": 0.0}, Dg, K, x_T, noises)[0])
+        # diffusers DPMSolverMultistep with use_karras_sigmas and final_sigmas_type='sigma_min': the sigmas are the 10
+        # Karras values then trained sigma_0 again (a zero-size last step)
+        Kmin = np.concatenate([K[:10], [s_min]])
+        ex_min = exact_ode(x_T, s_max, s_min, mu, sd)
+        for name, lof in (("dpmpp_2m_diffusers_sigma_min_lower_order_final", True),
+                          ("dpmpp_2m_diffusers_sigma_min_second_order_final", False)):
+            cfg = {"name": "dpmpp_2m_diffusers", "lower_order_final": lof, "euler_at_final": False}
+            states, nfe, _ = run(cfg, Dg, Kmin, x_T)
+            g = tg.create_group(name)
+            g.attrs["convention"] = ("diffusers DPMSolverMultistepScheduler, dpmsolver++ midpoint order 2, use_karras_sigmas, "
+                                     f"final_sigmas_type='sigma_min', lower_order_final={lof} (N = 10 < 15): the last step "
+                                     "goes from the last Karras sigma to trained sigma_0 (equal up to rounding), so the "
+                                     "output keeps sigma_min's noise; first step first order")
+            g.attrs["nfe"] = nfe
+            g.attrs["max_abs_error_vs_exact_at_sigma_min"] = float(np.abs(states[-1] - ex_min).max())
+            put(g, "sigmas", Kmin, meaning="the 10 Karras sigmas then trained sigma_0")
+            put(g, "states", states)
+            assert np.allclose(states[-1], states[-2], rtol=1e-12, atol=1e-12)
+        # with final_sigmas_type='zero' diffusers equals k-diffusion's dpmpp_2m
+        zs = run({"name": "dpmpp_2m_diffusers", "lower_order_final": True, "euler_at_final": False}, Dg, K, x_T)[0]
+        assert np.allclose(zs, tg["dpmpp_2m/states"][()], rtol=1e-12, atol=1e-12)
         for name, cfg, desc in (("euler_ancestral", {"name": "euler_ancestral", "eta": 1.0},
                                  "k-diffusion sample_euler_ancestral, eta = 1, s_noise = 1"),
                                 ("dpmpp_2s_ancestral", {"name": "dpmpp_2s_ancestral", "eta": 1.0},
