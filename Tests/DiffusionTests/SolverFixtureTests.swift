@@ -222,4 +222,133 @@ struct SolverStepFixtureTests {
             try SigmaSampler(sigmas: [SolverFixture.double("sigma_prev", of: "/" + r), s, sn, 0], solver: .dpmpp2M, denoiser: GaussianDenoiser(mean: 0, std: 1))
         }
     }
+
+    @Test("DPM-Solver++(2S) (η = 0 and ancestral η = 1) and DPM-Solver++(2M) SDE (first, middle midpoint and heun, last)")
+    func dpmpp2SAndSDE() throws {
+        try check(.dpmpp2S(eta: 0, noiseScale: 1), "dpmpp_2s/middle")
+        for c in ["middle", "last"] { try check(.dpmpp2S(eta: 1, noiseScale: 1), "dpmpp_2s_ancestral/\(c)") }
+        for c in ["first", "middle", "middle_heun", "last"] {
+            let g = "/steps/dpmpp_2m_sde/\(c)"
+            let type = (try? SolverFixture.raw.stringAttribute("solver_type", of: g)) ?? "midpoint"
+            try check(.dpmpp2MSDE(eta: SolverFixture.double("eta", of: g), noiseScale: SolverFixture.double("s_noise", of: g),
+                                  correction: SolverUpdate.SDECorrection(rawValue: type)!), "dpmpp_2m_sde/\(c)")
+        }
+    }
+
+    @Test("DPM-Solver-1, 2, 3 (noise prediction; middle and the first-order limit into σ = 0); DPM-Solver-1 = DDIM η = 0")
+    func dpmSolver() throws {
+        for k in 1...3 { for c in ["middle", "last"] { try check(.dpmSolver(order: k), "dpm_solver_\(k)/\(c)") } }
+        try check(.dpmSolver(order: 1), "dpm_solver_1/middle", expected: "expected_ddim_eta0")
+    }
+
+    @Test("UniPC bh1/bh2, orders 1–3: the predictor UniP-p and the corrector UniC-p (ρ = ½ shortcuts), and the last step")
+    func uniPC() throws {
+        for v in SolverUpdate.UniPCVariant.allCases {
+            for p in 1...3 {
+                let path = "steps/unipc_\(v.rawValue)/order\(p)", g = "/" + path
+                let (s, sn) = (SolverFixture.double("sigma", of: g), SolverFixture.double("sigma_next", of: g))
+                let m = SolverFixture.rows(path + "/model_outputs")
+                var history = [(sigma: s, denoised: m[0])]
+                if f.exists(path + "/history") {
+                    let hs = f.values(path + "/history_sigmas"), rows = SolverFixture.rows(path + "/history")
+                    history += zip(hs, rows).reversed().map { (sigma: $0.0, denoised: $0.1) }
+                }
+                let x = f.tensor(path + "/x")
+                f.expectMatches(SolverUpdate.uniP(x, history: history, next: sn, variant: v), path + "/expected")
+                f.expectMatches(SolverUpdate.uniC(x, history: history, next: sn, nextDenoised: m[1], variant: v), path + "/expected_corrected")
+                // the sampler's predictor at step k, with the history from earlier steps, calls the model where the fixture says
+                let k = sigmas.firstIndex(of: s)!
+                let replay = ReplayDenoiser(outputs: Array(history.reversed().map(\.denoised)), kind: "denoised")
+                let sampler = try SigmaSampler(sigmas: sigmas, solver: .uniPC(order: p, variant: v, corrector: false), denoiser: replay)
+                var out = Tensor.zeros(x.shape)
+                for (j, h) in history.reversed().enumerated() {
+                    out = try sampler.step(k - history.count + 1 + j, model: unusedNetwork, SigmaView.vp(x, sigma: h.sigma), noise: nil).next
+                }
+                f.expectMatches(SigmaView.scaled(vp: out, sigma: sn), path + "/expected")
+            }
+        }
+        try check(.uniPC(order: 2, variant: .bh2, corrector: true), "unipc_bh2/last")
+    }
 }
+
+/// Data 𝒩(μ_c, s_c²) per value along the last axis (the fixture's trajectories model).
+struct ColumnGaussianDenoiser: SigmaDenoiser {
+    var mean: [Double], std: [Double]
+    func denoise(model: NoisePredictor, _ x: Tensor, sigma s: Double) throws -> SigmaPrediction {
+        let c = mean.count
+        let d = x.data.enumerated().map { i, v in (std[i % c] * std[i % c] * v + s * s * mean[i % c]) / (std[i % c] * std[i % c] + s * s) }
+        let e = x.data.enumerated().map { i, v in s * (v - mean[i % c]) / (std[i % c] * std[i % c] + s * s) }
+        return SigmaPrediction(denoised: Tensor(shape: x.shape, data: d), noise: Tensor(shape: x.shape, data: e))
+    }
+    func modelTimestep(sigma: Double) -> Int { 0 }
+}
+
+@Suite("Whole trajectories of every solver on the Gaussian model against the numpy oracle")
+struct SolverTrajectoryFixtureTests {
+    let f = SolverFixture.file
+
+    static let cases: [(String, SigmaSolver, Bool)] = [
+        ("euler", .euler, false), ("heun", .heun(churn: 0, tMin: 0, tMax: .infinity, noiseScale: 1), false),
+        ("dpmpp_2s", .dpmpp2S(eta: 0, noiseScale: 1), false), ("dpmpp_2m", .dpmpp2M, false),
+        ("dpm_solver_1", .dpmSolver(order: 1), false), ("dpm_solver_2", .dpmSolver(order: 2), false), ("dpm_solver_3", .dpmSolver(order: 3), false),
+        ("plms", .plms(warmUp: .plms), false),
+        ("unipc_bh1_order1", .uniPC(order: 1, variant: .bh1, corrector: true), true), ("unipc_bh1_order2", .uniPC(order: 2, variant: .bh1, corrector: true), true),
+        ("unipc_bh1_order3", .uniPC(order: 3, variant: .bh1, corrector: true), true), ("unipc_bh2_order1", .uniPC(order: 1, variant: .bh2, corrector: true), true),
+        ("unipc_bh2_order2", .uniPC(order: 2, variant: .bh2, corrector: true), true), ("unipc_bh2_order3", .uniPC(order: 3, variant: .bh2, corrector: true), true),
+        ("euler_ancestral", .eulerAncestral(eta: 1, noiseScale: 1), false), ("dpmpp_2s_ancestral", .dpmpp2S(eta: 1, noiseScale: 1), false),
+        ("dpmpp_2m_sde", .dpmpp2MSDE(eta: 1, noiseScale: 1, correction: .midpoint), false),
+        ("heun_churn", .heun(churn: 2, tMin: 0.05, tMax: 50, noiseScale: 1.003), false),
+    ]
+
+    /// Runs a solver through the one loop from the stored x_T with the stored noises; the states after every step.
+    func trajectory(_ solver: SigmaSolver, sigmas: [Double], lowerOrderFinal: Bool, start: Tensor) throws -> (states: [Tensor], nfe: Int) {
+        let d = ColumnGaussianDenoiser(mean: f.values("trajectories/mu"), std: f.values("trajectories/s"))
+        let sampler = try SigmaSampler(sigmas: sigmas, solver: solver, denoiser: d, lowerOrderFinal: lowerOrderFinal)
+        var states = [start]
+        let noises = SolverFixture.rows("trajectories/noises")
+        _ = try runSigma(sampler, from: start, noise: Array(noises.prefix(sampler.stepCount))) { step in
+            states.append(SigmaView.scaled(vp: step.next, sigma: sampler.sigmas[states.count]))
+        }
+        return (states, sampler.evaluations)
+    }
+
+    @Test("Karras ρ = 7, 10 steps then 0, from the stored x_T: every state of every solver, and its network evaluations")
+    func trajectories() throws {
+        let sigmas = f.values("trajectories/sigmas"), start = f.tensor("trajectories/x_T")
+        for (name, solver, lowerOrderFinal) in Self.cases {
+            let (states, nfe) = try trajectory(solver, sigmas: sigmas, lowerOrderFinal: lowerOrderFinal, start: start)
+            let stacked = Tensor.concatenate(states.map { $0.reshaped([1] + $0.shape) }, axis: 0)
+            if name == "plms" {
+                // Adams–Bashforth's weights (55, −59, 37, −9)/24 carry the rounding of the large early states
+                // (|x| up to hundreds at σ = 157) into small later values: each row is compared within 1e-13 of
+                // its own largest value (the worst element is 0.0268 off by 8.5e-14 in a row of larger values).
+                let expected = SolverFixture.rows("trajectories/plms/states")
+                for (i, (a, e)) in zip(states, expected).enumerated() {
+                    let scale = e.data.map { abs($0) }.max()!
+                    let c = Comparison("trajectories/plms/states[\(i)]", actual: a, expected: e, tolerance: Tolerance(rtol: 1e-13, atol: 1e-13 * scale))
+                    print("fixture \(c)")
+                    #expect(c.passed, "\(c)")
+                }
+            } else {
+                f.expectMatches(stacked, "trajectories/\(name)/states")
+            }
+            #expect(Int64(nfe) == (try SolverFixture.raw.int64Attribute("nfe", of: "/trajectories/\(name)")), "\(name): \(nfe) network evaluations")
+        }
+    }
+
+    @Test("diffusers' PLMS (skip_prk_steps) on the trained σ of leading+1 timesteps, final ᾱ = 1 and ᾱ_0")
+    func discretePLMS() throws {
+        let d = try GaussianDiffusion(schedule: .linear(), timesteps: 1000, dataRange: 0...1)
+        let trained = SigmaView.trainedSigmas(alphasCumprod: d.tables.alphasCumprod)
+        let ts = try SolverFixture.raw.int64ArrayAttribute("timesteps", of: "/trajectories/discrete").map { Int($0) }
+        for (one, group) in [(true, "set_alpha_to_one_true"), (false, "set_alpha_to_one_false")] {
+            let sigmas = ts.map { trained[$0] } + [one ? 0 : trained[0]]
+            let (states, nfe) = try trajectory(.plms(warmUp: .plms), sigmas: sigmas, lowerOrderFinal: false, start: f.tensor("trajectories/discrete/x_start"))
+            let path = "trajectories/discrete/plms_diffusers_skip_prk/\(group)"
+            f.expectMatches(Tensor.concatenate(states.map { $0.reshaped([1] + $0.shape) }, axis: 0), path + "/states",
+                            tolerance: Tolerance(rtol: 1e-13, atol: 1e-14))
+            #expect(Int64(nfe) == (try SolverFixture.raw.int64Attribute("nfe", of: "/" + path)))
+        }
+    }
+}
+
