@@ -352,3 +352,70 @@ struct SolverTrajectoryFixtureTests {
     }
 }
 
+
+@Suite("Convergence runs and exact output laws against the numpy oracle")
+struct SolverConvergenceFixtureTests {
+    let f = SolverFixture.file
+
+    @Test("the final states of every deterministic solver at N = 5 … 80 (Karras σ_max → σ_min, no final 0) and the oracle's errors")
+    func convergenceRuns() throws {
+        let d = ColumnGaussianDenoiser(mean: f.values("trajectories/mu"), std: f.values("trajectories/s"))
+        let lo = SolverFixture.double("sigma_min", of: "/sigma_schedules"), hi = SolverFixture.double("sigma_max", of: "/sigma_schedules")
+        let start = f.tensor("trajectories/x_T"), exact = f.tensor("convergence/exact_final")
+        let cases: [(String, SigmaSolver)] = [
+            ("euler", .euler), ("heun", .heun(churn: 0, tMin: 0, tMax: .infinity, noiseScale: 1)), ("dpmpp_2s", .dpmpp2S(eta: 0, noiseScale: 1)),
+            ("dpmpp_2m", .dpmpp2M), ("dpm_solver_1", .dpmSolver(order: 1)), ("dpm_solver_2", .dpmSolver(order: 2)), ("dpm_solver_3", .dpmSolver(order: 3)),
+            ("plms", .plms(warmUp: .plms)),
+            ("unipc_bh1_order1", .uniPC(order: 1, variant: .bh1, corrector: true)), ("unipc_bh1_order2", .uniPC(order: 2, variant: .bh1, corrector: true)),
+            ("unipc_bh1_order3", .uniPC(order: 3, variant: .bh1, corrector: true)), ("unipc_bh2_order1", .uniPC(order: 1, variant: .bh2, corrector: true)),
+            ("unipc_bh2_order2", .uniPC(order: 2, variant: .bh2, corrector: true)), ("unipc_bh2_order3", .uniPC(order: 3, variant: .bh2, corrector: true)),
+            ("unipc_bh2_order3_no_corrector", .uniPC(order: 3, variant: .bh2, corrector: false)),
+        ]
+        for (name, solver) in cases {
+            var finals: [Tensor] = [], errors: [Double] = []
+            for n in f.ints("convergence/N") {
+                let s = try SigmaSampler(sigmas: SigmaSchedule.karras(steps: n + 1, sigmaMin: lo, sigmaMax: hi, rho: 7), solver: solver, denoiser: d)
+                let out = try runSigma(s, from: start)
+                finals.append(out.reshaped([1] + out.shape))
+                errors.append(zip(out.data, exact.data).map { abs($0 - $1) }.max()!)
+            }
+            // final states at N up to 80 from σ = 157: compared within 1e-13 of each run's largest value (cf. PLMS above)
+            let expected = SolverFixture.rows("convergence/\(name)/final_states")
+            for (j, (a, e)) in zip(finals, expected).enumerated() {
+                let c = Comparison("convergence/\(name)/final_states[\(j)]", actual: a.reshaped(e.shape), expected: e,
+                                   tolerance: Tolerance(rtol: 1e-13, atol: 1e-13 * e.data.map { abs($0) }.max()!))
+                print("fixture \(c)")
+                #expect(c.passed, "\(c)")
+            }
+            f.expectMatches(errors, "convergence/\(name)/errors", tolerance: Tolerance(rtol: 1e-8, atol: 0))
+        }
+    }
+
+    @Test("the stochastic solvers' output law (N = 10): 20,000 samples per value within 5 standard errors of the oracle's closed form",
+          arguments: [("euler_ancestral", SigmaSolver.eulerAncestral(eta: 1, noiseScale: 1)), ("euler_ancestral_eta0.5", .eulerAncestral(eta: 0.5, noiseScale: 1)),
+                      ("dpmpp_2s_ancestral", .dpmpp2S(eta: 1, noiseScale: 1)), ("dpmpp_2m_sde", .dpmpp2MSDE(eta: 1, noiseScale: 1, correction: .midpoint)),
+                      ("heun_churn", .heun(churn: 2, tMin: 0.05, tMax: 50, noiseScale: 1.003))])
+    func laws(_ c: (String, SigmaSolver)) throws {
+        let (mu, sd) = (f.values("trajectories/mu"), f.values("trajectories/s"))
+        let lo = SolverFixture.double("sigma_min", of: "/sigma_schedules"), hi = SolverFixture.double("sigma_max", of: "/sigma_schedules")
+        let n = 20_000, cols = mu.count
+        var g = RandomGenerator(seed: 99)
+        let z = Tensor.randomNormal([n, cols], generator: &g)
+        let x = Tensor(shape: [n, cols], data: z.data.enumerated().map { i, v in mu[i % cols] + (sd[i % cols] * sd[i % cols] + hi * hi).squareRoot() * v })
+        let s = try SigmaSampler(sigmas: SigmaSchedule.karras(steps: 10, sigmaMin: lo, sigmaMax: hi, rho: 7) + [0], solver: c.1,
+                                 denoiser: ColumnGaussianDenoiser(mean: mu, std: sd))
+        let out = try runSigma(s, from: x, seed: 5).data
+        let lawMean = f.tensor("laws/\(c.0)/mean").data.prefix(cols), lawVar = f.tensor("laws/\(c.0)/variance").data.prefix(cols)
+        var worst = 0.0
+        for j in 0..<cols {
+            let v = stride(from: j, to: out.count, by: cols).map { out[$0] }
+            let m = v.reduce(0, +) / Double(n), va = v.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(n - 1)
+            let (em, ev) = (lawMean[lawMean.startIndex + j], lawVar[lawVar.startIndex + j])
+            let zm = (m - em) / (ev / Double(n)).squareRoot(), zv = (va - ev) / (ev * (2.0 / Double(n - 1)).squareRoot())
+            worst = max(worst, abs(zm), abs(zv))
+            print(String(format: "law \(c.0) value \(j): mean %.5f (oracle %.5f), variance %.5f (oracle %.5f); %.2f and %.2f SE", m, em, va, ev, zm, zv))
+        }
+        print("law \(c.0): worst \(worst) standard errors (bound 5)")
+        #expect(worst <= 5)
+    }
+}
