@@ -301,9 +301,10 @@ struct SolverTrajectoryFixtureTests {
     ]
 
     /// Runs a solver through the one loop from the stored x_T with the stored noises; the states after every step.
-    func trajectory(_ solver: SigmaSolver, sigmas: [Double], lowerOrderFinal: Bool, start: Tensor) throws -> (states: [Tensor], nfe: Int) {
+    func trajectory(_ solver: SigmaSolver, sigmas: [Double], lowerOrderFinal: Bool, start: Tensor, midpoints: [Double]? = nil) throws
+        -> (states: [Tensor], nfe: Int) {
         let d = ColumnGaussianDenoiser(mean: f.values("trajectories/mu"), std: f.values("trajectories/s"))
-        let sampler = try SigmaSampler(sigmas: sigmas, solver: solver, denoiser: d, lowerOrderFinal: lowerOrderFinal)
+        let sampler = try SigmaSampler(sigmas: sigmas, solver: solver, denoiser: d, lowerOrderFinal: lowerOrderFinal, midpoints: midpoints)
         var states = [start]
         let noises = SolverFixture.rows("trajectories/noises")
         _ = try runSigma(sampler, from: start, noise: Array(noises.prefix(sampler.stepCount))) { step in
@@ -336,7 +337,7 @@ struct SolverTrajectoryFixtureTests {
         }
     }
 
-    @Test("diffusers' PLMS (skip_prk_steps) on the trained σ of leading+1 timesteps, final ᾱ = 1 and ᾱ_0")
+    @Test("diffusers' PLMS (skip_prk_steps) and PNDM (pseudo Runge–Kutta, midpoints at t − 50) on the trained σ of leading+1 timesteps, final ᾱ = 1 and ᾱ_0")
     func discretePLMS() throws {
         let d = try GaussianDiffusion(schedule: .linear(), timesteps: 1000, dataRange: 0...1)
         let trained = SigmaView.trainedSigmas(alphasCumprod: d.tables.alphasCumprod)
@@ -348,6 +349,13 @@ struct SolverTrajectoryFixtureTests {
             f.expectMatches(Tensor.concatenate(states.map { $0.reshaped([1] + $0.shape) }, axis: 0), path + "/states",
                             tolerance: Tolerance(rtol: 1e-13, atol: 1e-14))
             #expect(Int64(nfe) == (try SolverFixture.raw.int64Attribute("nfe", of: "/" + path)))
+            let mid = ts.map { trained[max($0 - 50, 0)] }   // only the three warm-up steps use them
+            let (pndm, nfe2) = try trajectory(.plms(warmUp: .pseudoRungeKutta), sigmas: sigmas, lowerOrderFinal: false,
+                                              start: f.tensor("trajectories/discrete/x_start"), midpoints: mid)
+            let path2 = "trajectories/discrete/pndm_diffusers_prk/\(group)"
+            f.expectMatches(Tensor.concatenate(pndm.map { $0.reshaped([1] + $0.shape) }, axis: 0), path2 + "/states",
+                            tolerance: Tolerance(rtol: 1e-13, atol: 1e-14))
+            #expect(Int64(nfe2) == (try SolverFixture.raw.int64Attribute("nfe", of: "/" + path2)), "PNDM: \(nfe2) evaluations")
         }
     }
 }

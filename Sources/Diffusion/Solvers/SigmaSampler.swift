@@ -82,6 +82,9 @@ public final class SigmaSampler: ReverseSampler {
     /// diffusers' `lower_order_final` for the multistep solvers (2M, 2M SDE, UniPC): the final steps use
     /// order min(p, steps left). Off: only the step into σ = 0 is first order (k-diffusion; forced there, h = ∞).
     public let lowerOrderFinal: Bool
+    /// PNDM's warm-up midpoints, one per step: nil is (σ_k + σ_{k+1})/2, the middle of the step in σ; diffusers'
+    /// `PNDMScheduler` on a trained table uses the trained σ at t − ⌊δ/2⌋ (δ the step ratio).
+    public let midpoints: [Double]?
 
     /// The conventions that produced a run (recorded in golden files).
     public var convention: String {
@@ -98,13 +101,16 @@ public final class SigmaSampler: ReverseSampler {
     public private(set) var evaluations = 0
 
     /// Throws for fewer than 2 σ, σ not strictly decreasing, a zero before the end, or invalid solver options.
-    public init(sigmas: [Double], solver: SigmaSolver, denoiser: SigmaDenoiser, lowerOrderFinal: Bool = false) throws {
+    public init(sigmas: [Double], solver: SigmaSolver, denoiser: SigmaDenoiser, lowerOrderFinal: Bool = false, midpoints: [Double]? = nil) throws {
         guard sigmas.count >= 2 else { throw DDPMError(.invalidValue, "σ-view solver: expected at least 2 σ (one step), got \(sigmas.count)") }
         guard zip(sigmas, sigmas.dropFirst()).allSatisfy({ $0 > $1 }), sigmas.last! >= 0, sigmas.first!.isFinite else {
             throw DDPMError(.invalidValue, "σ-view solver: σ must decrease strictly to a final value ≥ 0, got \(sigmas)")
         }
         try solver.validate()
-        self.sigmas = sigmas; self.solver = solver; self.denoiser = denoiser; self.lowerOrderFinal = lowerOrderFinal
+        if let midpoints, midpoints.count < sigmas.count - 1 {
+            throw DDPMError(.invalidValue, "PNDM midpoints: expected one per step (\(sigmas.count - 1)), got \(midpoints.count)")
+        }
+        self.sigmas = sigmas; self.solver = solver; self.denoiser = denoiser; self.lowerOrderFinal = lowerOrderFinal; self.midpoints = midpoints
     }
 
     public var stepCount: Int { sigmas.count - 1 }
@@ -242,7 +248,7 @@ public final class SigmaSampler: ReverseSampler {
             let p = try evaluate(model, x, s)
             start = p.denoised
             if warmUp == .pseudoRungeKutta && noises.count < 3 {
-                let sMid = (s + sn) / 2
+                let sMid = midpoints?[k] ?? (s + sn) / 2
                 let e1 = p.noise
                 let e2 = try evaluate(model, SolverUpdate.pndmTransfer(x, noise: e1, sigma: s, next: sMid), sMid).noise
                 let e3 = try evaluate(model, SolverUpdate.pndmTransfer(x, noise: e2, sigma: s, next: sMid), sMid).noise
