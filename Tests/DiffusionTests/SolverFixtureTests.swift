@@ -94,6 +94,32 @@ struct SigmaFixtureTests {
         }
     }
 
+    @Test("D(x; σ) from an ε-, x_0- or v-model (Karras Table 1), the network input x_t and ε̂ from the D of a v-model; the network's timestep")
+    func denoiser() throws {
+        let sigmas = f.values("denoiser/sigmas"), x = SolverFixture.rows("denoiser/x"), out = SolverFixture.rows("denoiser/model_output")
+        let d = try GaussianDiffusion(schedule: .linear(), timesteps: 1000, dataRange: 0...1)
+        let table = SigmaView.trainedSigmas(alphasCumprod: d.tables.alphasCumprod)
+        func stack(_ f: (Int) -> Tensor) -> Tensor { Tensor.concatenate((0..<sigmas.count).map { f($0).reshaped([1, 2, 3]) }, axis: 0) }
+        f.expectMatches(stack { SigmaView.vp(x[$0], sigma: sigmas[$0]) }, "denoiser/x_t")
+        f.expectMatches(stack { SigmaView.denoised(modelOutput: out[$0], x: x[$0], sigma: sigmas[$0], meanType: .epsilon).denoised }, "denoiser/D_from_eps")
+        f.expectMatches(stack { SigmaView.denoised(modelOutput: out[$0], x: x[$0], sigma: sigmas[$0], meanType: .startX).denoised }, "denoiser/D_from_x0")
+        f.expectMatches(stack { SigmaView.denoised(modelOutput: out[$0], x: x[$0], sigma: sigmas[$0], meanType: .velocity).denoised }, "denoiser/D_from_v")
+        // The fixture's ε is (x − D)/σ, which cancels at small σ; `SigmaView.denoised` returns ε̂ = σx/(1 + σ²) + v̂/√(1 + σ²)
+        // without the cancellation (the two differ by 4e-11 relative at σ_1): the route through D is what is pinned here,
+        // the direct form against it within the cancellation's size, |ε_direct − ε_fixture| ≤ 1e-15 · |x|/σ.
+        f.expectMatches(stack { (x[$0] - SigmaView.denoised(modelOutput: out[$0], x: x[$0], sigma: sigmas[$0], meanType: .velocity).denoised) / sigmas[$0] },
+                        "denoiser/eps_from_D_of_v")
+        let expectedEps = SolverFixture.rows("denoiser/eps_from_D_of_v")
+        for r in 0..<sigmas.count {
+            let direct = SigmaView.denoised(modelOutput: out[r], x: x[r], sigma: sigmas[r], meanType: .velocity).noise
+            let bound = 1e-15 * x[r].data.map { abs($0) }.max()! / sigmas[r]
+            let worst = zip(direct.data, expectedEps[r].data).map { abs($0 - $1) }.max()!
+            #expect(worst <= bound, "row \(r): direct ε̂ differs by \(worst), bound \(bound)")
+        }
+        f.expectMatches(sigmas.map { SigmaToTimestep.logLinear.fractionalTimestep(sigma: $0, trainedSigmas: table) }, "denoiser/t_log_linear",
+                        tolerance: Tolerance(rtol: 1e-13, atol: 1e-12))
+    }
+
     @Test("σ → t (nearest, log-linear, linear in σ) and t → σ on T = 1000 and T = 10")
     func sigmaToT() throws {
         for (T, end) in [(1000, 0.02), (10, 0.2)] {
