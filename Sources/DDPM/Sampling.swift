@@ -58,6 +58,9 @@ public struct SamplerChoice: Sendable, Equatable, CustomStringConvertible {
     public var rederivation: NoiseRederivation = .rederive
     /// diffusers' DDIM `set_alpha_to_one` (used only with a diffusers spacing).
     public var setAlphaToOne: Bool = true
+    /// A σ-view solver (Euler, Heun, DPM-Solver++, UniPC, PLMS …; `Sources/Diffusion/Solvers`): when set it
+    /// replaces `kind`, with `steps` (default 20) and `thresholding`.
+    public var solver: SolverChoice? = nil
 
     public init(kind: Kind = .ancestral, steps: Int? = nil, spacing: TimestepSpacing? = nil, eta: Double = 0,
                 thresholding: Thresholding? = nil, rederivation: NoiseRederivation = .rederive, setAlphaToOne: Bool = true) {
@@ -78,6 +81,7 @@ public struct SamplerChoice: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
+        if let solver { return "\(solver), \(steps ?? 20) steps" + (thresholding.map { ", x̂_0 \($0)" } ?? "") }
         var s = kind.rawValue + (steps.map { ", \($0) steps" } ?? ", full chain")
         if let spacing { s += ", spacing \(spacing)" }
         if kind == .ddim { s += ", η = \(eta), ε \(rederivation.rawValue)" }
@@ -90,6 +94,10 @@ public struct SamplerChoice: Sendable, Equatable, CustomStringConvertible {
     /// DDIM: improved-diffusion's chain for its spacings; diffusers' DDIMScheduler chain (target t − ⌊T/N⌋,
     /// `set_alpha_to_one`) for the diffusers spacings.
     public func makeSampler(for diffusion: GaussianDiffusion) throws -> ReverseSampler {
+        if let solver {
+            try thresholding?.validate()
+            return try solver.makeSampler(for: diffusion, steps: steps ?? 20, thresholding: thresholding)
+        }
         let T = diffusion.timesteps
         let n = steps ?? T
         guard n >= 1, n <= T else { throw DDPMError(.invalidValue, "sampling steps: expected between 1 and \(T), got \(n)") }
