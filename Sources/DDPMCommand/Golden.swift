@@ -6,7 +6,7 @@ import Foundation
 /// `ddpm golden export|check`: reference files for other backends (schema in Notes/09-golden-files.md).
 struct Golden: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write or check golden files (schema ddpm-golden, version 2; version 1 still checks) for other backends.",
+        abstract: "Write or check golden files (schema ddpm-golden, version 3; versions 1 and 2 still check) for other backends.",
         subcommands: [Export.self, Check.self])
 
     struct Export: ParsableCommand {
@@ -18,6 +18,10 @@ struct Golden: ParsableCommand {
         @Option(parsing: .unconditional, help: "Seed of the weights and inputs.") var seed: Int = 0
         @Option(parsing: .unconditional, help: "Batch size N of the inputs.") var batch: Int = 2
         @Flag(help: "Replace --out if it exists.") var force = false
+        @Flag(help: "Also store every module's output and the loss's gradient with respect to it (/activations, /activation_gradients).")
+        var activations = false
+        @Flag(help: "Draw x_0 uniform on the data range (version 2's inputs) instead of on its 256-level grid k/255.")
+        var continuousX0 = false
         @OptionGroup var objective: ObjectiveOptions
 
         func run() throws {
@@ -27,8 +31,8 @@ struct Golden: ParsableCommand {
             try objective.apply(to: &diffusion)
             let config = ModelConfiguration(network: try Presets.network(preset), diffusion: diffusion)
             try checkOutput("--out", out, force: force)
-            try GoldenFile.export(to: out, config: config, seed: seed, batch: batch)
-            print("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), \(GoldenFile.outputNames.count) outputs and the gradient of every parameter")
+            try GoldenFile.export(to: out, config: config, seed: seed, batch: batch, activations: activations, x0OnGrid: !continuousX0)
+            print("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), \(GoldenFile.outputNames.count) outputs and the gradient of every parameter" + (activations ? ", every module's output and output gradient" : ""))
         }
     }
 
@@ -69,12 +73,16 @@ struct Golden: ParsableCommand {
             let result = try GoldenFile.check(path: file, rule: rule)
             for r in result.failedRows { print(result.failureLine(r)) }
             print(result.summaryLine)
+            for line in result.activations?.lines ?? [] { print(line) }
             if let report {
-                let markdown = result.markdown()
+                let markdown = result.markdown() + (result.activations?.markdown() ?? "")
                 try OutputFile.write(to: report) { try markdown.write(toFile: $0, atomically: false, encoding: .utf8) }
                 print("wrote \(report)")
             }
             if result.rows.isEmpty { throw DDPMError(.checkFailed, "\(file): '/outputs' holds no outputs; a check that compares nothing fails") }
+            if result.passed, let a = result.activations, !a.passed {
+                throw DDPMError(.checkFailed, "\(file): every output passes but module outputs differ beyond the \(tier) tier, first \(a.firstFailingOutput?.name ?? a.firstFailingGradientBackwards?.name ?? "?")")
+            }
             if !result.passed {
                 throw DDPMError(.checkFailed, "\(result.failedRows.count) output(s) of \(file) differ beyond the \(tier) tier: \(result.failedRows.prefix(3).map(\.name).joined(separator: ", "))\(result.failedRows.count > 3 ? ", …" : "")")
             }
