@@ -29,6 +29,7 @@ public enum GoldenFile {
     /// Every output name the schema defines, besides `grad/<key>` for each parameter.
     public static let outputNames = ["x_t", "eps_pred", "loss", "posterior_mean", "posterior_variance", "pred_x0", "x_prev",
                                      "target", "model_variance", "model_log_variance", "mse", "loss_weight", "vb", "loss_terms"] + samplerOutputNames
+        + GoldenExtras.outputNames
 
     /// Computes the requested outputs (all of them when `names` is nil) for a network with loaded weights.
     /// The network is run in evaluation mode and its mode and accumulated gradients are restored afterwards.
@@ -102,8 +103,11 @@ public enum GoldenFile {
     /// the default since version 3), so that every port's decoder term at t = 0 puts the same pixels in the
     /// open edge bins whichever edge rule it follows; `/config` records the grid and our edge rule
     /// (``decoderEdgeRule``). With `x0OnGrid: false`, x_0 is uniform on the data range (version 2's inputs).
+    ///
+    /// `extras` adds the outputs of dynamic thresholding, zero terminal SNR and the loss-second-moment
+    /// resampler (GoldenExtras.swift); the resampler's stored history is drawn after every other input.
     public static func export(to path: String, config: ModelConfiguration, seed: UInt64, batch: Int, activations: Bool = false,
-                              x0OnGrid: Bool = true) throws {
+                              x0OnGrid: Bool = true, extras: GoldenExtras = GoldenExtras()) throws {
         guard batch > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batch)") }
         let net = try UNet(config.network, seed: seed)
         var g = RandomGenerator(seed: seed &+ 1)
@@ -118,12 +122,16 @@ public enum GoldenFile {
         t[0] = 0
         if batch > 1 { t[batch - 1] = config.timesteps - 1 }
         let inputs = Inputs(x0: x0, t: t, noise: Tensor.randomNormal(shape, generator: &g), z: Tensor.randomNormal(shape, generator: &g))
-        let outs: [(String, Tensor)], recorded: [Activation]
+        var outs: [(String, Tensor)], recorded: [Activation]
         if activations {
             (outs, recorded) = try outputsWithActivations(config: config, network: net, inputs: inputs)
         } else {
             (outs, recorded) = (try outputs(config: config, network: net, inputs: inputs), [])
         }
+        let lossHistory = extras.timestepSampler == .lossSecondMoment
+            ? (0..<(config.timesteps * GoldenExtras.historyPerTerm)).map { _ in 0.25 + g.nextUniform() } : nil
+        outs += try extras.outputs(diffusion: config.makeDiffusion(), predictedStart: outs.first { $0.0 == "pred_x0" }!.1, t: t,
+                                   lossHistory: lossHistory, want: { _ in true })
         try HDF5Writer.write(to: path) { w in
             try FileFormat.golden.stamp(w)
             try config.write(to: w)
@@ -134,11 +142,13 @@ public enum GoldenFile {
             try w.write(inputs.t.map(Int64.init), shape: [batch], to: "/inputs/t")
             try w.write(inputs.noise.data, shape: shape, to: "/inputs/noise")
             try w.write(inputs.z.data, shape: shape, to: "/inputs/z")
+            if let lossHistory { try w.write(lossHistory, shape: [config.timesteps, GoldenExtras.historyPerTerm], to: "/inputs/loss_history") }
             for (name, tensor) in outs { try w.write(tensor.data, shape: tensor.shape, to: "/outputs/" + name) }
             for (name, value) in samplerConventions(timesteps: config.timesteps, clip: config.diffusion.clipDenoised) {
                 try w.setAttribute(name, value, on: "/outputs")
             }
             try writeActivations(recorded, to: w)
+            try extras.write(to: w)
         }
     }
 
@@ -212,15 +222,25 @@ public enum GoldenFile {
             throw DDPMError(.unknownName, "\(path): unknown output '/outputs/\(unknown)' (expected one of \(outputNames.joined(separator: ", ")) or grad/<parameter key>)")
         }
         let storedActivations = try readActivations(file)
-        let computedList: [(String, Tensor)]
+        let extras = try GoldenExtras(reading: file)
+        let asked = Set(present).union(["pred_x0"])   // the extras start from the unclipped x̂_0
+        var computedList: [(String, Tensor)]
         var recomputedActivations: RecomputedActivations? = nil
         if let storedActivations {
-            let (o, a) = try outputsWithActivations(config: config, network: net, inputs: inputs, names: Set(present))
+            let (o, a) = try outputsWithActivations(config: config, network: net, inputs: inputs, names: asked)
             computedList = o
             recomputedActivations = RecomputedActivations(ours: a, stored: storedActivations.outputs, storedGradients: storedActivations.gradients)
         } else {
-            computedList = try outputs(config: config, network: net, inputs: inputs, names: Set(present))
+            computedList = try outputs(config: config, network: net, inputs: inputs, names: asked)
         }
+        let history = file.exists("/inputs/loss_history")
+            ? try file.readDoubles("/inputs/loss_history", expectedShape: [config.timesteps, GoldenExtras.historyPerTerm]).values : nil
+        let extraNames = Set(extras.names)
+        if let missing = present.first(where: { GoldenExtras.outputNames.contains($0) && !extraNames.contains($0) }) {
+            throw DDPMError(.malformedFile, "\(path): output '/outputs/\(missing)' without the option that defines it in the attributes of '/outputs'")
+        }
+        computedList += try extras.outputs(diffusion: config.makeDiffusion(), predictedStart: computedList.first { $0.0 == "pred_x0" }!.1, t: t,
+                                           lossHistory: history, want: { present.contains($0) })
         let computed = Dictionary(uniqueKeysWithValues: computedList)
         let rows = try present.map { name in
             let actual = computed[name]!

@@ -22,17 +22,29 @@ struct Golden: ParsableCommand {
         var activations = false
         @Flag(help: "Draw x_0 uniform on the data range (version 2's inputs) instead of on its 256-level grid k/255.")
         var continuousX0 = false
-        @OptionGroup var objective: ObjectiveOptions
+        @OptionGroup var diffusionOptions: DiffusionOptions
+        @Option(help: "Also store Imagen's dynamic thresholding of x̂_0 and its per-sample s: dynamic[:p[:smax]] (p 0.995, no upper limit).")
+        var threshold: String?
+        @Flag(help: "Also store the zero-terminal-SNR tables of the schedule (Lin et al. 2024, Algorithm 1).")
+        var zeroTerminalSnr = false
 
         func run() throws {
             guard batch > 0 else { throw DDPMError(.invalidValue, "--batch: expected a positive number, got \(batch)") }
             let seed = try seedValue(seed)
-            var diffusion = DiffusionConfiguration()
-            try objective.apply(to: &diffusion)
+            let diffusion = try diffusionOptions.configuration()
+            var extras = GoldenExtras(zeroTerminalSNR: zeroTerminalSnr, timestepSampler: try diffusionOptions.sampler())
+            if let threshold {
+                guard case let .dynamic(p, s) = try SamplerOptions.thresholding(threshold) else {
+                    throw DDPMError(.invalidValue, "--threshold '\(threshold)': expected dynamic[:p[:smax]] (clipping is the configuration's)")
+                }
+                extras.dynamicThreshold = (p, s)
+            }
             let config = ModelConfiguration(network: try Presets.network(preset), diffusion: diffusion)
             try checkOutput("--out", out, force: force)
-            try GoldenFile.export(to: out, config: config, seed: seed, batch: batch, activations: activations, x0OnGrid: !continuousX0)
-            print("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), \(GoldenFile.outputNames.count) outputs and the gradient of every parameter" + (activations ? ", every module's output and output gradient" : ""))
+            try GoldenFile.export(to: out, config: config, seed: seed, batch: batch, activations: activations, x0OnGrid: !continuousX0,
+                                  extras: extras)
+            print("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), schedule \(diffusion.schedule.name), T \(diffusion.timesteps)"
+                  + (extras.names.isEmpty ? "" : ", with \(extras.names.joined(separator: ", "))") + ", the outputs and the gradient of every parameter" + (activations ? ", every module's output and output gradient" : ""))
         }
     }
 
