@@ -152,6 +152,16 @@ public struct ActivationCheck: Sendable {
     }
 }
 
+extension GoldenCheckResult {
+    /// One line: the first failing module at each precision tier (or that all pass).
+    public var activationTierLine: String? {
+        guard !activationsByTier.isEmpty else { return nil }
+        return "first failing module per tier: " + activationsByTier.map { tier, c in
+            c.firstFailingOutput.map { "\(tier.rawValue) \($0.name) (\(fmt(ActivationCheck.ratio($0))))" } ?? "\(tier.rawValue) none"
+        }.joined(separator: "; ")
+    }
+}
+
 private func fmt(_ r: Double) -> String { r == 0 ? "0" : r.isInfinite ? "∞" : String(format: "%.3g", r) }
 
 extension GoldenFile {

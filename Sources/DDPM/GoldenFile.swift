@@ -26,10 +26,10 @@ public enum GoldenFile {
     public static let decoderEdgeRule = "x < data_min + (data_max - data_min)/510: open lower bin (-inf, x + half bin]; "
         + "x > data_max - (data_max - data_min)/510: open upper bin [x - half bin, +inf); half bin = (data_max - data_min)/510"
 
-    /// Every output name the schema defines, besides `grad/<key>` for each parameter.
+    /// Every output name a default export writes, besides `grad/<key>` for each parameter (the options of
+    /// ``GoldenExtras`` add ``GoldenExtras/outputNames``).
     public static let outputNames = ["x_t", "eps_pred", "loss", "posterior_mean", "posterior_variance", "pred_x0", "x_prev",
                                      "target", "model_variance", "model_log_variance", "mse", "loss_weight", "vb", "loss_terms"] + samplerOutputNames
-        + GoldenExtras.outputNames
 
     /// Computes the requested outputs (all of them when `names` is nil) for a network with loaded weights.
     /// The network is run in evaluation mode and its mode and accumulated gradients are restored afterwards.
@@ -218,8 +218,9 @@ public enum GoldenFile {
             if m == "grad" { present += try file.members(ofGroup: "/outputs/grad").map { "grad/" + $0 } } else { present.append(m) }
         }
         let keys = Set(net.namedParameters().map { "grad/" + $0.name })
-        if let unknown = present.first(where: { !outputNames.contains($0) && !keys.contains($0) }) {
-            throw DDPMError(.unknownName, "\(path): unknown output '/outputs/\(unknown)' (expected one of \(outputNames.joined(separator: ", ")) or grad/<parameter key>)")
+        let known = outputNames + GoldenExtras.outputNames
+        if let unknown = present.first(where: { !known.contains($0) && !keys.contains($0) }) {
+            throw DDPMError(.unknownName, "\(path): unknown output '/outputs/\(unknown)' (expected one of \(known.joined(separator: ", ")) or grad/<parameter key>)")
         }
         let storedActivations = try readActivations(file)
         let extras = try GoldenExtras(reading: file)

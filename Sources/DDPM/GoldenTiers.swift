@@ -162,6 +162,8 @@ public struct GoldenCheckResult: Sendable {
     public var gradientRMS: Double
     /// Per-module outputs and gradients (version-3 files that hold them; GoldenActivations.swift).
     public var activations: ActivationCheck? = nil
+    /// The same module outputs judged at each precision tier (float32, bfloat16, float16), for the per-tier summary.
+    public var activationsByTier: [(tier: Precision, check: ActivationCheck)] = []
     public var failedRows: [TierRow] { rows.filter { !$0.passed } }
     /// An empty check is a failure: a file with no outputs checks nothing.
     public var passed: Bool { !rows.isEmpty && failedRows.isEmpty }
@@ -185,6 +187,10 @@ extension GoldenFile {
         if let a = r.activations {
             result.activations = try judgeActivations(ours: a.ours, stored: a.stored, storedGradients: a.storedGradients, path: path,
                                                       configuration: r.configuration, batch: r.batch, parameterKeys: r.parameterKeys, rule: rule)
+            result.activationsByTier = try [Precision.float32, .bfloat16, .float16].map { p in
+                (p, try judgeActivations(ours: a.ours, stored: a.stored, storedGradients: a.storedGradients, path: path, configuration: r.configuration,
+                                         batch: r.batch, parameterKeys: r.parameterKeys, rule: .tier(GoldenTier(storage: p))))
+            }
         }
         return result
     }

@@ -86,8 +86,9 @@ struct Golden: ParsableCommand {
             for r in result.failedRows { print(result.failureLine(r)) }
             print(result.summaryLine)
             for line in result.activations?.lines ?? [] { print(line) }
+            if let line = result.activationTierLine { print(line) }
             if let report {
-                let markdown = result.markdown() + (result.activations?.markdown() ?? "")
+                let markdown = result.markdown() + (result.activations?.markdown() ?? "") + (result.activationTierLine.map { "\n" + $0 + "\n" } ?? "")
                 try OutputFile.write(to: report) { try markdown.write(toFile: $0, atomically: false, encoding: .utf8) }
                 print("wrote \(report)")
             }

@@ -121,3 +121,12 @@ struct GoldenGridTests {
         #expect(try HDF5File(path: c).stringAttribute("x0_values", of: "/config").hasPrefix("continuous"))
     }
 }
+
+extension GoldenActivationTests {
+    @Test("the per-tier line: our own file passes every tier")
+    func perTier() throws {
+        let result = try GoldenFile.check(path: Self.path, rule: .tier(GoldenTier(storage: .float32)))
+        #expect(result.activationsByTier.map(\.tier) == [.float32, .bfloat16, .float16])
+        #expect(result.activationTierLine == "first failing module per tier: float32 none; bfloat16 none; float16 none")
+    }
+}
