@@ -5,6 +5,13 @@ extension DDPM {
     /// `batchSize` images from x_T ~ 𝒩(0, I) through `sampler` (`Diffuser/sampleLoop(model:shape:generator:sampler:onStep:)`),
     /// with the model in evaluation mode. Randomness from ``generator``: x_T, then each step's z.
     public func sample(batchSize: Int, sampler: ReverseSampler, onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
+        try sample(batchSize: batchSize, sampler: sampler, generator: &generator, onStep: onStep)
+    }
+
+    /// The same from another random source (`TorchGenerator` for PyTorch's x_T and z): one
+    /// `randn` of N×C×H×W for x_T, then one per step that draws noise.
+    public func sample(batchSize: Int, sampler: ReverseSampler, generator: inout some RandomSource,
+                       onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
         guard batchSize > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batchSize)") }
         return try diffuser.sampleLoop(model: model, shape: [batchSize, channels, imageSize, imageSize],
                                        generator: &generator, sampler: sampler, onStep: onStep)
