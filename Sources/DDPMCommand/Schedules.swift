@@ -10,12 +10,14 @@ struct SchedulesFigure: FileCommand {
     @Option(help: "The SVG file to write.") var out: String = "Notes/schedules.svg"
     @Option(help: "Diffusion steps T.") var timesteps: Int = 1000
     @Flag(help: "Replace --out if it exists.") var force = false
+    @Option(help: "Also write the forward-process figure (x_t at several t on the demo's first three digits; Notes/03) to this PNG.") var forwardOut: String?
 
     func checkOptions() throws { try requireRange("--timesteps", timesteps, 1...Int.max) }
 
     func files() throws -> OutputPlan {
         var plan = OutputPlan()
         plan.output("--out", out, mayReplace: force)
+        plan.output("--forward-out", forwardOut, mayReplace: force)
         return plan
     }
 
@@ -59,5 +61,6 @@ struct SchedulesFigure: FileCommand {
         svg += "</svg>\n"
         try writeText(svg, to: out)
         announce("wrote \(out) (T = \(timesteps))")
+        if let forwardOut { try ForwardProcessFigure.write(to: forwardOut); announce("wrote \(forwardOut) (linear schedule, T = 1000)") }
     }
 }
