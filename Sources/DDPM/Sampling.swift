@@ -5,6 +5,13 @@ extension DDPM {
     /// `batchSize` images from x_T ~ 𝒩(0, I) through `sampler` (`Diffuser/sampleLoop(model:shape:generator:sampler:onStep:)`),
     /// with the model in evaluation mode. Randomness from ``generator``: x_T, then each step's z.
     public func sample(batchSize: Int, sampler: ReverseSampler, onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
+        try sample(batchSize: batchSize, sampler: sampler, generator: &generator, onStep: onStep)
+    }
+
+    /// The same from another random source (`TorchGenerator` for PyTorch's x_T and z): one
+    /// `randn` of N×C×H×W for x_T, then one per step that draws noise.
+    public func sample(batchSize: Int, sampler: ReverseSampler, generator: inout some RandomSource,
+                       onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
         guard batchSize > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batchSize)") }
         return try diffuser.sampleLoop(model: model, shape: [batchSize, channels, imageSize, imageSize],
                                        generator: &generator, sampler: sampler, onStep: onStep)
@@ -58,6 +65,9 @@ public struct SamplerChoice: Sendable, Equatable, CustomStringConvertible {
     public var rederivation: NoiseRederivation = .rederive
     /// diffusers' DDIM `set_alpha_to_one` (used only with a diffusers spacing).
     public var setAlphaToOne: Bool = true
+    /// A σ-view solver (Euler, Heun, DPM-Solver++, UniPC, PLMS …; `Sources/Diffusion/Solvers`): when set it
+    /// replaces `kind`, with `steps` (default 20) and `thresholding`.
+    public var solver: SolverChoice? = nil
 
     public init(kind: Kind = .ancestral, steps: Int? = nil, spacing: TimestepSpacing? = nil, eta: Double = 0,
                 thresholding: Thresholding? = nil, rederivation: NoiseRederivation = .rederive, setAlphaToOne: Bool = true) {
@@ -78,6 +88,7 @@ public struct SamplerChoice: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
+        if let solver { return "\(solver), \(steps ?? 20) steps" + (thresholding.map { ", x̂_0 \($0)" } ?? "") }
         var s = kind.rawValue + (steps.map { ", \($0) steps" } ?? ", full chain")
         if let spacing { s += ", spacing \(spacing)" }
         if kind == .ddim { s += ", η = \(eta), ε \(rederivation.rawValue)" }
@@ -90,6 +101,10 @@ public struct SamplerChoice: Sendable, Equatable, CustomStringConvertible {
     /// DDIM: improved-diffusion's chain for its spacings; diffusers' DDIMScheduler chain (target t − ⌊T/N⌋,
     /// `set_alpha_to_one`) for the diffusers spacings.
     public func makeSampler(for diffusion: GaussianDiffusion) throws -> ReverseSampler {
+        if let solver {
+            try thresholding?.validate()
+            return try solver.makeSampler(for: diffusion, steps: steps ?? 20, thresholding: thresholding)
+        }
         let T = diffusion.timesteps
         let n = steps ?? T
         guard n >= 1, n <= T else { throw DDPMError(.invalidValue, "sampling steps: expected between 1 and \(T), got \(n)") }

@@ -78,6 +78,16 @@ func requireRange(_ option: String, _ value: Int, _ range: ClosedRange<Int>, _ e
     }
 }
 
+/// The largest width, side, count of blocks or multiplier a network option or checkpoint field may have
+/// (2^20): beyond it the network's sizes overflow 64-bit products before any estimate could be made. Below
+/// it, ``Footprint`` decides.
+let widthLimit = 1 << 20
+
+/// Refuses a network size beyond ``widthLimit`` (and below 1, which the configuration check reports itself).
+func requireWidth(_ option: String, _ value: Int) throws {
+    guard value <= widthLimit else { throw DDPMError(.invalidValue, "\(option): expected at most \(widthLimit), got \(value)") }
+}
+
 /// Refuses an option given where it cannot have any effect, saying why.
 func refuseIfGiven(_ given: Bool, _ option: String, _ why: String) throws {
     if given { throw DDPMError(.invalidConfiguration, "\(option) \(why)") }
@@ -87,15 +97,25 @@ func refuseIfGiven(_ given: Bool, _ option: String, _ why: String) throws {
 
 /// A checkpoint's configuration from its attributes, without building anything: T is read and sized first
 /// (the tables a configuration check builds scale with it), then the rest. Messages name the file.
-func checkpointConfiguration(_ path: String, option: String, into footprint: inout Footprint) throws -> ModelConfiguration {
+func checkpointConfiguration(_ path: String, option: String, format: FileFormat = Trainer.format,
+                             into footprint: inout Footprint) throws -> ModelConfiguration {
     try namingFile(path) {
         let file = try HDF5File(path: path)
-        try Trainer.format.check(file)
+        try format.check(file)
         if file.exists("/config"), (try? file.attributeNames(of: "/config"))?.contains("timesteps") == true {
             let t = Int(clamping: try file.int64Attribute("timesteps", of: "/config"))
             var sizing = Footprint()
             sizing.diffusion(timesteps: t, "\(option) \(path): T = \(t) diffusion tables")
             try sizing.check()
+        }
+        let names = file.exists("/config") ? Set(try file.attributeNames(of: "/config")) : []
+        for k in ["image_size", "channels", "base_channels", "num_res_blocks", "time_emb_dim"] where names.contains(k) {
+            try requireWidth("\(option) \(path) /config attribute '\(k)'", Int(clamping: try file.int64Attribute(k, of: "/config")))
+        }
+        if names.contains("channel_mults") {
+            let m = try file.int64ArrayAttribute("channel_mults", of: "/config")
+            try requireWidth("\(option) \(path) /config attribute 'channel_mults' (levels)", m.count)
+            for v in m { try requireWidth("\(option) \(path) /config attribute 'channel_mults'", Int(clamping: v)) }
         }
         let config = try ModelConfiguration(reading: file)
         footprint.diffusion(timesteps: config.timesteps, "\(option) \(path): T = \(config.timesteps) diffusion tables")

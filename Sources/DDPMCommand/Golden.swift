@@ -6,7 +6,7 @@ import Foundation
 /// `ddpm golden export|check`: reference files for other backends (schema in Notes/09-golden-files.md).
 struct Golden: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write or check golden files (schema ddpm-golden, version 2; version 1 still checks) for other backends.",
+        abstract: "Write or check golden files (schema ddpm-golden, version 3; versions 1 and 2 still check) for other backends.",
         subcommands: [Export.self, Check.self])
 
     struct Export: FileCommand {
@@ -17,20 +17,38 @@ struct Golden: ParsableCommand {
         @Option(parsing: .unconditional, help: "Seed of the weights and inputs.") var seed: Int = 0
         @Option(parsing: .unconditional, help: "Batch size N of the inputs.") var batch: Int = 2
         @Flag(help: "Replace --out if it exists.") var force = false
-        @OptionGroup var objective: ObjectiveOptions
+        @Flag(help: "Also store every module's output and the loss's gradient with respect to it (/activations, /activation_gradients).")
+        var activations = false
+        @Flag(help: "Draw x_0 uniform on the data range (version 2's inputs) instead of on its 256-level grid k/255.")
+        var continuousX0 = false
+        @OptionGroup var diffusionOptions: DiffusionOptions
+        @Option(help: "Also store Imagen's dynamic thresholding of x̂_0 and its per-sample s: dynamic[:p[:smax]] (p 0.995, no upper limit).")
+        var threshold: String?
+        @Flag(help: "Also store the zero-terminal-SNR tables of the schedule (Lin et al. 2024, Algorithm 1).")
+        var zeroTerminalSnr = false
 
         func checkOptions() throws {
             try requireRange("--batch", batch, 1...Int.max)
+            if let t = diffusionOptions.timesteps { try requireRange("--timesteps", t, 1...Int.max) }
             _ = try seedValue(seed)
             _ = try Presets.network(preset)
-            try configuration()
+            _ = try extras()
         }
 
-        @discardableResult
+        /// The configuration; build it only after ``footprint()`` sized T (the schedule allocates T values).
         func configuration() throws -> ModelConfiguration {
-            var diffusion = DiffusionConfiguration()
-            try objective.apply(to: &diffusion)
-            return ModelConfiguration(network: try Presets.network(preset), diffusion: diffusion)
+            ModelConfiguration(network: try Presets.network(preset), diffusion: try diffusionOptions.configuration())
+        }
+
+        func extras() throws -> GoldenExtras {
+            var extras = GoldenExtras(zeroTerminalSNR: zeroTerminalSnr, timestepSampler: try diffusionOptions.sampler())
+            if let threshold {
+                guard case let .dynamic(p, s) = try SamplerOptions.thresholding(threshold) else {
+                    throw DDPMError(.invalidValue, "--threshold '\(threshold)': expected dynamic[:p[:smax]] (clipping is the configuration's)")
+                }
+                extras.dynamicThreshold = (p, s)
+            }
+            return extras
         }
 
         func files() throws -> OutputPlan {
@@ -41,17 +59,21 @@ struct Golden: ParsableCommand {
 
         func footprint() throws -> Footprint {
             var f = Footprint()
+            let t = diffusionOptions.timesteps ?? 1000
+            f.diffusion(timesteps: t, "--timesteps \(t) diffusion tables")
+            try f.check()   // before building the schedule, which allocates T values
             let config = try configuration()
-            f.diffusion(timesteps: config.timesteps, "T = \(config.timesteps) diffusion tables")
-            // The inputs, every output and the gradients: a training step's worth, kept a few times over.
+            // The inputs, every output and the gradients (and with --activations every module's output): a training step's worth.
             f.network(config.network, batch: batch, training: true, network: "the network", images: "--batch \(batch) inputs (outputs and gradients)")
             return f
         }
 
         func work() throws {
-            let config = try configuration(), d = config.diffusion
-            try GoldenFile.export(to: out, config: config, seed: try seedValue(seed), batch: batch)
-            announce("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(d.meanType.rawValue), variance \(d.varianceType.rawValue), loss \(d.lossType.rawValue), weighting \(d.weighting.name), \(GoldenFile.outputNames.count) outputs and the gradient of every parameter")
+            let config = try configuration(), diffusion = config.diffusion, extras = try extras()
+            try GoldenFile.export(to: out, config: config, seed: try seedValue(seed), batch: batch, activations: activations, x0OnGrid: !continuousX0,
+                                  extras: extras)
+            announce("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), schedule \(diffusion.schedule.name), T \(diffusion.timesteps)"
+                  + (extras.names.isEmpty ? "" : ", with \(extras.names.joined(separator: ", "))") + ", the outputs and the gradient of every parameter" + (activations ? ", every module's output and output gradient" : ""))
         }
     }
 
@@ -100,19 +122,30 @@ struct Golden: ParsableCommand {
             return plan
         }
 
-        func footprint() throws -> Footprint { Footprint() }
+        func footprint() throws -> Footprint {
+            var f = Footprint()
+            let config = try checkpointConfiguration(file, option: "FILE", format: .golden, into: &f)
+            let n = (try? HDF5File(path: file).shape(of: "/inputs/t").first) ?? 1
+            f.network(config.network, batch: n ?? 1, training: true, network: "the network of \(file)", images: "its batch of \(n ?? 1) inputs (outputs and gradients)")
+            return f
+        }
 
         func work() throws {
             let rule = try rule()
             let result = try GoldenFile.check(path: file, rule: rule)
             for r in result.failedRows { print(result.failureLine(r)) }
             print(result.summaryLine)
+            for line in result.activations?.lines ?? [] { print(line) }
+            if let line = result.activationTierLine { print(line) }
             if let report {
-                let markdown = result.markdown()
+                let markdown = result.markdown() + (result.activations?.markdown() ?? "") + (result.activationTierLine.map { "\n" + $0 + "\n" } ?? "")
                 try writeText(markdown, to: report)
                 announce("wrote \(report)")
             }
             if result.rows.isEmpty { throw DDPMError(.checkFailed, "\(file): '/outputs' holds no outputs; a check that compares nothing fails") }
+            if result.passed, let a = result.activations, !a.passed {
+                throw DDPMError(.checkFailed, "\(file): every output passes but module outputs differ beyond the \(tier) tier, first \(a.firstFailingOutput?.name ?? a.firstFailingGradientBackwards?.name ?? "?")")
+            }
             if !result.passed {
                 throw DDPMError(.checkFailed, "\(result.failedRows.count) output(s) of \(file) differ beyond the \(tier) tier: \(result.failedRows.prefix(3).map(\.name).joined(separator: ", "))\(result.failedRows.count > 3 ? ", …" : "")")
             }

@@ -25,10 +25,12 @@ struct Interpolate: FileCommand {
     @Flag(help: "Use the exponential moving average of the weights.") var ema = false
     @Option(help: "PNG strip to write.") var out: String
     @Flag(help: "Replace --out if it exists.") var force = false
+    @OptionGroup var random: RandomOption
 
     func checkOptions() throws {
         try requireRange("--frames", frames, 2...Int.max)
         try requireRange("--steps", steps, 2...Int.max)
+        _ = try random.kind()
         if data == nil {
             _ = try seedValue(from, option: "--from"); _ = try seedValue(to, option: "--to")
             try refuseIfGiven(dataset != nil, "--dataset", "applies only with --data (without it, --from and --to are seeds)")
@@ -56,6 +58,7 @@ struct Interpolate: FileCommand {
     }
 
     func work() throws {
+        let rng = try random.kind()
         let trainer = try loadCheckpoint(checkpoint)
         if ema { trainer.useAveragedWeights() }
         let c = trainer.config.network
@@ -74,7 +77,7 @@ struct Interpolate: FileCommand {
             (z0, z1) = (latents.slice(axis: 0, start: 0, length: 1), latents.slice(axis: 0, start: 1, length: 1))
             ends = [pair.slice(axis: 0, start: 0, length: 1), pair.slice(axis: 0, start: 1, length: 1)]
         } else {
-            var g0 = RandomGenerator(seed: try seedValue(from, option: "--from")), g1 = RandomGenerator(seed: try seedValue(to, option: "--to"))
+            var g0 = rng.make(seed: try seedValue(from, option: "--from")), g1 = rng.make(seed: try seedValue(to, option: "--to"))
             (z0, z1) = (Tensor.randomNormal(shape, generator: &g0), Tensor.randomNormal(shape, generator: &g1))
         }
         let strip = try Interpolation.decode(Interpolation.strip(from: z0, to: z1, count: frames), model: trainer.network, diffusion: chain)

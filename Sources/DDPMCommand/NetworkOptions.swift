@@ -29,11 +29,19 @@ struct NetworkOptions: ParsableArguments {
 
     /// The preset (or `base`, when no preset is given) with every given option applied, validated.
     func configuration(startingFrom base: UNetConfiguration?) throws -> UNetConfiguration {
+        for (option, value) in [("--channels", channels), ("--image-size", imageSize), ("--base-channels", baseChannels),
+                                ("--num-res-blocks", numResBlocks), ("--time-emb-dim", timeEmbDim)] {
+            if let value { try requireWidth(option, value) }
+        }
         var c = try preset.map(Presets.network) ?? base ?? Presets.network("default")
         if let channels { c.channels = channels }
         if let imageSize { c.imageSize = imageSize }
         if let baseChannels { c.baseChannels = baseChannels }
-        if let channelMults { c.channelMultipliers = try Presets.integers(channelMults, option: "--channel-mults") }
+        if let channelMults {
+            c.channelMultipliers = try Presets.integers(channelMults, option: "--channel-mults")
+            for m in c.channelMultipliers { try requireWidth("--channel-mults", m) }
+            try requireWidth("--channel-mults (levels)", c.channelMultipliers.count)
+        }
         if let numResBlocks { c.residualBlocksPerLevel = numResBlocks }
         if let attentionResolutions { c.attentionResolutions = try Presets.integers(attentionResolutions, option: "--attention-resolutions") }
         if let timeEmbDim { c.timeEmbeddingDim = timeEmbDim }

@@ -27,7 +27,7 @@ public final class Conv2d: Module {
         let y = Tensor.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
         // Multiply–adds: N·O·P_out·C·k² (counted only inside `MultiplyAddCounter.counting`).
         MultiplyAddCounter.add(y.shape[0] * y.shape[1] * y.shape[2] * y.shape[3] * weight.shape[1] * weight.shape[2] * weight.shape[3])
-        return y
+        return ActivationTap.output(of: self, y)
     }
 }
 
@@ -41,7 +41,7 @@ public final class Linear: Module {
     public var localParameters: [(name: String, tensor: Tensor)] { [("weight", weight), ("bias", bias)] }
     public func callAsFunction(_ x: Tensor) -> Tensor {
         MultiplyAddCounter.add(x.shape[0] * weight.count)
-        return Tensor.linear(x, weight: weight, bias: bias)
+        return ActivationTap.output(of: self, Tensor.linear(x, weight: weight, bias: bias))
     }
 }
 
@@ -55,7 +55,9 @@ public final class GroupNorm: Module {
         self.groups = groups; self.eps = eps
     }
     public var localParameters: [(name: String, tensor: Tensor)] { [("weight", weight), ("bias", bias)] }
-    public func callAsFunction(_ x: Tensor) -> Tensor { Tensor.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps) }
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        ActivationTap.output(of: self, Tensor.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps))
+    }
 }
 
 /// Counts the multiply–adds of the matrix products a forward pass performs (convolutions, linear layers,

@@ -315,10 +315,10 @@ struct SizeOptionTests {
             ("train --timesteps", ["train", "--data", data, "--out", dir + "/o.h5", "--timesteps", "100000000"] + tiny),
             ("train --base-channels", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "tiny", "--base-channels", "1000000"]),
             ("train --image-size", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "tiny", "--image-size", "1048576", "--attention-resolutions", ""]),
-            ("train --channels", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "tiny", "--channels", "100000000"]),
-            ("train --time-emb-dim", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "tiny", "--time-emb-dim", "100000000"]),
-            ("train --channel-mults", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "tiny", "--channel-mults", "1,10000000"]),
-            ("train --num-res-blocks", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "tiny", "--num-res-blocks", "10000000"]),
+            ("train --channels", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "tiny", "--channels", "1000000"]),
+            ("train --time-emb-dim", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "tiny", "--time-emb-dim", "1000000"]),
+            ("train --channel-mults", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "tiny", "--channel-mults", "1,1000000"]),
+            ("train --num-res-blocks", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "tiny", "--num-res-blocks", "1000000"]),
             ("train --resume, a checkpoint's T", ["train", "--data", data, "--resume", dir + "/bigT.h5", "--out", dir + "/o.h5", "--steps", "5"]),
             ("train --resume, a checkpoint's batch size", ["train", "--data", data, "--resume", dir + "/bigB.h5", "--out", dir + "/o.h5", "--steps", "5"]),
             ("sample --count", ["sample", "--checkpoint", c, "--out", dir + "/s.png", "--count", "1000000000"]),
@@ -338,6 +338,11 @@ struct SizeOptionTests {
             ("demo --count", ["demo", "--digits", "procedural", "--out", dir + "/d", "--count", "1000000000", "--images", "1000000000"]),
             ("demo --batch-size", ["demo", "--out", dir + "/d", "--batch-size", "1000000000"]),
             ("demo --timesteps", ["demo", "--out", dir + "/d", "--timesteps", "1000000000"]),
+            ("golden check, a file's base channels", ["golden", "check", dir + "/bigG.h5"]),
+            // Sizes whose products would overflow 64 bits before any estimate: refused by the width limit.
+            ("params --base-channels 2^62", ["params", "--base-channels", "4611686018427387904"]),
+            ("params --num-res-blocks 2^62", ["params", "--num-res-blocks", "4611686018427387904"]),
+            ("sample, a checkpoint's num_res_blocks 2^62", ["sample", "--checkpoint", dir + "/bigR.h5", "--out", dir + "/s.png"]),
         ]
     }
 
@@ -348,16 +353,19 @@ struct SizeOptionTests {
         let dir = scratchFolder()
         try copyHDF5(i.checkpoint, to: dir + "/bigT.h5", attributes: ["/config timesteps": Int64(1_000_000_000)])
         try copyHDF5(i.checkpoint, to: dir + "/bigB.h5", attributes: ["/training batch_size": Int64(1_000_000_000_000)])
+        try copyHDF5(i.checkpoint, to: dir + "/bigR.h5", attributes: ["/config num_res_blocks": Int64(1) << 62])
+        try copyHDF5(i.golden, to: dir + "/bigG.h5", attributes: ["/config base_channels": Int64(1_000_000)])
         let cases = Self.cases(i, dir)
         for (what, arguments) in cases {
             let r = try runDDPM(["--as=4000000000", try ddpmExecutable().path] + arguments, executable: "/usr/bin/prlimit")
             let lines = r.stderr.split(separator: "\n")
-            #expect(r.status == 1 && lines.count == 1 && lines[0].hasPrefix("error: ") && r.stderr.contains("needs about"),
+            let expected = what.hasSuffix("2^62") ? "expected at most 1048576" : "needs about"
+            #expect(r.status == 1 && lines.count == 1 && lines[0].hasPrefix("error: ") && r.stderr.contains(expected),
                     "\(what): status \(r.status), \(r.stderr)")
             print("\(what)\t\(r.status)\t\(r.stderr.dropLast())")
         }
         #expect(temporariesBelow(dir).isEmpty)
-        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: dir)) == ["bigT.h5", "bigB.h5"])
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: dir)) == ["bigT.h5", "bigB.h5", "bigR.h5", "bigG.h5"])
         print("size options covered: \(cases.count)")
     }
 
