@@ -106,8 +106,9 @@ public enum GoldenFile {
     ///
     /// `extras` adds the outputs of dynamic thresholding, zero terminal SNR and the loss-second-moment
     /// resampler (GoldenExtras.swift); the resampler's stored history is drawn after every other input.
+    /// `trajectories` adds `/trajectories` and `/sigma_tables` (``GoldenTrajectories``).
     public static func export(to path: String, config: ModelConfiguration, seed: UInt64, batch: Int, activations: Bool = false,
-                              x0OnGrid: Bool = true, extras: GoldenExtras = GoldenExtras()) throws {
+                              x0OnGrid: Bool = true, extras: GoldenExtras = GoldenExtras(), trajectories: Bool = false) throws {
         guard batch > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batch)") }
         let net = try UNet(config.network, seed: seed)
         var g = RandomGenerator(seed: seed &+ 1)
@@ -149,6 +150,9 @@ public enum GoldenFile {
             }
             try writeActivations(recorded, to: w)
             try extras.write(to: w)
+            // With `trajectories`: whole sampling chains and σ tables (GoldenTrajectories.swift), their x_T and
+            // noises drawn after every other input.
+            if trajectories { try GoldenTrajectories.write(to: w, config: config, network: net, batch: batch, generator: &g) }
         }
     }
 
