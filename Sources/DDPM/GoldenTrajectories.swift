@@ -158,11 +158,49 @@ public enum GoldenTrajectories {
     /// Whether the file holds trajectories.
     public static func present(path: String) throws -> Bool { try HDF5File(path: path).exists("/trajectories") }
 
-    /// Recomputes every trajectory of the file (from its x_T, noises and weights) and compares its stored states
-    /// and x̂_0 per step, elementwise |ours − file| ≤ atol + rtol·|file|; and every σ table. Throws `DDPMError`
+    /// One trajectory of a file beside our recomputation: the states and x̂_0 per step, flattened (S·N·C·H·W).
+    public struct Recomputed: Sendable {
+        public var name: String, sampler: String, timesteps: [Int], elementsPerStep: Int
+        public var ours: (states: [Double], predictedStarts: [Double])
+        public var stored: (states: [Double], predictedStarts: [Double])
+        public init(name: String, sampler: String, timesteps: [Int], elementsPerStep: Int, ours: (states: [Double], predictedStarts: [Double]),
+                    stored: (states: [Double], predictedStarts: [Double])) {
+            self.name = name; self.sampler = sampler; self.timesteps = timesteps; self.elementsPerStep = elementsPerStep
+            self.ours = ours; self.stored = stored
+        }
+    }
+
+    /// Recomputes every trajectory of the file (from its x_T, noises and weights) and its σ tables, and compares
+    /// the stored states and x̂_0 per step, elementwise |ours − file| ≤ atol + rtol·|file|. Throws `DDPMError`
     /// for a malformed file: an unknown trajectory name, a sampler description that differs from ours, a missing
     /// dataset or a wrong shape.
     public static func check(path: String, tolerance: Tolerance) throws -> Check {
+        let (chains, tables) = try recompute(path: path)
+        return judge(chains, sigmaTables: tables, path: path, tolerance: tolerance)
+    }
+
+    /// Judges recomputed trajectories (separate from reading, so that tests can judge edited values).
+    public static func judge(_ chains: [Recomputed], sigmaTables: [(name: String, ours: [Double], stored: [Double])], path: String,
+                             tolerance: Tolerance) -> Check {
+        var result = Check(path: path, tolerance: tolerance, trajectories: [], sigmaTables: [])
+        for c in chains {
+            let m = c.elementsPerStep
+            let rows = c.timesteps.indices.map { k -> StepRow in
+                let r = k * m ..< (k + 1) * m
+                let (ox, o0) = (Array(c.ours.states[r]), Array(c.ours.predictedStarts[r]))
+                let (fx, f0) = (Array(c.stored.states[r]), Array(c.stored.predictedStarts[r]))
+                return StepRow(step: k, timestep: c.timesteps[k], stateError: relative(fx, ox), predictedStartError: relative(f0, o0),
+                               state: Comparison("\(c.name) x[\(k)]", actual: ox, expected: fx, tolerance: tolerance),
+                               predictedStart: Comparison("\(c.name) pred_x0[\(k)]", actual: o0, expected: f0, tolerance: tolerance))
+            }
+            result.trajectories.append(TrajectoryCheck(name: c.name, sampler: c.sampler, steps: rows))
+        }
+        result.sigmaTables = sigmaTables.map { Comparison("sigma_tables/" + $0.name, actual: $0.ours, expected: $0.stored, tolerance: tolerance) }
+        return result
+    }
+
+    /// Reads a file's trajectories and σ tables and recomputes them with our code (see ``check(path:tolerance:)``).
+    public static func recompute(path: String) throws -> ([Recomputed], [(name: String, ours: [Double], stored: [Double])]) {
         let file = try HDF5File(path: path)
         try FileFormat.golden.check(file)
         let config = try ModelConfiguration(reading: file)
@@ -170,7 +208,7 @@ public enum GoldenTrajectories {
         try net.loadWeights(from: file)
         let c = config.network
         let known = Dictionary(uniqueKeysWithValues: specs(for: config).map { ($0.name, $0) })
-        var result = Check(path: path, tolerance: tolerance, trajectories: [], sigmaTables: [])
+        var chains: [Recomputed] = []
         for name in file.exists("/trajectories") ? try file.members(ofGroup: "/trajectories") : [] {
             let p = "/trajectories/" + name
             guard let spec = known[name] else {
@@ -184,8 +222,7 @@ public enum GoldenTrajectories {
                 throw DDPMError(.shapeMismatch, "\(path) '\(p)/x_T': expected shape [N, \(c.channels), \(c.imageSize), \(c.imageSize)], found \(xT.shape)")
             }
             let shape = xT.shape, m = shape.reduce(1, *)
-            let sampler = try spec.choice.makeSampler(for: config.makeDiffusion())
-            let s = sampler.stepCount
+            let s = try spec.choice.makeSampler(for: config.makeDiffusion()).stepCount
             let noise = try file.readDoubles(p + "/noise", expectedShape: [s] + shape)
             let states = try file.readDoubles(p + "/x", expectedShape: [s] + shape)
             let starts = try file.readDoubles(p + "/pred_x0", expectedShape: [s] + shape)
@@ -195,26 +232,21 @@ public enum GoldenTrajectories {
             guard stored == text else {
                 throw DDPMError(.invalidConfiguration, "\(path) '\(p)' attribute 'sampler': expected '\(text)', found '\(stored)'")
             }
-            let rows = (0..<s).map { k -> StepRow in
-                let fx = Array(states.values[k * m ..< (k + 1) * m]), f0 = Array(starts.values[k * m ..< (k + 1) * m])
-                let a = Comparison("\(name) x[\(k)]", actual: ours.states[k].data, expected: fx, tolerance: tolerance)
-                let b = Comparison("\(name) pred_x0[\(k)]", actual: ours.predictedStarts[k].data, expected: f0, tolerance: tolerance)
-                return StepRow(step: k, timestep: ours.timesteps[k], stateError: relative(fx, ours.states[k].data),
-                               predictedStartError: relative(f0, ours.predictedStarts[k].data), state: a, predictedStart: b)
-            }
-            result.trajectories.append(TrajectoryCheck(name: name, sampler: text, steps: rows))
+            chains.append(Recomputed(name: name, sampler: text, timesteps: ours.timesteps, elementsPerStep: m,
+                                     ours: (ours.states.flatMap(\.data), ours.predictedStarts.flatMap(\.data)),
+                                     stored: (states.values, starts.values)))
         }
+        var tables: [(name: String, ours: [Double], stored: [Double])] = []
         if file.exists("/sigma_tables") {
             let d = try config.makeDiffusion()
             let known = Dictionary(uniqueKeysWithValues: sigmaTables(for: config).map { ($0.name, $0) })
             for name in try file.members(ofGroup: "/sigma_tables") {
                 guard let t = known[name] else { throw DDPMError(.malformedFile, "\(path) '/sigma_tables/\(name)': unknown σ table") }
                 let ours = try SolverChoice(solver: .euler, sigmas: t.kind).sigmaTable(steps: t.steps, diffusion: d)
-                let stored = try file.readDoubles("/sigma_tables/" + name, expectedShape: [ours.count])
-                result.sigmaTables.append(Comparison("sigma_tables/" + name, actual: ours, expected: stored.values, tolerance: tolerance))
+                tables.append((name, ours, try file.readDoubles("/sigma_tables/" + name, expectedShape: [ours.count]).values))
             }
         }
-        return result
+        return (chains, tables)
     }
 
     /// ‖a − b‖/‖b‖ (0 when equal, ∞ when b = 0 ≠ a).
