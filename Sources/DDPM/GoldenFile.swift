@@ -191,14 +191,21 @@ public enum GoldenFile {
         public var storedGradients: [String: HDF5Array<Double>]
     }
 
-    /// Reads a golden file, rebuilds the network from `/config` and `/weights` and recomputes every output
-    /// present. Throws `DDPMError` for a malformed file, as ``check(path:tolerance:)`` does.
-    public static func recompute(path: String) throws -> Recomputed {
+    /// Opens a golden file, checks its format and version, and rebuilds its network from `/config` and `/weights`
+    /// (shared by the output check and the trajectory check).
+    static func openModel(path: String) throws -> (HDF5File, ModelConfiguration, UNet) {
         let file = try HDF5File(path: path)
         try FileFormat.golden.check(file)
         let config = try ModelConfiguration(reading: file)
         let net = try UNet(config.network)
         try net.loadWeights(from: file)
+        return (file, config, net)
+    }
+
+    /// Reads a golden file, rebuilds the network from `/config` and `/weights` and recomputes every output
+    /// present. Throws `DDPMError` for a malformed file, as ``check(path:tolerance:)`` does.
+    public static func recompute(path: String) throws -> Recomputed {
+        let (file, config, net) = try GoldenFile.openModel(path: path)
         let c = config.network
         for g in ["/inputs", "/outputs"] where !file.exists(g) { throw DDPMError(.malformedFile, "\(path): no group '\(g)'") }
         func input(_ name: String, _ shape: [Int]) throws -> HDF5Array<Double> {

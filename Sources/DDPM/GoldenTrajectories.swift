@@ -201,11 +201,7 @@ public enum GoldenTrajectories {
 
     /// Reads a file's trajectories and σ tables and recomputes them with our code (see ``check(path:tolerance:)``).
     public static func recompute(path: String) throws -> ([Recomputed], [(name: String, ours: [Double], stored: [Double])]) {
-        let file = try HDF5File(path: path)
-        try FileFormat.golden.check(file)
-        let config = try ModelConfiguration(reading: file)
-        let net = try UNet(config.network)
-        try net.loadWeights(from: file)
+        let (file, config, net) = try GoldenFile.openModel(path: path)
         let c = config.network
         let known = Dictionary(uniqueKeysWithValues: specs(for: config).map { ($0.name, $0) })
         var chains: [Recomputed] = []
