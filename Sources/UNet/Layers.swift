@@ -56,6 +56,9 @@ public final class GroupNorm: Module {
     }
     public var localParameters: [(name: String, tensor: Tensor)] { [("weight", weight), ("bias", bias)] }
     public func callAsFunction(_ x: Tensor) -> Tensor { Tensor.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps) }
+    /// `SiLU(GN(x))` as one operation (``Tensor/groupNormSiLU(_:groups:weight:bias:eps:)``): the same values
+    /// as `self(x).silu()`, bit for bit, with one pass and one activation-sized array fewer.
+    public func normalizedSiLU(_ x: Tensor) -> Tensor { Tensor.groupNormSiLU(x, groups: groups, weight: weight, bias: bias, eps: eps) }
 }
 
 /// Counts the multiply–adds of the matrix products a forward pass performs (convolutions, linear layers,
