@@ -233,8 +233,10 @@ public enum ConvolutionKernels {
                                 dWeight: UnsafeMutablePointer<Double>?, dBias: UnsafeMutablePointer<Double>?,
                                 overwritingDx: Bool = false) {
         let (o, pix, plane) = (g.outChannels, g.outPixels, g.inChannels * g.height * g.width)
-        if let dBias {
-            for n in 0..<g.batch { for oc in 0..<o { dBias[oc] += Sums.sum(dy + (n * o + oc) * pix, pix) } }
+        if let dBias {  // channels over the cores, each summing its samples in order
+            Parallel.chunks(o, work: g.batch * o * pix) { channels in
+                for oc in channels { for n in 0..<g.batch { dBias[oc] += Sums.sum(dy + (n * o + oc) * pix, pix) } }
+            }
         }
         if dx == nil && dWeight == nil { return }
         let dxBeta: Double = overwritingDx ? 0 : 1
