@@ -9,6 +9,7 @@ struct SchedulesFigure: ParsableCommand {
         abstract: "Write an SVG of ᾱ_t and log SNR_t = log(ᾱ_t / (1 − ᾱ_t)) for every β schedule.")
     @Option(help: "The SVG file to write.") var out: String = "Notes/schedules.svg"
     @Option(help: "Diffusion steps T.") var timesteps: Int = 1000
+    @Option(help: "Also write the forward-process figure (x_t at several t on the demo's first three digits; Notes/03) to this PNG.") var forwardOut: String?
 
     func run() throws {
         let names = ["linear", "quadratic", "warmup10", "warmup50", "constant", "jsd", "cosine", "sigmoid"]
@@ -44,5 +45,6 @@ struct SchedulesFigure: ParsableCommand {
         svg += "</svg>\n"
         try OutputFile.write(to: out) { try svg.write(toFile: $0, atomically: false, encoding: .utf8) }
         print("wrote \(out) (T = \(timesteps))")
+        if let forwardOut { try ForwardProcessFigure.write(to: forwardOut); print("wrote \(forwardOut) (linear schedule, T = 1000)") }
     }
 }

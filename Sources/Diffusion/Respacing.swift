@@ -5,8 +5,17 @@
 // - improved-diffusion (Nichol & Dhariwal 2021, `respace.space_timesteps`): section counts "c1,c2,…" or
 //   "ddimN". The respaced chain goes from each kept step to the next kept step; its last step goes to
 //   ᾱ = 1 (x̂_0 itself).
-// - diffusers (`timestep_spacing` of DDIMScheduler / DDPMScheduler): `linspace` (keeps 0 and T−1),
-//   `leading` (i·⌊T/N⌋ + steps_offset; never keeps T−1), `trailing` (keeps T−1; keeps 0 only when N = T).
+// - diffusers (`timestep_spacing` of DDIMScheduler / DDPMScheduler): `linspace`, `leading`
+//   (i·⌊T/N⌋ + steps_offset), `trailing`.
+//
+// Which rules keep the first step (0) and the last (T−1), for 1 ≤ N ≤ T (`RespacingRuleTests` checks each
+// statement against the kept set over every (T, N) with T ≤ 64, and T ∈ {100, 250, 999, 1000}):
+//
+//     "c1,…,cm"   keeps 0 always; keeps T−1 iff c_m ≥ 2 or the last section has one step
+//     "ddimN"     keeps 0 always; keeps T−1 iff its stride k divides T−1 (T = 1000, ddim334: k = 3 keeps 999)
+//     linspace    keeps 0 always; keeps T−1 iff N ≥ 2 (or T = 1)
+//     leading     keeps 0 iff steps_offset = 0; keeps T−1 iff (N−1)·⌊T/N⌋ + steps_offset = T−1 (N = T, offset 0)
+//     trailing    keeps T−1 always; keeps 0 iff round(T/N) = 1, i.e. 2T < 3N (T = 1000, N = 700 keeps 0)
 //   diffusers' DDIM steps from t to t − ⌊T/N⌋ even when that is not a kept step, and its final ᾱ is 1 or
 //   ᾱ_0 (`set_alpha_to_one`); its DDPM scheduler goes to the next kept step with final ᾱ = 1.
 //
@@ -54,7 +63,7 @@ public enum TimestepSpacing: Sendable, Equatable, CustomStringConvertible {
 public enum Respacing {
     /// improved-diffusion's `space_timesteps(T, section_counts)` (Nichol & Dhariwal 2021 §4; `respace.py`).
     ///
-    ///     "ddimN":       the smallest stride k in 1 ..< T with ⌈T/k⌉ = N; keeps 0, k, 2k, … (never T−1 unless k = 1)
+    ///     "ddimN":       the smallest stride k in 1 ..< T with ⌈T/k⌉ = N; keeps 0, k, 2k, … (T−1 iff k divides T−1)
     ///     "c1,…,cm":     T cut into m sections (the first T mod m one step longer); section j of size n_j
     ///                    starting at a_j keeps a_j + round(idx) for idx = 0, d, 2d, … (c_j values, idx
     ///                    accumulated by repeated float64 addition), d = (n_j − 1)/(c_j − 1) (1 when c_j ≤ 1),
@@ -102,9 +111,9 @@ public enum Respacing {
     /// diffusers' `set_timesteps` (DDIMScheduler / DDPMScheduler `timestep_spacing`), in **sampling order
     /// (descending)** as `scheduler.timesteps`:
     ///
-    ///     linspace:  round(i · ((T−1)/(N−1))) for i < N−1, and T−1; ties to even        keeps 0 and T−1
-    ///     leading:   i · ⌊T/N⌋ + steps_offset                                              never keeps T−1
-    ///     trailing:  round(T − i · (T/N)) − 1, ties to even                                 keeps T−1
+    ///     linspace:  round(i · ((T−1)/(N−1))) for i < N−1, and T−1; ties to even   keeps 0; T−1 iff N ≥ 2
+    ///     leading:   i · ⌊T/N⌋ + steps_offset                               0 iff offset 0; T−1 iff (N−1)⌊T/N⌋ + offset = T−1
+    ///     trailing:  round(T − i · (T/N)) − 1, ties to even                 T−1 always; 0 iff round(T/N) = 1
     public static func diffusersTimesteps(timesteps T: Int, steps N: Int, spacing: String, stepsOffset: Int = 0) throws -> [Int] {
         guard N >= 1, N <= T else { throw DDPMError(.invalidValue, "respacing: expected between 1 and \(T) steps, got \(N)") }
         var ts: [Int]

@@ -82,7 +82,9 @@ func startDDPM(_ arguments: [String], logs dir: String) throws -> Process {
     return p
 }
 
-/// Polls `condition` every 5 ms for up to `seconds`; returns whether it became true.
+/// Polls `condition` (an observable state: a file, a line printed) every 5 ms; returns whether it became true.
+/// `seconds` only bounds a wait that would otherwise hang: no test's outcome may depend on it (issue 25), so
+/// choose it far above what the state needs on a loaded machine.
 func waitFor(_ seconds: Double, _ condition: () -> Bool) -> Bool {
     let end = Date().addingTimeInterval(seconds)
     while Date() < end { if condition() { return true }; usleep(5_000) }
@@ -90,6 +92,13 @@ func waitFor(_ seconds: Double, _ condition: () -> Bool) -> Bool {
 }
 
 func fileBytes(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
+
+/// A file's text, or "" while it does not exist.
+func logText(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+
+/// The folder of `secondInterruptStopsAtOnce`, named after the test process (the exit test's child finds it
+/// from its parent's id).
+func secondInterruptFolder(parent: pid_t) -> String { NSTemporaryDirectory() + "ddpm-second-interrupt-\(parent)" }
 
 @Suite("Issue 13: the command never destroys a user's files, refuses bad values before working, survives interruption")
 struct ReliabilityTests {
@@ -222,20 +231,41 @@ struct ReliabilityTests {
         #expect(temporaries(dir).isEmpty)
     }
 
-    // 7a'. A second Ctrl-C during the step that the first one is waiting for ends the process at once, unsaved.
-    @Test func secondInterruptStopsAtOnce() throws {
-        let dir = scratchFolder()
-        try writeImages(dir + "/data.h5")
-        let p = try startDDPM(["train", "--data", dir + "/data.h5", "--out", dir + "/c.h5", "--checkpoint-every", "1", "--steps", "1000",
-                               "--preset", "tiny", "--timesteps", "10", "--batch-size", "32"], logs: dir)
-        #expect(waitFor(120) { FileManager.default.fileExists(atPath: dir + "/c.h5") }, "no first checkpoint")
-        kill(p.processIdentifier, SIGINT)
-        _ = waitFor(30) { ((try? String(contentsOfFile: dir + "/stderr.txt", encoding: .utf8)) ?? "").contains("interrupt: finishing") }
-        kill(p.processIdentifier, SIGINT)
-        p.waitUntilExit()
-        let stderr = try String(contentsOfFile: dir + "/stderr.txt", encoding: .utf8)
-        #expect(p.terminationStatus == 130 && stderr.contains("second interrupt: stopping now without saving"), "\(stderr)")
-        #expect(!stderr.contains("checkpoint saved"))
+    // 7a'. A second Ctrl-C while the loop is still in the step that the first one is waiting for ends the
+    // process at once, unsaved. The second signal must arrive before the step ends, and a step that runs on
+    // by itself makes that a race with the clock (it failed under load, issue 25). So the step does not run
+    // on by itself: in an exit test (a child process), the loop's progress callback after step 1 — inside
+    // the loop, before it looks at the signal again — sends SIGINT to its own process, waits for the
+    // watch's notice to appear in the log (an observable state), sends the second SIGINT and then waits to
+    // be ended. The loop cannot reach its check until the callback returns, and the callback never returns:
+    // the outcome depends on no duration. (The bounded waits only turn a hang into a failure: exit 3 = no
+    // notice, 4 = the second signal did not end the process.) The command's own Ctrl-C path is
+    // `interruptionSavesAndResumesExactly`; the second signal's exit is the watch's alone.
+    @Test func secondInterruptStopsAtOnce() async throws {
+        let dir = secondInterruptFolder(parent: getpid())
+        try? FileManager.default.removeItem(atPath: dir)
+        await #expect(processExitsWith: .exitCode(130)) {
+            let dir = secondInterruptFolder(parent: getppid()), log = dir + "/stderr.txt"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            guard fd >= 0, dup2(fd, 2) == 2 else { exit(2) }
+            var options = TrainingOptions(); options.batchSize = 2
+            let trainer = try Trainer(config: microConfiguration(), options: options, seed: 1)
+            try TrainingLoop.run(trainer, images: digits8(8), until: 1000, checkpointEvery: 0, checkpoint: dir + "/c.h5") { p in
+                guard p.step == 1 else { return }
+                kill(getpid(), SIGINT)
+                guard waitFor(120, { logText(log).contains("interrupt: finishing the current step") }) else { exit(3) }
+                kill(getpid(), SIGINT)
+                _ = waitFor(120) { false }
+                exit(4)
+            }
+            exit(5)
+        }
+        let log = logText(dir + "/stderr.txt")
+        print("second interrupt, the child's stderr:", log)
+        #expect(log.contains("interrupt: finishing the current step, then saving") && log.contains("second interrupt: stopping now without saving"), "\(log)")
+        #expect(!log.contains("checkpoint saved"))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/c.h5") && temporaries(dir).isEmpty, "\(String(describing: try? FileManager.default.contentsOfDirectory(atPath: dir)))")
     }
 
     // 7b. kill -9 in the middle of writing checkpoints leaves a temporary file; the next run removes it.

@@ -132,6 +132,44 @@ struct HDF5ErrorTests {
         #expect(try f.readDoubles("matrix", expectedShape: [-1, 3]).shape == [2, 3])
     }
 
+    /// Issue 25: a shape check that accepted a dataset larger (or smaller) than expected along some axis
+    /// would pass every other test here, which use only a transposed shape. Every combination of smaller,
+    /// equal and larger extents over the three axes of a [2, 3, 4] dataset, and of a wildcard (−1) per axis,
+    /// with both readers: accepted exactly when every axis is equal or a wildcard.
+    @Test func everyAxisLargerSmallerOrEqual() throws {
+        let path = temporaryFolder() + "/shape.h5", stored = [2, 3, 4]
+        try HDF5Writer.write(to: path) { w in
+            try w.write((0..<24).map(Double.init), shape: stored, to: "/d")
+            try w.write((0..<24).map(Int64.init), shape: stored, to: "/i")
+        }
+        let f = try HDF5File(path: path)
+        var accepted = 0, refused = 0
+        for code in 0..<(4 * 4 * 4) {
+            // per axis: 0 smaller, 1 equal, 2 larger, 3 wildcard
+            let relation = [code % 4, code / 4 % 4, code / 16]
+            let expected = zip(stored, relation).map { n, r in [n - 1, n, n + 1, -1][r] }
+            let shouldAccept = relation.allSatisfy { $0 == 1 || $0 == 3 }
+            for (reader, read) in [("readDoubles", { try f.readDoubles("/d", expectedShape: expected).shape }),
+                                   ("readInt64s", { try f.readInt64s("/i", expectedShape: expected).shape })] {
+                if shouldAccept {
+                    #expect(try read() == stored, "\(reader) expected \(expected)")
+                    accepted += 1
+                } else {
+                    let e = hdf5Error { _ = try read() }
+                    #expect(e?.kind == .wrongShape && e!.description.contains("expected shape \(expected), found [2, 3, 4]"),
+                            "\(reader) expected \(expected): \(String(describing: e))")
+                    refused += 1
+                }
+            }
+        }
+        print("shape check: \(accepted) accepted, \(refused) refused")
+        #expect(accepted == 2 * 8 && refused == 2 * 56)
+        // a rank that differs by one, either way, and a zero extent against a non-zero one
+        #expect(hdf5Error { _ = try f.readDoubles("/d", expectedShape: [2, 3, 4, 1]) }?.kind == .wrongShape)
+        #expect(hdf5Error { _ = try f.readDoubles("/d", expectedShape: [6, 4]) }?.kind == .wrongShape)
+        #expect(hdf5Error { _ = try f.readDoubles("/d", expectedShape: [0, 3, 4]) }?.kind == .wrongShape)
+    }
+
     @Test func failedWriteLeavesExistingDestinationIntact() throws {
         let dir = temporaryFolder(), path = dir + "/keep.h5"
         try HDF5Writer.write(to: path) { try $0.write([1.0, 2, 3], shape: [3], to: "/v") }
@@ -169,9 +207,15 @@ struct HDF5ErrorTests {
             }
             return try Data(contentsOf: URL(fileURLWithPath: dir + "/" + name))
         }
+        // The two writes must fall in different seconds of the clock (HDF5's object times have one-second
+        // resolution): wait for the clock to pass the second in which the first write ended, an observable
+        // state, rather than sleeping a fixed duration.
         let a = try write("a.h5")
-        usleep(1_100_000)
+        let firstEnded = time(nil)
+        while time(nil) == firstEnded { usleep(10_000) }
+        let secondStarted = time(nil)
         let b = try write("b.h5")
+        #expect(secondStarted > firstEnded)
         #expect(a == b, "\(a.count) and \(b.count) bytes; first difference at \(zip(a, b).enumerated().first { $1.0 != $1.1 }?.offset ?? -1)")
     }
 }

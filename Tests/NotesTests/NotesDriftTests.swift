@@ -536,6 +536,61 @@ struct NotesDriftTests {
         #expect(DriftCheck.check("<!-- measured block: a; b; c -->\n| 1.2345 |", file: "b").failures.count == 1)
     }
 
+    /// The backticked names of a figure table's first column, with `{a,b}` expanded.
+    static func figureNames(inTable table: String) -> [String: String] {
+        var rows: [String: String] = [:]
+        for line in table.components(separatedBy: "\n") where line.hasPrefix("| `") {
+            let first = line.split(separator: "|", omittingEmptySubsequences: true).first.map(String.init) ?? ""
+            for span in first.components(separatedBy: "`").enumerated().filter({ $0.offset % 2 == 1 }).map(\.element) {
+                if let open = span.firstIndex(of: "{"), let close = span.firstIndex(of: "}") {
+                    for part in span[span.index(after: open)..<close].split(separator: ",") {
+                        rows[String(span[..<open]) + part + String(span[span.index(after: close)...])] = line
+                    }
+                } else { rows[span] = line }
+            }
+        }
+        return rows
+    }
+
+    @Test("every figure a chapter embeds exists and has a row in Notes/README's figure table naming the ddpm command that writes it")
+    func figuresAreRegenerable() throws {
+        let readme = try String(contentsOfFile: Repository.path("Notes/README.md"), encoding: .utf8)
+        let table = readme.components(separatedBy: "## Figures").dropFirst().first?.components(separatedBy: "\n## ").first ?? ""
+        let rows = Self.figureNames(inTable: table)
+        let image = try NSRegularExpression(pattern: "!\\[[^\\]]*\\]\\(([^)]+)\\)")
+        var problems: [String] = [], seen = 0
+        for doc in Repository.documents where doc.hasPrefix("Notes/") {
+            let text = try String(contentsOfFile: Repository.path(doc), encoding: .utf8), ns = text as NSString
+            for m in image.matches(in: text, range: NSRange(location: 0, length: ns.length)) {
+                let name = ns.substring(with: m.range(at: 1)); seen += 1
+                if !FileManager.default.fileExists(atPath: Repository.path("Notes/" + name)) { problems.append("\(doc): \(name) does not exist") }
+                guard let row = rows[name] else { problems.append("\(doc): \(name) has no row in the figure table of Notes/README.md"); continue }
+                if !row.contains("ddpm ") { problems.append("\(doc): the row of \(name) names no ddpm command: \(row)") }
+            }
+        }
+        print("notes figures: \(seen) embedded, \(rows.count) listed; problems \(problems)")
+        #expect(problems.isEmpty && seen >= 10, "\(problems)")
+        #expect(Self.figureNames(inTable: "| `a-{x,y}.svg` (+ `.tsv`) | 1 | `ddpm a` |").keys.sorted() == [".tsv", "a-x.svg", "a-y.svg"])
+    }
+
+    @Test("every chapter is in Notes/README's table, and a number without a chapter is explained there")
+    func chaptersAreListed() throws {
+        let readme = try String(contentsOfFile: Repository.path("Notes/README.md"), encoding: .utf8)
+        let chapters = Repository.documents.compactMap { doc -> (Int, String)? in
+            let name = String(doc.dropFirst("Notes/".count))
+            guard let n = Int(name.prefix(2)), name.dropFirst(2).hasPrefix("-") else { return nil }
+            return (n, name)
+        }
+        var problems: [String] = []
+        for (n, name) in chapters where !readme.contains("(\(name))") { problems.append("chapter \(n): \(name) is not linked") }
+        let numbers = Set(chapters.map(\.0))
+        for n in 1...(numbers.max() ?? 1) where !numbers.contains(n) && !readme.contains("There is no chapter \(n).") {
+            problems.append("no chapter \(n), and Notes/README.md does not say why (\"There is no chapter \(n).\")")
+        }
+        print("notes chapters: \(chapters.count) files, numbers \(numbers.sorted()); problems \(problems)")
+        #expect(problems.isEmpty, "\(problems)")
+    }
+
     @Test("the expression evaluator: arithmetic, precedence, reductions, indices")
     func evaluator() throws {
         #expect(try Evaluator.evaluate("1 + 2 * 3 ^ 2") == [19])
