@@ -34,8 +34,10 @@ struct Bench: ParsableCommand {
         net.isTraining = false
         let c = net.configuration
         print("network: \(net.parameterCount) parameters, \(c.channels)×\(c.imageSize)×\(c.imageSize) input")
+        var forwardFLOPs: [Int: Double] = [:]
         for n in sizes {
             let flops = 2 * Double(net.forwardMultiplyAdds(batch: n))
+            forwardFLOPs[n] = flops
             var g = RandomGenerator(seed: 1)
             let x = Tensor.randomNormal([n, c.channels, c.imageSize, c.imageSize], generator: &g)
             let noise = Tensor.randomNormal(x.shape, generator: &g)
@@ -45,18 +47,24 @@ struct Bench: ParsableCommand {
                 net.zeroGradients()
                 Tensor.meanSquaredError(net(x, t), noise).backward()
             }
-            // The whole training step as `ddpm train` runs it: batch draw, t and ε, forward, backward, clipping, Adam, EMA.
+            let fr = flops / forward, br = 3 * flops / both
+            print(String(format: "batch %d: forward %.3f s, %.2f GFLOP/s (%.0f%% of dgemm); forward+backward %.3f s, %.2f GFLOP/s (%.0f%% of dgemm); %.2f GFLOP per image forward",
+                         n, forward, fr / 1e9, 100 * fr / gemmRate, both, br / 1e9, 100 * br / gemmRate, flops / Double(n) / 1e9))
+        }
+        print(String(format: "peak resident memory: %.2f GiB", peakResidentGiB()))
+        // The whole training step as `ddpm train` runs it (batch draw, t and ε, forward, backward, clipping, Adam, EMA),
+        // after the peak above: a trainer holds a second network, Adam's moments and the weight average.
+        for n in sizes {
             var options = TrainingOptions()
             options.batchSize = n
             let trainer = try Trainer(config: ModelConfiguration(network: c), options: options, seed: 0)
-            let images = Tensor(shape: x.shape, data: x.data.map { 1 / (1 + Foundation.exp(-$0)) })
+            var g = RandomGenerator(seed: 4)
+            let images = Tensor(shape: [n, c.channels, c.imageSize, c.imageSize], data: (0..<(n * c.channels * c.imageSize * c.imageSize)).map { _ in g.nextUniform() })
             let step = try minimumTime { _ = try trainer.trainStep(on: images) }
-            let fr = flops / forward, br = 3 * flops / both, sr = 3 * flops / step
-            print(String(format: "batch %d: forward %.3f s, %.2f GFLOP/s (%.0f%% of dgemm); forward+backward %.3f s, %.2f GFLOP/s (%.0f%% of dgemm); training step %.3f s (%.0f%% of dgemm); %.2f GFLOP per image forward",
-                         n, forward, fr / 1e9, 100 * fr / gemmRate, both, br / 1e9, 100 * br / gemmRate, step, 100 * sr / gemmRate, flops / Double(n) / 1e9))
+            print(String(format: "batch %d: training step %.3f s (%.0f%% of dgemm)", n, step, 100 * 3 * forwardFLOPs[n]! / step / gemmRate))
         }
+        print(String(format: "peak resident memory with a trainer: %.2f GiB", peakResidentGiB()))
         if ddimSteps > 0 { try benchDDIM(net) }
-        print(String(format: "peak resident memory: %.2f GiB", peakResidentGiB()))
     }
 
     /// What the figures were measured on: CPU, BLAS library and version, core, threads.
