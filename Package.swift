@@ -8,6 +8,8 @@ let package = Package(
         // Users `import DDPM` and get tensors, the U-Net, the diffusion equations and the seed's API.
         .library(name: "DDPM", targets: ["DDPM"]),
         .executable(name: "ddpm", targets: ["DDPMCommand"]),
+        // The README's library example (`swift run ddpm-example`), built and run by the tests.
+        .executable(name: "ddpm-example", targets: ["DDPMExample"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -48,6 +50,8 @@ let package = Package(
             "DDPM", "FileOutput",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // The README's "Using the library" example, word for word (Tests/DDPMTests/ExampleTests checks both).
+        .executableTarget(name: "DDPMExample", dependencies: ["DDPM"], path: "Examples/Quickstart"),
 
         // Shared test helpers: fixture paths, temporary folders, expectations. Computes no expected value.
         .target(name: "TestSupport", dependencies: ["Tensors", "HDF5"], path: "Tests/TestSupport"),
@@ -55,7 +59,7 @@ let package = Package(
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "TestSupport"]),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensors", "HDF5", "TestSupport"]),
         .testTarget(name: "UNetTests", dependencies: ["UNet", "Tensors", "TensorIO", "HDF5", "TestSupport"]),
-        .testTarget(name: "DDPMTests", dependencies: ["DDPM", "DDPMCommand", "FileOutput", "TestSupport"]),
+        .testTarget(name: "DDPMTests", dependencies: ["DDPM", "DDPMCommand", "DDPMExample", "FileOutput", "TestSupport"]),
         // The Notes' quoted numbers against the fixtures (the drift check).
         .testTarget(name: "NotesTests", dependencies: ["HDF5"]),
     ],

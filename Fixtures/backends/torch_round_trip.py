@@ -32,8 +32,12 @@ import torch.nn.functional as F
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # --plant: a bug a port really makes, to see how the check reports it (Notes/09). None: the honest computation.
-PLANTS = ["attention-transposed", "sin-cos-swapped", "skip-order", "groupnorm-eps", "gradient-sign"]
+PLANTS = ["attention-transposed", "attention-no-scale", "sin-cos-swapped", "skip-order", "groupnorm-eps", "gradient-sign"]
 PLANT = None
+# Per-module activations (schema version 3): while a list, every recorded module output is appended to it
+# as (state-dict path, tensor), in execution order (forward hooks, and the time embedding by hand).
+RECORDED = None
+RECORDED_TYPES = ()   # set below, once the module classes exist
 
 
 # ----------------------------------------------------------------------------- the network
@@ -64,7 +68,8 @@ class Attention(nn.Module):
     def forward(self, x):
         n, c, hh, ww = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(n, 3 * c, hh * ww).chunk(3, dim=1)
-        a = torch.softmax(torch.einsum("ncq,nck->nqk", q, k) / math.sqrt(c), dim=2)  # over keys
+        scores = torch.einsum("ncq,nck->nqk", q, k)
+        a = torch.softmax(scores if PLANT == "attention-no-scale" else scores / math.sqrt(c), dim=2)  # over keys
         if PLANT == "attention-transposed":
             out = torch.einsum("nck,nkq->ncq", v, a).reshape(n, c, hh, ww)            # v A: the bug
         else:
@@ -115,7 +120,10 @@ class UNet(nn.Module):
         freqs = torch.exp(-torch.arange(half, dtype=work) * math.log(10000.0) / (half - 1))
         args = t.to(work)[:, None] * freqs[None, :]
         parts = [torch.cos(args), torch.sin(args)] if PLANT == "sin-cos-swapped" else [torch.sin(args), torch.cos(args)]
-        return torch.cat(parts, dim=1).to(dtype)
+        e = torch.cat(parts, dim=1).to(dtype)
+        if RECORDED is not None:
+            RECORDED.append(("time_embedding", e))
+        return e
 
     def forward(self, x, t):
         e = self.time_mlp(self.embedding(t, x.dtype))
@@ -141,6 +149,21 @@ class UNet(nn.Module):
                 h = self.up_attn[str(i)](h)
         h = self.final_conv(F.silu(self.final_norm(h)))
         return torch.sigmoid(h) if self.cfg["output_activation"] == "sigmoid" else h
+
+
+RECORDED_TYPES = (nn.Conv2d, nn.Linear, nn.GroupNorm, ResBlock, Attention)
+
+
+def record_modules(net):
+    """Forward hooks that append each module's output (keeping its gradient) to RECORDED under its name."""
+    def hook(name):
+        def keep(module, inputs, output):
+            if RECORDED is not None:
+                if output.requires_grad:
+                    output.retain_grad()
+                RECORDED.append((name, output))
+        return keep
+    return [m.register_forward_hook(hook(n)) for n, m in net.named_modules() if isinstance(m, RECORDED_TYPES)]
 
 
 # ----------------------------------------------------------------------------- the diffusion (Ho et al. 2020)
@@ -186,6 +209,9 @@ def round_trip(src, dst, dtype_name):
         wanted = []
         for k in f["outputs"]:
             wanted += [f"grad/{g}" for g in f["outputs/grad"]] if k == "grad" else [k]
+        # Version 3: the module outputs (and output gradients) the file holds, with their order and kind.
+        act_attrs = {k: dict(v.attrs) for k, v in f["activations"].items()} if "activations" in f else {}
+        act_grads = set(f["activation_gradients"]) if "activation_gradients" in f else set()
     net = net.to(dtype).eval()
     tb = {k: torch.from_numpy(v).to(dtype) for k, v in tables(cfg).items()}
     t = torch.from_numpy(inputs["t"]).long()
@@ -193,10 +219,16 @@ def round_trip(src, dst, dtype_name):
     per = lambda name: tb[name][t][:, None, None, None]
 
     x_t = per("sqrt_ab") * x0 + per("sqrt_1mab") * noise                        # q(x_t | x_0), eq. 4
+    global RECORDED
+    RECORDED = [] if act_attrs else None
+    hooks = record_modules(net)
     eps = net(x_t, t)
+    recorded, RECORDED = RECORDED or [], None
+    for h in hooks:
+        h.remove()
     loss = ((eps - noise) ** 2).mean()                                           # L_simple, eq. 14
     net.zero_grad()
-    if any(w.startswith("grad/") for w in wanted):
+    if any(w.startswith("grad/") for w in wanted) or act_grads:
         loss.backward()
     eps, x_t_d = eps.detach(), x_t.detach()
     post_mean = per("coef1") * x0 + per("coef2") * x_t_d                         # μ̃_t(x_t, x_0), eq. 7
@@ -228,6 +260,18 @@ def round_trip(src, dst, dtype_name):
                 continue
             g.create_dataset("outputs/" + name, data=value.detach().to(torch.float64).numpy())
             written += 1
+        ours = dict(recorded)
+        for name, attrs in act_attrs.items():
+            if name not in ours:
+                skipped.append("activations/" + name)
+                continue
+            d = g.create_dataset("activations/" + name, data=ours[name].detach().to(torch.float64).numpy())
+            for k, v in attrs.items():
+                d.attrs[k] = v   # index (execution order) and kind, as the source file has them
+            if name in act_grads and ours[name].grad is not None:
+                g.create_dataset("activation_gradients/" + name, data=ours[name].grad.to(torch.float64).numpy())
+        if act_attrs:
+            print(f"{len(recorded)} module outputs recorded, {sum(1 for n in act_attrs if n in ours)} written")
     print(f"wrote {dst}: {written} outputs recomputed in {dtype_name} (torch {torch.__version__}, {torch.get_num_threads()} threads)"
           + (f", with the planted bug {PLANT}" if PLANT else "")
           + (f"; not computed by this example: {', '.join(skipped)}" if skipped else ""))

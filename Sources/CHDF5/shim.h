@@ -22,6 +22,16 @@ static inline unsigned ddpm_h5f_acc_trunc(void) { return H5F_ACC_TRUNC; }
 static inline unsigned ddpm_h5f_acc_excl(void) { return H5F_ACC_EXCL; }
 static inline size_t ddpm_h5t_variable(void) { return H5T_VARIABLE; }
 
+/// A file-access property list with HDF5's own file locking (flock, HDF5 ≥ 1.10.7) turned off; the caller
+/// closes it. The package never shares a file being written: writers fill a private temporary file that is
+/// renamed (or linked) into place only when complete, so HDF5's locks protect nothing here, and a lock
+/// left by any other holder of the same file would only make a complete file unreadable.
+static inline hid_t ddpm_h5p_file_access_unlocked(void) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl >= 0) { H5Pset_file_locking(fapl, 0, 1); }
+    return fapl;
+}
+
 /// Turn off HDF5's automatic printing of its error stack; errors become return codes we throw.
 static inline void ddpm_h5_silence_errors(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 

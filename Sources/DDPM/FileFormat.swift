@@ -11,8 +11,9 @@ public struct FileFormat: Sendable, Equatable {
     /// How messages call it ("golden-file schema", "checkpoint").
     public let label: String
 
-    /// Golden files: version 2 stores the whole diffusion configuration; version-1 files still check.
-    public static let golden = FileFormat(name: "ddpm-golden", version: 2, readableVersions: [1, 2], label: "golden-file schema")
+    /// Golden files: version 2 stores the whole diffusion configuration, version 3 may hold per-module
+    /// activations and records the decoder's edge rule; version-1 and 2 files still check.
+    public static let golden = FileFormat(name: "ddpm-golden", version: 3, readableVersions: [1, 2, 3], label: "golden-file schema")
     /// Training checkpoints: version 2 stores the whole diffusion configuration; version-1 files still load.
     public static let checkpoint = FileFormat(name: "ddpm-checkpoint", version: 2, readableVersions: [1, 2], label: "checkpoint")
 

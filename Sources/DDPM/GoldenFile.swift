@@ -19,7 +19,15 @@ public enum GoldenFile {
         public init(x0: Tensor, t: [Int], noise: Tensor, z: Tensor) { self.x0 = x0; self.t = t; self.noise = noise; self.z = z }
     }
 
-    /// Every output name the schema defines, besides `grad/<key>` for each parameter.
+    /// `/config` attribute `x0_values` of a file whose x_0 lie on the data's grid.
+    public static let x0GridDescription = "grid: data_min + (data_max - data_min) * k / 255, k = 0 ... 255"
+    /// `/config` attribute `decoder_edge_rule`: which x_0 the discretised decoder (Ho et al. eq. 13) puts in
+    /// its open edge bins. On the grid it selects exactly k = 0 and k = 255, as Ho's x < −0.999 / x > 0.999 on [−1, 1].
+    public static let decoderEdgeRule = "x < data_min + (data_max - data_min)/510: open lower bin (-inf, x + half bin]; "
+        + "x > data_max - (data_max - data_min)/510: open upper bin [x - half bin, +inf); half bin = (data_max - data_min)/510"
+
+    /// Every output name a default export writes, besides `grad/<key>` for each parameter (the options of
+    /// ``GoldenExtras`` add ``GoldenExtras/outputNames``).
     public static let outputNames = ["x_t", "eps_pred", "loss", "posterior_mean", "posterior_variance", "pred_x0", "x_prev",
                                      "target", "model_variance", "model_log_variance", "mse", "loss_weight", "vb", "loss_terms"] + samplerOutputNames
 
@@ -88,33 +96,63 @@ public enum GoldenFile {
         } }
     }
 
-    /// Writes a complete golden file from our own initialised network: every output.
-    public static func export(to path: String, config: ModelConfiguration, seed: UInt64, batch: Int) throws {
+    /// Writes a complete golden file from our own initialised network: every output, and with `activations`
+    /// every module's output and output gradient (`/activations`, `/activation_gradients`; GoldenActivations.swift).
+    ///
+    /// x_0 lies on the data's 256-level grid, `lo + (hi − lo)·k/255` with k uniform in 0 … 255 (`x0OnGrid`,
+    /// the default since version 3), so that every port's decoder term at t = 0 puts the same pixels in the
+    /// open edge bins whichever edge rule it follows; `/config` records the grid and our edge rule
+    /// (``decoderEdgeRule``). With `x0OnGrid: false`, x_0 is uniform on the data range (version 2's inputs).
+    ///
+    /// `extras` adds the outputs of dynamic thresholding, zero terminal SNR and the loss-second-moment
+    /// resampler (GoldenExtras.swift); the resampler's stored history is drawn after every other input.
+    /// `trajectories` adds `/trajectories` and `/sigma_tables` (``GoldenTrajectories``).
+    public static func export(to path: String, config: ModelConfiguration, seed: UInt64, batch: Int, activations: Bool = false,
+                              x0OnGrid: Bool = true, extras: GoldenExtras = GoldenExtras(), trajectories: Bool = false) throws {
         guard batch > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batch)") }
         let net = try UNet(config.network, seed: seed)
         var g = RandomGenerator(seed: seed &+ 1)
         let c = config.network
         let shape = [batch, c.channels, c.imageSize, c.imageSize]
         let lo = config.diffusion.dataRange.lowerBound, hi = config.diffusion.dataRange.upperBound
-        let x0 = Tensor.randomUniform(shape, in: lo...hi, generator: &g)
+        let x0 = x0OnGrid
+            ? Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in lo + (hi - lo) * Double(g.nextInt(below: 256)) / 255 })
+            : Tensor.randomUniform(shape, in: lo...hi, generator: &g)
         // t covers both ends of the chain: 0 first, T−1 last, the rest uniform.
         var t = (0..<batch).map { _ in g.nextInt(below: config.timesteps) }
         t[0] = 0
         if batch > 1 { t[batch - 1] = config.timesteps - 1 }
         let inputs = Inputs(x0: x0, t: t, noise: Tensor.randomNormal(shape, generator: &g), z: Tensor.randomNormal(shape, generator: &g))
-        let outs = try outputs(config: config, network: net, inputs: inputs)
+        var outs: [(String, Tensor)], recorded: [Activation]
+        if activations {
+            (outs, recorded) = try outputsWithActivations(config: config, network: net, inputs: inputs)
+        } else {
+            (outs, recorded) = (try outputs(config: config, network: net, inputs: inputs), [])
+        }
+        let lossHistory = extras.timestepSampler == .lossSecondMoment
+            ? (0..<(config.timesteps * GoldenExtras.historyPerTerm)).map { _ in 0.25 + g.nextUniform() } : nil
+        outs += try extras.outputs(diffusion: config.makeDiffusion(), predictedStart: outs.first { $0.0 == "pred_x0" }!.1, t: t,
+                                   lossHistory: lossHistory, want: { _ in true })
         try HDF5Writer.write(to: path) { w in
             try FileFormat.golden.stamp(w)
             try config.write(to: w)
+            try w.setAttribute("x0_values", x0OnGrid ? x0GridDescription : "continuous: uniform on [data_min, data_max]", on: "/config")
+            try w.setAttribute("decoder_edge_rule", decoderEdgeRule, on: "/config")
             try net.saveWeights(to: w)
             try w.write(inputs.x0.data, shape: shape, to: "/inputs/x0")
             try w.write(inputs.t.map(Int64.init), shape: [batch], to: "/inputs/t")
             try w.write(inputs.noise.data, shape: shape, to: "/inputs/noise")
             try w.write(inputs.z.data, shape: shape, to: "/inputs/z")
+            if let lossHistory { try w.write(lossHistory, shape: [config.timesteps, GoldenExtras.historyPerTerm], to: "/inputs/loss_history") }
             for (name, tensor) in outs { try w.write(tensor.data, shape: tensor.shape, to: "/outputs/" + name) }
             for (name, value) in samplerConventions(timesteps: config.timesteps, clip: config.diffusion.clipDenoised) {
                 try w.setAttribute(name, value, on: "/outputs")
             }
+            try writeActivations(recorded, to: w)
+            try extras.write(to: w)
+            // With `trajectories`: whole sampling chains and σ tables (GoldenTrajectories.swift), their x_T and
+            // noises drawn after every other input.
+            if trajectories { try GoldenTrajectories.write(to: w, config: config, network: net, batch: batch, generator: &g) }
         }
     }
 
@@ -142,16 +180,32 @@ public enum GoldenFile {
     /// state-dict order, and every output present in file order.
     public struct Recomputed: Sendable {
         public var configuration: ModelConfiguration, batch: Int, parameterKeys: [String], outputs: [RecomputedOutput]
+        /// Version 3: the file's per-module activations and ours (nil when the file has none).
+        public var activations: RecomputedActivations? = nil
     }
 
-    /// Reads a golden file, rebuilds the network from `/config` and `/weights` and recomputes every output
-    /// present. Throws `DDPMError` for a malformed file, as ``check(path:tolerance:)`` does.
-    public static func recompute(path: String) throws -> Recomputed {
+    /// A file's stored activations beside our recomputation of them.
+    public struct RecomputedActivations: Sendable {
+        public var ours: [Activation]
+        public var stored: [(name: String, kind: String, values: HDF5Array<Double>)]
+        public var storedGradients: [String: HDF5Array<Double>]
+    }
+
+    /// Opens a golden file, checks its format and version, and rebuilds its network from `/config` and `/weights`
+    /// (shared by the output check and the trajectory check).
+    static func openModel(path: String) throws -> (HDF5File, ModelConfiguration, UNet) {
         let file = try HDF5File(path: path)
         try FileFormat.golden.check(file)
         let config = try ModelConfiguration(reading: file)
         let net = try UNet(config.network)
         try net.loadWeights(from: file)
+        return (file, config, net)
+    }
+
+    /// Reads a golden file, rebuilds the network from `/config` and `/weights` and recomputes every output
+    /// present. Throws `DDPMError` for a malformed file, as ``check(path:tolerance:)`` does.
+    public static func recompute(path: String) throws -> Recomputed {
+        let (file, config, net) = try GoldenFile.openModel(path: path)
         let c = config.network
         for g in ["/inputs", "/outputs"] where !file.exists(g) { throw DDPMError(.malformedFile, "\(path): no group '\(g)'") }
         func input(_ name: String, _ shape: [Int]) throws -> HDF5Array<Double> {
@@ -175,10 +229,31 @@ public enum GoldenFile {
             if m == "grad" { present += try file.members(ofGroup: "/outputs/grad").map { "grad/" + $0 } } else { present.append(m) }
         }
         let keys = Set(net.namedParameters().map { "grad/" + $0.name })
-        if let unknown = present.first(where: { !outputNames.contains($0) && !keys.contains($0) }) {
-            throw DDPMError(.unknownName, "\(path): unknown output '/outputs/\(unknown)' (expected one of \(outputNames.joined(separator: ", ")) or grad/<parameter key>)")
+        let known = outputNames + GoldenExtras.outputNames
+        if let unknown = present.first(where: { !known.contains($0) && !keys.contains($0) }) {
+            throw DDPMError(.unknownName, "\(path): unknown output '/outputs/\(unknown)' (expected one of \(known.joined(separator: ", ")) or grad/<parameter key>)")
         }
-        let computed = Dictionary(uniqueKeysWithValues: try outputs(config: config, network: net, inputs: inputs, names: Set(present)))
+        let storedActivations = try readActivations(file)
+        let extras = try GoldenExtras(reading: file)
+        let asked = Set(present).union(["pred_x0"])   // the extras start from the unclipped x̂_0
+        var computedList: [(String, Tensor)]
+        var recomputedActivations: RecomputedActivations? = nil
+        if let storedActivations {
+            let (o, a) = try outputsWithActivations(config: config, network: net, inputs: inputs, names: asked)
+            computedList = o
+            recomputedActivations = RecomputedActivations(ours: a, stored: storedActivations.outputs, storedGradients: storedActivations.gradients)
+        } else {
+            computedList = try outputs(config: config, network: net, inputs: inputs, names: asked)
+        }
+        let history = file.exists("/inputs/loss_history")
+            ? try file.readDoubles("/inputs/loss_history", expectedShape: [config.timesteps, GoldenExtras.historyPerTerm]).values : nil
+        let extraNames = Set(extras.names)
+        if let missing = present.first(where: { GoldenExtras.outputNames.contains($0) && !extraNames.contains($0) }) {
+            throw DDPMError(.malformedFile, "\(path): output '/outputs/\(missing)' without the option that defines it in the attributes of '/outputs'")
+        }
+        computedList += try extras.outputs(diffusion: config.makeDiffusion(), predictedStart: computedList.first { $0.0 == "pred_x0" }!.1, t: t,
+                                           lossHistory: history, want: { present.contains($0) })
+        let computed = Dictionary(uniqueKeysWithValues: computedList)
         let rows = try present.map { name in
             let actual = computed[name]!
             let stored = try file.readDoubles("/outputs/" + name)
@@ -187,6 +262,7 @@ public enum GoldenFile {
             }
             return RecomputedOutput(name: name, shape: actual.shape, ours: actual.data, stored: stored.values)
         }
-        return Recomputed(configuration: config, batch: n, parameterKeys: net.namedParameters().map(\.name), outputs: rows)
+        return Recomputed(configuration: config, batch: n, parameterKeys: net.namedParameters().map(\.name), outputs: rows,
+                          activations: recomputedActivations)
     }
 }

@@ -160,6 +160,10 @@ public struct GoldenCheckResult: Sendable {
     public var layers: [LayerSummary]
     /// The network's gradient RMS (√Σ‖g‖² / √Σ m over every gradient in the file), the floor's unit.
     public var gradientRMS: Double
+    /// Per-module outputs and gradients (version-3 files that hold them; GoldenActivations.swift).
+    public var activations: ActivationCheck? = nil
+    /// The same module outputs judged at each precision tier (float32, bfloat16, float16), for the per-tier summary.
+    public var activationsByTier: [(tier: Precision, check: ActivationCheck)] = []
     public var failedRows: [TierRow] { rows.filter { !$0.passed } }
     /// An empty check is a failure: a file with no outputs checks nothing.
     public var passed: Bool { !rows.isEmpty && failedRows.isEmpty }
@@ -179,7 +183,16 @@ extension GoldenFile {
     /// Recomputes every output of the file and judges it by `rule`.
     public static func check(path: String, rule: GoldenCheckRule) throws -> GoldenCheckResult {
         let r = try recompute(path: path)
-        return judge(r, path: path, rule: rule)
+        var result = judge(r, path: path, rule: rule)
+        if let a = r.activations {
+            result.activations = try judgeActivations(ours: a.ours, stored: a.stored, storedGradients: a.storedGradients, path: path,
+                                                      configuration: r.configuration, batch: r.batch, parameterKeys: r.parameterKeys, rule: rule)
+            result.activationsByTier = try [Precision.float32, .bfloat16, .float16].map { p in
+                (p, try judgeActivations(ours: a.ours, stored: a.stored, storedGradients: a.storedGradients, path: path, configuration: r.configuration,
+                                         batch: r.batch, parameterKeys: r.parameterKeys, rule: .tier(GoldenTier(storage: p))))
+            }
+        }
+        return result
     }
 
     /// Judges recomputed outputs by `rule` (separate from reading, so that tests can judge edited values).

@@ -28,3 +28,19 @@ public enum Presets {
         }
     }
 }
+
+/// The named networks as values, for `DDPM(preset:)`; each is ``Presets/network(_:)`` of its name.
+public enum NetworkPreset: String, Sendable, CaseIterable {
+    /// The seed's network: 3 channels, 32×32, 20,912,259 parameters.
+    case `default`
+    /// 1 channel, 16×16, every block type, for golden files and tests.
+    case tiny
+    /// The demo's network: 1 channel, 16×16.
+    case small
+
+    /// The network's configuration.
+    public var configuration: UNetConfiguration {
+        // Every case is a name `Presets.network` knows (Tests/DDPMTests/LibraryEntryTests checks each).
+        try! Presets.network(rawValue)
+    }
+}

@@ -11,11 +11,40 @@ public struct TrainingOptions: Sendable, Equatable {
     public var beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8
     /// Gradients are rescaled so that their global L2 norm is at most this (PyTorch's `clip_grad_norm_`).
     public var gradientClipNorm = 1.0
+    /// d, the decay of the exponential moving average of the weights: the most it reaches (see ``emaWarmup``).
     public var emaDecay = 0.9999
+    /// How the EMA's decay grows over its first updates; ``EMAWarmup/numUpdates`` unless set.
+    public var emaWarmup = EMAWarmup.numUpdates
     public var batchSize = 32
     /// How timesteps are drawn: uniform (Ho et al.) or importance-sampled by `LossSecondMomentResampler`.
     public var timestepSampler = TimestepSampler.uniform
     public init() {}
+}
+
+/// How the decay of the weights' exponential moving average grows over its first updates.
+///
+/// With a constant d = 0.9999 (Ho et al.'s `ema_decay`) the average keeps a weight dⁿ of the random
+/// initial weights after n updates: 0.97 after 300 steps, 0.37 after 10,000. Sampling a short run's
+/// average then gives noise. The warm-up lets the average forget its start in a few steps.
+public enum EMAWarmup: String, Sendable, CaseIterable {
+    /// A constant decay, d at every update: Ho et al.'s code, and every checkpoint written before the
+    /// warm-up existed (they have no `ema_warmup` attribute).
+    case none
+    /// The decay of the update that follows n earlier ones is
+    ///
+    ///     d_n = min(d, (1 + n) / (10 + n))        (n = 0 at the first update: d_0 = min(d, 0.1))
+    ///
+    /// TensorFlow's `tf.train.ExponentialMovingAverage(decay, num_updates=n)`. After n updates the
+    /// initial weights keep the weight ∏_{k<n} d_k ≤ 9!·n!/(n + 9)! (0.0045 after 3 updates).
+    case numUpdates = "num-updates"
+
+    /// The decay used by the update that follows `n` earlier ones, for the maximum decay `d`.
+    public func decay(_ d: Double, afterUpdates n: Int) -> Double {
+        switch self {
+        case .none: return d
+        case .numUpdates: return Swift.min(d, Double(1 + n) / Double(10 + n))
+        }
+    }
 }
 
 /// Adam (Kingma & Ba 2015) with bias correction:
@@ -78,6 +107,11 @@ public final class Trainer {
     public let optimizer: Adam
     /// The exponential moving average of the weights, in `UNet/namedParameters()` order.
     public var ema: [[Double]]
+    /// The EMA's age: how many updates it has had (one per step since it started from the initial
+    /// weights). Checkpoints record it as `/training` attribute `ema_updates`.
+    public var emaUpdates = 0
+    /// The decay the EMA's next update will use (``EMAWarmup/decay(_:afterUpdates:)`` at its age).
+    public var emaNextDecay: Double { options.emaWarmup.decay(options.emaDecay, afterUpdates: emaUpdates) }
     public var step: Int { optimizer.step }
     /// The loss-second-moment resampler's state (nil with uniform timesteps); saved in checkpoints.
     public var resampler: LossSecondMomentResampler?
@@ -125,14 +159,17 @@ public final class Trainer {
         loss.backward()
         clipGradientNorm(network.parameters, maxNorm: options.gradientClipNorm)
         optimizer.update(network.parameters)
-        for (k, p) in network.parameters.enumerated() { Self.updateAverage(&ema[k], toward: p.data, decay: options.emaDecay) }
+        // After the update: the average moves toward the new weights θ_s (Tests/DDPMTests/EMAWarmupTests pins the order).
+        let d = emaNextDecay
+        for (k, p) in network.parameters.enumerated() { Self.updateAverage(&ema[k], toward: p.data, decay: d) }
+        emaUpdates += 1
         network.zeroGradients()
         return loss.scalar
     }
 
     /// The exponential moving average of the weights, one update:
     ///
-    ///     θ̄ ← d · θ̄ + (1 − d) · θ        (d = the EMA decay, 0.9999 by default)
+    ///     θ̄ ← d · θ̄ + (1 − d) · θ        (d: the decay of this update, see ``EMAWarmup``)
     public static func updateAverage(_ average: inout [Double], toward values: [Double], decay d: Double) {
         precondition(average.count == values.count, "updateAverage: \(average.count) averages for \(values.count) values")
         average.withUnsafeMutableBufferPointer { a in values.withUnsafeBufferPointer { x in
@@ -159,8 +196,15 @@ public final class Trainer {
     /// The checkpoint format (version 1 files: ε-prediction, fixed small variance, L_simple).
     public static let format = FileFormat.checkpoint
 
+    /// The `/training` attributes that record the EMA's age and warm-up; checkpoints written before them
+    /// load as warm-up ``EMAWarmup/none`` with age = step (the EMA was updated once per step, at decay d).
+    static let emaAgeAttributes = ["ema_updates", "ema_warmup"]
+
     /// Writes configuration, weights, averaged weights, optimiser state, step and random state, atomically.
-    public func save(to path: String) throws {
+    public func save(to path: String) throws { try save(to: path, omitting: []) }
+
+    /// `save(to:)` without the named `/training` attributes (for tests of older files).
+    func save(to path: String, omitting: Set<String>) throws {
         try HDF5Writer.write(to: path) { w in
             try Self.format.stamp(w)
             try w.setAttribute("step", Int64(step))
@@ -173,6 +217,8 @@ public final class Trainer {
             }
             try w.setAttribute("batch_size", Int64(options.batchSize), on: "/training")
             try w.setAttribute("timestep_sampler", options.timestepSampler.rawValue, on: "/training")
+            if !omitting.contains("ema_updates") { try w.setAttribute("ema_updates", Int64(emaUpdates), on: "/training") }
+            if !omitting.contains("ema_warmup") { try w.setAttribute("ema_warmup", options.emaWarmup.rawValue, on: "/training") }
             if let r = resampler {
                 try w.write(r.lossHistory, shape: [r.timesteps, r.historyPerTerm], to: "/training/resampler/loss_history")
                 try w.write(r.lossCounts.map(Int64.init), shape: [r.timesteps], to: "/training/resampler/loss_counts")
@@ -207,6 +253,15 @@ public final class Trainer {
             }
             o.timestepSampler = sampler
         }
+        let names = try file.attributeNames(of: "/training")
+        o.emaWarmup = .none
+        if names.contains("ema_warmup") {
+            let name = try file.stringAttribute("ema_warmup", of: "/training")
+            guard let warmup = EMAWarmup(rawValue: name) else {
+                throw DDPMError(.invalidConfiguration, "\(path) /training attribute 'ema_warmup': expected one of \(EMAWarmup.allCases.map(\.rawValue).joined(separator: ", ")), found '\(name)'")
+            }
+            o.emaWarmup = warmup
+        }
         let trainer = try Trainer(config: config, options: o, seed: 0)
         if o.timestepSampler == .lossSecondMoment {
             for k in ["loss_history", "loss_counts"] where !file.exists("/training/resampler/" + k) {
@@ -225,6 +280,8 @@ public final class Trainer {
         }
         trainer.optimizer.step = Int(try file.int64Attribute("step"))
         guard trainer.step >= 0 else { throw DDPMError(.malformedFile, "\(path): attribute 'step' is \(trainer.step), expected 0 or more") }
+        trainer.emaUpdates = names.contains("ema_updates") ? Int(try file.int64Attribute("ema_updates", of: "/training")) : trainer.step
+        guard trainer.emaUpdates >= 0 else { throw DDPMError(.malformedFile, "\(path) /training attribute 'ema_updates' is \(trainer.emaUpdates), expected 0 or more") }
         if let (name, value) = trainer.firstNonFiniteWeight() { throw DDPMError(.invalidData, "\(path): weight '\(name)' is \(value), expected finite weights") }
         func state(_ key: String) throws -> [UInt64] {
             let words = try file.int64ArrayAttribute(key, of: "/training").map { UInt64(bitPattern: $0) }

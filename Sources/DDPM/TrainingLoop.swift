@@ -131,12 +131,15 @@ public enum TrainingLoop {
             }
             smoothed = smoothed.map { 0.98 * $0 + 0.02 * loss } ?? loss
             var saved: String?
-            if let checkpoint, (checkpointEvery > 0 && trainer.step % checkpointEvery == 0) || trainer.step == until || watch.signal != nil {
+            // Read once: a signal that arrives later (during `onProgress`) stops the loop after the next step,
+            // which saves first; reading it again after `onProgress` would report a save that never happened.
+            let stopping = watch.signal
+            if let checkpoint, (checkpointEvery > 0 && trainer.step % checkpointEvery == 0) || trainer.step == until || stopping != nil {
                 try trainer.save(to: checkpoint)
                 lastSaved = (trainer.step, checkpoint); saved = checkpoint
             }
             onProgress(TrainingProgress(step: trainer.step, total: until, loss: loss, smoothedLoss: smoothed!, savedCheckpoint: saved))
-            if let s = watch.signal {
+            if let s = stopping {
                 InterruptWatch.lastSignal = s
                 let name = s == SIGINT ? "SIGINT" : s == SIGTERM ? "SIGTERM" : "signal \(s)"
                 throw DDPMError(.interrupted, "interrupted by \(name) at step \(trainer.step) of \(until); "

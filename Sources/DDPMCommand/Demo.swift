@@ -79,6 +79,9 @@ struct Demo: ParsableCommand {
         var g = RandomGenerator(seed: seed)
         let train = DigitImages.make(count: images, generator: &g).images
         let heldOut = DigitImages.make(count: 256, generator: &g).images
+        // A second real set as large as the samples: its statistics against the held-out set are what a
+        // perfect model's samples would score, sampling noise included (drawn after the training and held-out sets, which it leaves unchanged).
+        let reference = DigitImages.make(count: count, generator: &g).images
         let scale = 1000 / Double(timesteps)
         let (betaStart, betaEnd) = (1e-4 * scale, min(0.02 * scale, 0.999))
         var diffusion = DiffusionConfiguration(schedule: .linear(start: betaStart, end: betaEnd), timesteps: timesteps)
@@ -86,7 +89,8 @@ struct Demo: ParsableCommand {
         let config = ModelConfiguration(network: try Presets.network("small"), diffusion: diffusion)
         let trainer = try Trainer(config: config, options: options, seed: seed)
         note("demo: \(train.shape[0]) digit images 16×16, network \(trainer.network.parameterCount) parameters, T = \(timesteps), \(steps) steps of \(batchSize)")
-        try PNGWriter.writeGrid(train.slice(axis: 0, start: 0, length: count), range: 0...1, path: dir + "/data.png")
+        try PNGWriter.writeGrid(train.slice(axis: 0, start: 0, length: count), range: 0...1,
+                                caption: "training images: \(count) of \(train.shape[0])", path: dir + "/data.png")
         let lossBefore = try trainer.heldOutLoss(heldOut, seed: seed &+ 7)
         let trainStart = Date()
         try Train.loop(trainer, images: train, until: steps, checkpointEvery: 0, out: nil, label: "demo train")
@@ -96,12 +100,12 @@ struct Demo: ParsableCommand {
         trainer.useAveragedWeights()
         let lossEMA = try trainer.heldOutLoss(heldOut, seed: seed &+ 7)
         // One sample's reverse chain: 11 snapshots from x_T to x_0.
-        var chain: [Tensor] = []
+        var chain: [Tensor] = [], chainLabels: [String] = []
         let snapshots = Set((0...10).map { timesteps - 1 - $0 * (timesteps - 1) / 10 } + [-1])
         let sampleStart = Date()
         let samples = try Sample.sample(trainer, count: count, seed: seed &+ 11) { step in
-            if snapshots.contains(step.t) && step.t != 0 { chain.append(step.noisy.slice(axis: 0, start: 0, length: 1)) }
-            if step.t == 0 { chain.append(step.next.slice(axis: 0, start: 0, length: 1)) }
+            if snapshots.contains(step.t) && step.t != 0 { chain.append(step.noisy.slice(axis: 0, start: 0, length: 1)); chainLabels.append("t=\(step.t)") }
+            if step.t == 0 { chain.append(step.next.slice(axis: 0, start: 0, length: 1)); chainLabels.append("x0") }
         }
         let sampleSeconds = Date().timeIntervalSince(sampleStart)
         // The same seed through DDIM (η = 0) in 50 steps (improved-diffusion's "ddim50"; evenly spaced sections when no stride fits).
@@ -111,38 +115,55 @@ struct Demo: ParsableCommand {
         let ddimStart = Date()
         let ddimSamples = try Sample.sample(trainer, count: count, seed: seed &+ 11, choice: ddimChoice)
         let ddimSeconds = Date().timeIntervalSince(ddimStart)
-        try PNGWriter.writeGrid(ddimSamples, range: 0...1, path: dir + "/samples-ddim.png")
-        try PNGWriter.writeGrid(samples, range: 0...1, path: dir + "/samples.png")
-        // x_T is N(0, I): show the chain on [−1, 2] so that noise and the [0, 1] image are both visible.
-        try PNGWriter.writeGrid(Tensor.concatenate(chain, axis: 0), range: -1...2, columns: chain.count, scale: 3, path: dir + "/chain.png")
+        try PNGWriter.writeGrid(ddimSamples, range: 0...1, caption: "DDIM, eta 0, \(ddimSteps) steps: the same x_T as samples.png", path: dir + "/samples-ddim.png")
+        try PNGWriter.writeGrid(samples, range: 0...1, caption: "samples: EMA weights, full \(timesteps)-step chain", path: dir + "/samples.png")
+        // The chain on the data range [0, 1]: x_T ~ N(0, I) and the early states leave it, and those pixels are marked.
+        try PNGWriter.writeStrip(Tensor.concatenate(chain, axis: 0), range: 0...1, labels: chainLabels,
+                                 caption: "one sample's reverse chain on [0, 1]: red above 1, blue below 0", path: dir + "/chain.png")
         let data = PixelStatistics(heldOut, range: 0...1), generated = PixelStatistics(samples, range: 0...1)
-        let ddimStats = PixelStatistics(ddimSamples, range: 0...1)
+        let ddimStats = PixelStatistics(ddimSamples, range: 0...1), real = PixelStatistics(reference, range: 0...1)
+        let f4 = { (v: Double) in String(format: "%.4f", v) }
+        let ceiling = "\(count) fresh real images score \(f4(data.histogramDistance(to: real))) (real data against real data at this count: a perfect model scores about this); 0 is identical, 1 disjoint"
+        let rmsCeiling = "\(count) fresh real images score \(f4(data.meanImageDistance(to: real))) (sampling noise alone at this count: a perfect model scores about this)"
         let report = """
         # ddpm demo report
 
-        | figure | value |
-        |---|---|
-        | seed | \(seed) |
-        | training images | \(train.shape[0]) procedurally drawn digits, 1×16×16, values 0 and 1 |
-        | network | preset `small`, \(trainer.network.parameterCount) parameters |
-        | diffusion | T = \(timesteps), linear β from \(betaStart) to \(betaEnd), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), clipping to [0, 1] |
-        | optimisation | \(steps) Adam steps of \(batchSize) images, lr \(lr), gradient norm clipped at 1, EMA decay \(emaDecay) |
-        | training time | \(String(format: "%.1f", trainSeconds)) s |
-        | held-out loss (256 images, fixed t and ε), before training | \(String(format: "%.4f", lossBefore)) |
-        | held-out loss after training (trained weights) | \(String(format: "%.4f", lossAfter)) |
-        | held-out loss after training (EMA weights) | \(String(format: "%.4f", lossEMA)) |
-        | sampling | \(count) samples with the EMA weights, full \(timesteps)-step reverse chain, \(String(format: "%.1f", sampleSeconds)) s |
-        | mean pixel: data / samples | \(String(format: "%.4f", data.mean)) / \(String(format: "%.4f", generated.mean)) |
-        | ink fraction (> 0.5): data / samples | \(String(format: "%.4f", data.inkFraction)) / \(String(format: "%.4f", generated.inkFraction)) |
-        | histogram distance (total variation, 10 bins) | \(String(format: "%.4f", data.histogramDistance(to: generated))) |
-        | mean-image distance (RMS) | \(String(format: "%.4f", data.meanImageDistance(to: generated))) |
-        | DDIM sampling | same \(count) starts x_T, DDIM η = 0 on the '\(ddimRule)' chain (\(ddimSteps) steps), \(String(format: "%.1f", ddimSeconds)) s (ancestral: \(String(format: "%.1f", sampleSeconds)) s) |
-        | DDIM: mean pixel / ink fraction | \(String(format: "%.4f", ddimStats.mean)) / \(String(format: "%.4f", ddimStats.inkFraction)) |
-        | DDIM: histogram distance / mean-image distance to the data | \(String(format: "%.4f", data.histogramDistance(to: ddimStats))) / \(String(format: "%.4f", data.meanImageDistance(to: ddimStats))) |
-        | total time | \(String(format: "%.1f", Date().timeIntervalSince(started))) s |
+        | figure | value | guide |
+        |---|---|---|
+        | seed | \(seed) | |
+        | training images | \(train.shape[0]) procedurally drawn digits, 1×16×16, values 0 and 1 | |
+        | network | preset `small`, \(trainer.network.parameterCount) parameters | |
+        | diffusion | T = \(timesteps), linear β from \(betaStart) to \(betaEnd), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), clipping to [0, 1] | |
+        | optimisation | \(steps) Adam steps of \(batchSize) images, lr \(lr), gradient norm clipped at 1, EMA decay \(emaDecay) (warm-up \(options.emaWarmup.rawValue): min(d, (1 + n)/(10 + n)) at update n; last decay \(f4(options.emaWarmup.decay(emaDecay, afterUpdates: trainer.emaUpdates - 1)))) | |
+        | training time | \(String(format: "%.1f", trainSeconds)) s | |
+        | held-out loss (256 images, fixed t and ε), before training | \(f4(lossBefore)) | the objective on real images the model never saw; its scale depends on the objective |
+        | held-out loss after training (trained weights) | \(f4(lossAfter)) | lower than before training means the model learnt |
+        | held-out loss after training (EMA weights) | \(f4(lossEMA)) | the averaged weights that sampled the pictures |
+        | sampling | \(count) samples with the EMA weights, full \(timesteps)-step reverse chain, \(String(format: "%.1f", sampleSeconds)) s | |
+        | mean pixel: data / samples | \(f4(data.mean)) / \(f4(generated.mean)) | \(count) fresh real images: \(f4(real.mean)); samples should be as close to the data |
+        | ink fraction (> 0.5): data / samples | \(f4(data.inkFraction)) / \(f4(generated.inkFraction)) | \(count) fresh real images: \(f4(real.inkFraction)) |
+        | histogram distance (total variation, 10 bins) | \(f4(data.histogramDistance(to: generated))) | \(ceiling) |
+        | mean-image distance (RMS) | \(f4(data.meanImageDistance(to: generated))) | \(rmsCeiling) |
+        | DDIM sampling | same \(count) starts x_T, DDIM η = 0 on the '\(ddimRule)' chain (\(ddimSteps) steps), \(String(format: "%.1f", ddimSeconds)) s (ancestral: \(String(format: "%.1f", sampleSeconds)) s) | |
+        | DDIM: mean pixel / ink fraction | \(f4(ddimStats.mean)) / \(f4(ddimStats.inkFraction)) | real: \(f4(real.mean)) / \(f4(real.inkFraction)) |
+        | DDIM: histogram distance / mean-image distance to the data | \(f4(data.histogramDistance(to: ddimStats))) / \(f4(data.meanImageDistance(to: ddimStats))) | real: \(f4(data.histogramDistance(to: real))) / \(f4(data.meanImageDistance(to: real))) |
+        | total time | \(String(format: "%.1f", Date().timeIntervalSince(started))) s | |
 
-        Files: `data.png` (training images), `samples.png` (samples), `samples-ddim.png` (DDIM samples), `chain.png` (one sample's chain,
-        x_T on the left to x_0 on the right, shown on the range [−1, 2]), `checkpoint.h5` (for `ddpm sample`).
+        Figures (each PNG carries its caption in a white strip on top; tiles are the 16×16 images upscaled
+        \(PNGWriter.defaultScale(side: 16))× by nearest neighbour):
+
+        - `data.png`: the first \(count) training images, for comparison with the samples.
+        - `samples.png`: \(count) samples of the EMA weights through the full \(timesteps)-step ancestral chain
+          (Ho et al.'s Algorithm 2), from starts x_T drawn with seed \(seed &+ 11).
+        - `samples-ddim.png`: the same starts x_T through DDIM (η = 0, \(ddimSteps) steps). Only the start is
+          shared: the ancestral chain adds fresh noise z at each of its \(timesteps) steps, while DDIM with η = 0 is a
+          deterministic map from x_T, so the same tile usually shows a different digit in the two pictures.
+        - `chain.png`: the first sample's reverse chain, x_T on the left to x_0 on the right, each frame labelled
+          with the timestep t whose input it is (x0: the output of the last step). Shown on the data range
+          [0, 1]: pixels above 1 are red and below 0 blue, so x_T (standard normal noise) is mostly coloured and
+          the colour fades as the chain moves into the data range.
+        - `checkpoint.h5`: the trained model, for `ddpm sample` (add `--ema` for the averaged weights).
+
         """
         try OutputFile.write(to: dir + "/report.md") { try report.write(toFile: $0, atomically: false, encoding: .utf8) }
         print(report)

@@ -6,7 +6,7 @@ import Foundation
 /// `ddpm golden export|check`: reference files for other backends (schema in Notes/09-golden-files.md).
 struct Golden: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write or check golden files (schema ddpm-golden, version 2; version 1 still checks) for other backends.",
+        abstract: "Write or check golden files (schema ddpm-golden, version 3; versions 1 and 2 still check) for other backends.",
         subcommands: [Export.self, Check.self])
 
     struct Export: ParsableCommand {
@@ -18,17 +18,35 @@ struct Golden: ParsableCommand {
         @Option(parsing: .unconditional, help: "Seed of the weights and inputs.") var seed: Int = 0
         @Option(parsing: .unconditional, help: "Batch size N of the inputs.") var batch: Int = 2
         @Flag(help: "Replace --out if it exists.") var force = false
-        @OptionGroup var objective: ObjectiveOptions
+        @Flag(help: "Also store every module's output and the loss's gradient with respect to it (/activations, /activation_gradients).")
+        var activations = false
+        @Flag(help: "Also store whole sampling trajectories (x_T, per-step noise, x_t and x̂_0 at every step) and the σ tables (/trajectories, /sigma_tables).")
+        var trajectories = false
+        @Flag(help: "Draw x_0 uniform on the data range (version 2's inputs) instead of on its 256-level grid k/255.")
+        var continuousX0 = false
+        @OptionGroup var diffusionOptions: DiffusionOptions
+        @Option(help: "Also store Imagen's dynamic thresholding of x̂_0 and its per-sample s: dynamic[:p[:smax]] (p 0.995, no upper limit).")
+        var threshold: String?
+        @Flag(help: "Also store the zero-terminal-SNR tables of the schedule (Lin et al. 2024, Algorithm 1).")
+        var zeroTerminalSnr = false
 
         func run() throws {
             guard batch > 0 else { throw DDPMError(.invalidValue, "--batch: expected a positive number, got \(batch)") }
             let seed = try seedValue(seed)
-            var diffusion = DiffusionConfiguration()
-            try objective.apply(to: &diffusion)
+            let diffusion = try diffusionOptions.configuration()
+            var extras = GoldenExtras(zeroTerminalSNR: zeroTerminalSnr, timestepSampler: try diffusionOptions.sampler())
+            if let threshold {
+                guard case let .dynamic(p, s) = try SamplerOptions.thresholding(threshold) else {
+                    throw DDPMError(.invalidValue, "--threshold '\(threshold)': expected dynamic[:p[:smax]] (clipping is the configuration's)")
+                }
+                extras.dynamicThreshold = (p, s)
+            }
             let config = ModelConfiguration(network: try Presets.network(preset), diffusion: diffusion)
             try checkOutput("--out", out, force: force)
-            try GoldenFile.export(to: out, config: config, seed: seed, batch: batch)
-            print("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), \(GoldenFile.outputNames.count) outputs and the gradient of every parameter")
+            try GoldenFile.export(to: out, config: config, seed: seed, batch: batch, activations: activations, x0OnGrid: !continuousX0,
+                                  extras: extras, trajectories: trajectories)
+            print("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), schedule \(diffusion.schedule.name), T \(diffusion.timesteps)"
+                  + (extras.names.isEmpty ? "" : ", with \(extras.names.joined(separator: ", "))") + ", the outputs and the gradient of every parameter" + (activations ? ", every module's output and output gradient" : "") + (trajectories ? ", whole trajectories and σ tables" : ""))
         }
     }
 
@@ -69,12 +87,26 @@ struct Golden: ParsableCommand {
             let result = try GoldenFile.check(path: file, rule: rule)
             for r in result.failedRows { print(result.failureLine(r)) }
             print(result.summaryLine)
+            for line in result.activations?.lines ?? [] { print(line) }
+            if let line = result.activationTierLine { print(line) }
+            // Trajectories: judged at the float64 tier only (no measured tier for a lower precision yet; Notes/09).
+            let chains = try GoldenTrajectories.present(path: file)
+                ? try GoldenTrajectories.check(path: file, tolerance: Tolerance(rtol: rtol ?? 1e-10, atol: atol ?? 1e-12)) : nil
+            for line in chains?.lines ?? [] { print(line) }
+            if chains != nil, storage != .float64 { print("trajectories: judged at the float64 tolerance only; --tier \(tier) sets no trajectory tier, so they do not decide the exit status") }
             if let report {
-                let markdown = result.markdown()
+                let markdown = result.markdown() + (result.activations?.markdown() ?? "") + (result.activationTierLine.map { "\n" + $0 + "\n" } ?? "")
+                    + (chains?.markdown() ?? "")
                 try OutputFile.write(to: report) { try markdown.write(toFile: $0, atomically: false, encoding: .utf8) }
                 print("wrote \(report)")
             }
             if result.rows.isEmpty { throw DDPMError(.checkFailed, "\(file): '/outputs' holds no outputs; a check that compares nothing fails") }
+            if result.passed, let a = result.activations, !a.passed {
+                throw DDPMError(.checkFailed, "\(file): every output passes but module outputs differ beyond the \(tier) tier, first \(a.firstFailingOutput?.name ?? a.firstFailingGradientBackwards?.name ?? "?")")
+            }
+            if let chains, storage == .float64, !chains.passed {
+                throw DDPMError(.checkFailed, "\(file): trajectories differ beyond the float64 tolerance: \(chains.trajectories.filter { !$0.passed }.map { "\($0.name) from step \($0.firstFailingStep.map(String.init) ?? "–")" }.joined(separator: ", "))\(chains.trajectories.isEmpty ? "'/trajectories' holds no trajectory" : "")")
+            }
             if !result.passed {
                 throw DDPMError(.checkFailed, "\(result.failedRows.count) output(s) of \(file) differ beyond the \(tier) tier: \(result.failedRows.prefix(3).map(\.name).joined(separator: ", "))\(result.failedRows.count > 3 ? ", …" : "")")
             }

@@ -23,9 +23,11 @@ struct Interpolate: ParsableCommand {
     @Option(help: "DDIM steps N (improved-diffusion 'ddimN' spacing).") var steps: Int = 50
     @Flag(help: "Use the exponential moving average of the weights.") var ema = false
     @Option(help: "PNG strip to write.") var out: String
+    @OptionGroup var random: RandomOption
 
     func run() throws {
         guard frames >= 2 else { throw DDPMError(.invalidValue, "--frames: expected at least 2, got \(frames)") }
+        let rng = try random.kind()
         let trainer = try Trainer.load(from: checkpoint)
         if ema { trainer.useAveragedWeights() }
         let c = trainer.config.network
@@ -45,7 +47,7 @@ struct Interpolate: ParsableCommand {
             (z0, z1) = (latents.slice(axis: 0, start: 0, length: 1), latents.slice(axis: 0, start: 1, length: 1))
             ends = [pair.slice(axis: 0, start: 0, length: 1), pair.slice(axis: 0, start: 1, length: 1)]
         } else {
-            var g0 = RandomGenerator(seed: try seedValue(from, option: "--from")), g1 = RandomGenerator(seed: try seedValue(to, option: "--to"))
+            var g0 = rng.make(seed: try seedValue(from, option: "--from")), g1 = rng.make(seed: try seedValue(to, option: "--to"))
             (z0, z1) = (Tensor.randomNormal(shape, generator: &g0), Tensor.randomNormal(shape, generator: &g1))
         }
         let strip = try Interpolation.decode(Interpolation.strip(from: z0, to: z1, count: frames), model: trainer.network, diffusion: chain)

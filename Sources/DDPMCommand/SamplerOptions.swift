@@ -3,7 +3,10 @@ import DDPM
 
 /// The sampler options shared by `sample`, `interpolate` and the benchmark: which chain, which step.
 struct SamplerOptions: ParsableArguments {
-    @Option(help: "Reverse sampler: ancestral (Ho et al. Algorithm 2, on the full or a respaced chain) or ddim (Song et al. eq. 12).")
+    @Option(help: """
+        Reverse sampler: ancestral (Ho et al. Algorithm 2, on the full or a respaced chain), ddim (Song et al. eq. 12), \
+        or a σ-view solver (--sigmas; default 20 steps): \(SolverOptions.names).
+        """)
     var sampler: String = "ancestral"
     @Option(help: "Sampling steps N (default: T, the full chain).")
     var steps: Int?
@@ -12,22 +15,32 @@ struct SamplerOptions: ParsableArguments {
         (improved-diffusion section counts), linspace, leading[:offset], trailing (diffusers' timestep_spacing).
         """)
     var spacing: String = "ddim"
-    @Option(help: "DDIM η: 0 is deterministic, 1 on the full chain is the ancestral sampler with fixed-small variance.")
-    var eta: Double = 0
+    @Option(help: "DDIM η: 0 (default) is deterministic, 1 on the full chain is the ancestral sampler with fixed-small variance. For euler-ancestral, dpm++2s and dpm++2m-sde: k-diffusion's η (default 1).")
+    var eta: Double?
     @Option(help: "x̂_0 processing: none, clip (to the data range), dynamic[:p[:smax]] (Imagen: p 0.995, no upper limit). Default: the checkpoint's clipping.")
     var threshold: String?
     @Option(help: "DDIM ε after x̂_0 is clipped: rederive (improved-diffusion, default) or original (diffusers' default).")
     var epsilon: String = "rederive"
     @Flag(inversion: .prefixedNo, help: "diffusers spacings with DDIM: final ᾱ = 1 (set_alpha_to_one) or ᾱ_0.")
     var setAlphaToOne = true
+    @OptionGroup var solverOptions: SolverOptions
 
     /// The choice these options describe; errors name the option.
     func choice() throws -> SamplerChoice {
-        guard let kind = SamplerChoice.Kind(rawValue: sampler) else {
-            throw DDPMError(.unknownName, "--sampler '\(sampler)': expected ancestral or ddim")
-        }
         if let steps, steps < 1 { throw DDPMError(.invalidValue, "--steps: expected a positive number, got \(steps)") }
-        guard eta >= 0, eta.isFinite else { throw DDPMError(.invalidValue, "--eta: expected a finite value ≥ 0, got \(eta)") }
+        if let eta { guard eta >= 0, eta.isFinite else { throw DDPMError(.invalidValue, "--eta: expected a finite value ≥ 0, got \(eta)") } }
+        if let solver = try solverOptions.choice(sampler: sampler, eta: eta) {
+            var c = SamplerChoice(steps: steps ?? 20)
+            c.solver = solver
+            if case .trained = solver.sigmas, let steps { c.solver!.sigmas = .trained(try Self.spacing(spacing, steps: steps)) }
+            if let threshold { c.thresholding = try Self.thresholding(threshold) }
+            return c
+        }
+        guard let kind = SamplerChoice.Kind(rawValue: sampler) else {
+            throw DDPMError(.unknownName, "--sampler '\(sampler)': expected ancestral, ddim, \(SolverOptions.names)")
+        }
+        try solverOptions.refuseWithout(sampler: sampler)
+        let eta = self.eta ?? 0
         guard let red = NoiseRederivation(rawValue: epsilon) else {
             throw DDPMError(.unknownName, "--epsilon '\(epsilon)': expected rederive or original")
         }
@@ -68,5 +81,91 @@ struct SamplerOptions: ParsableArguments {
             return .dynamic(percentile: p, maxScale: s)
         default: throw DDPMError(.unknownName, "--threshold '\(text)': expected none, clip or dynamic[:p[:smax]]")
         }
+    }
+}
+
+/// The options of the σ-view solvers (Sources/Diffusion/Solvers), parsed into a ``SolverChoice``.
+struct SolverOptions: ParsableArguments {
+    @Option(help: "σ table of the solvers: karras (Karras et al. 2022 eq. 5, default), exponential (uniform in log σ), trained (the trained σ at the --spacing timesteps); σ_min, σ_max the trained σ_0, σ_{T−1}; a final σ = 0.")
+    var sigmas: String?
+    @Option(help: "Karras ρ (default 7).")
+    var rho: Double?
+    @Option(name: .customLong("sigma-to-t"), help: "σ → network timestep: log-linear (k-diffusion sigma_to_t, rounded; default), nearest (nearest trained σ), linear (linear in σ, rounded).")
+    var sigmaToT: String?
+    @Flag(help: "diffusers' lower_order_final for dpm++2m, dpm++2m-sde and unipc (the last steps at lower order).")
+    var lowerOrderFinal = false
+    @Option(help: "UniPC order p (1–3, default 2, diffusers' solver_order).")
+    var solverOrder: Int?
+    @Option(help: "UniPC B(h): bh1 or bh2 (default, diffusers' solver_type).")
+    var unipcVariant: String?
+    @Option(help: "Heun's S_churn (Karras et al. 2022 Algorithm 2; default 0, deterministic).")
+    var sChurn: Double?
+
+    /// The solver names as users know them from the peers, each with its source (for --help and errors).
+    static let names = """
+        euler (Karras et al. 2022 Alg. 1), euler-ancestral (k-diffusion), heun (Karras Alg. 1/2), dpm++2m (Lu et al. 2022b), \
+        dpm++2s (Lu et al. 2022b, k-diffusion's ancestral η), dpm++2m-sde (Lu et al. 2022b, k-diffusion), dpm-solver-1|2|3 \
+        (Lu et al. 2022a; 1 is DDIM), unipc (Zhao et al. 2023, with its corrector), unip (UniPC without the corrector), \
+        plms (Liu et al. 2022 with diffusers' plain warm-up), pndm (Liu et al. 2022 with its pseudo Runge-Kutta warm-up)
+        """
+
+    /// Throws when a solver option is given to ancestral or DDIM.
+    func refuseWithout(sampler: String) throws {
+        let given = [("--sigmas", sigmas != nil), ("--rho", rho != nil), ("--sigma-to-t", sigmaToT != nil), ("--lower-order-final", lowerOrderFinal),
+                     ("--solver-order", solverOrder != nil), ("--unipc-variant", unipcVariant != nil), ("--s-churn", sChurn != nil)]
+        if let (name, _) = given.first(where: { $0.1 }) {
+            throw DDPMError(.invalidConfiguration, "\(name): an option of the σ-view solvers, not of --sampler \(sampler)")
+        }
+    }
+
+    /// The solver `sampler` names with these options, or nil when it names no solver. Every bad combination
+    /// is an error naming the option.
+    func choice(sampler: String, eta: Double?) throws -> SolverChoice? {
+        let solver: SigmaSolver
+        let ancestral = eta ?? 1
+        switch sampler {
+        case "euler": solver = .euler
+        case "euler-ancestral": solver = .eulerAncestral(eta: ancestral, noiseScale: 1)
+        case "heun": solver = .heun(churn: sChurn ?? 0, tMin: 0, tMax: .infinity, noiseScale: 1)
+        case "dpm++2m": solver = .dpmpp2M
+        case "dpm++2s": solver = .dpmpp2S(eta: ancestral, noiseScale: 1)
+        case "dpm++2m-sde": solver = .dpmpp2MSDE(eta: ancestral, noiseScale: 1, correction: .midpoint)
+        case "dpm-solver-1", "dpm-solver-2", "dpm-solver-3": solver = .dpmSolver(order: Int(sampler.suffix(1))!)
+        case "unipc", "unip":
+            guard let v = SolverUpdate.UniPCVariant(rawValue: unipcVariant ?? "bh2") else {
+                throw DDPMError(.unknownName, "--unipc-variant '\(unipcVariant!)': expected bh1 or bh2")
+            }
+            let p = solverOrder ?? 2
+            guard (1...3).contains(p) else { throw DDPMError(.invalidValue, "--solver-order: expected 1, 2 or 3, got \(p)") }
+            solver = .uniPC(order: p, variant: v, corrector: sampler == "unipc")
+        case "plms": solver = .plms(warmUp: .plms)
+        case "pndm": solver = .plms(warmUp: .pseudoRungeKutta)
+        default: return nil
+        }
+        let stochastic = ["euler-ancestral", "dpm++2s", "dpm++2m-sde"].contains(sampler)
+        if eta != nil && !stochastic { throw DDPMError(.invalidConfiguration, "--eta: --sampler \(sampler) is deterministic; η is for ddim, euler-ancestral, dpm++2s and dpm++2m-sde") }
+        if (solverOrder != nil || unipcVariant != nil) && !sampler.hasPrefix("unip") {
+            throw DDPMError(.invalidConfiguration, "\(solverOrder != nil ? "--solver-order" : "--unipc-variant"): for unipc and unip, not --sampler \(sampler)")
+        }
+        if lowerOrderFinal && !["dpm++2m", "dpm++2m-sde", "unipc", "unip"].contains(sampler) {
+            throw DDPMError(.invalidConfiguration, "--lower-order-final: for the multistep solvers dpm++2m, dpm++2m-sde, unipc and unip, not --sampler \(sampler)")
+        }
+        if sChurn != nil && sampler != "heun" { throw DDPMError(.invalidConfiguration, "--s-churn: for --sampler heun, not \(sampler)") }
+        let kind: SigmaScheduleKind
+        switch sigmas ?? "karras" {
+        case "karras":
+            let r = rho ?? 7
+            guard r > 0, r.isFinite else { throw DDPMError(.invalidValue, "--rho: expected a finite value > 0, got \(r)") }
+            kind = .karras(rho: r)
+        case "exponential": kind = .exponential
+        case "trained": kind = .trained(nil)
+        default: throw DDPMError(.unknownName, "--sigmas '\(sigmas!)': expected karras, exponential or trained")
+        }
+        if rho != nil, sigmas != nil, sigmas != "karras" { throw DDPMError(.invalidConfiguration, "--rho: for --sigmas karras, not \(sigmas!)") }
+        guard let conv = SigmaToTimestep(rawValue: sigmaToT ?? "log-linear") else {
+            throw DDPMError(.unknownName, "--sigma-to-t '\(sigmaToT!)': expected log-linear, nearest or linear")
+        }
+        try solver.validate()
+        return SolverChoice(solver: solver, sigmas: kind, timestepConvention: conv, lowerOrderFinal: lowerOrderFinal)
     }
 }

@@ -164,9 +164,10 @@ struct Sample: ParsableCommand {
     @Option(parsing: .unconditional, help: "Seed of the sampling noise.") var seed: Int = 0
     @Flag(help: "Use the exponential moving average of the weights.") var ema = false
     @Option(help: "PNG grid to write.") var out: String
-    @Option(help: "Also write the samples (N×C×H×W float64, dataset 'samples') to this HDF5 file.") var h5: String?
+    @Option(help: "Also write the samples (N×C×H×W float64, dataset 'samples') and their starting noise (dataset 'x_T') to this HDF5 file.") var h5: String?
     @Flag(help: "Replace --out and --h5 if they exist.") var force = false
     @OptionGroup(title: "Sampler") var sampling: SamplerOptions
+    @OptionGroup var random: RandomOption
 
     /// Images per reverse chain (memory per chain is bounded by this; more images means more chains).
     static let chunk = 32
@@ -175,6 +176,7 @@ struct Sample: ParsableCommand {
         guard count > 0 else { throw DDPMError(.invalidValue, "--count: expected a positive number, got \(count)") }
         let seed = try seedValue(self.seed)
         let choice = try sampling.choice()
+        let rng = try random.kind()
         try checkOutput("--out", out, force: force, inputs: [checkpoint])
         if let h5 {
             try checkOutput("--h5", h5, force: force, inputs: [checkpoint])
@@ -183,34 +185,45 @@ struct Sample: ParsableCommand {
         let trainer = try Trainer.load(from: checkpoint)
         let c = trainer.config.network
         // The samples twice (the batches and the joined tensor) and the grid's bytes.
-        let bytes = MemoryBudget.bytes(ofDoubles: [count, c.channels, c.imageSize, c.imageSize], copies: 2)
+        let bytes = MemoryBudget.bytes(ofDoubles: [count, c.channels, c.imageSize, c.imageSize], copies: h5 == nil ? 2 : 4)
             + Double(count * c.channels) * Double((2 * c.imageSize + 1) * (2 * c.imageSize + 1))
         try MemoryBudget.check(bytes: bytes, for: "--count \(count) samples of \(c.channels)×\(c.imageSize)×\(c.imageSize)")
         if ema { trainer.useAveragedWeights() }
-        let samples = try Self.sample(trainer, count: count, seed: seed, choice: choice)
+        var starts: [Tensor] = []
+        let samples = try Self.sample(trainer, count: count, seed: seed, choice: choice, rng: rng,
+                                      onStart: { if h5 != nil { starts.append($0) } })
         if let bad = samples.data.first(where: { !$0.isFinite }) {
             throw DDPMError(.invalidData, "\(checkpoint): sampling produced a non-finite value (\(bad)); the checkpoint's weights are unusable")
         }
         try PNGWriter.writeGrid(samples, range: trainer.config.diffusion.dataRange, path: out)
         if let h5 {
-            try HDF5Writer.write(to: h5) { try $0.write(samples.data, shape: samples.shape, to: "/samples") }
+            let xT = starts.count == 1 ? starts[0] : Tensor.concatenate(starts, axis: 0)
+            try HDF5Writer.write(to: h5) {
+                try $0.write(samples.data, shape: samples.shape, to: "/samples")
+                try $0.write(xT.data, shape: xT.shape, to: "/x_T")
+            }
         }
-        print("wrote \(out)" + (h5.map { " and \($0)" } ?? "") + ": \(count) samples, seed \(seed)\(ema ? ", EMA weights" : ""), \(choice)")
+        print("wrote \(out)" + (h5.map { " and \($0)" } ?? "") + ": \(count) samples, seed \(seed)\(rng == .torch ? " (torch)" : "")\(ema ? ", EMA weights" : ""), \(choice)")
     }
 
     /// The reverse chain `choice` describes (default: the full ancestral chain), in batches of at most ``chunk``
-    /// images, one generator throughout, with progress; `onStep` sees every step of the first batch.
+    /// images, one generator (of kind `rng`) throughout, with progress; `onStart` sees each batch's x_T,
+    /// `onStep` every step of the first batch.
     static func sample(_ trainer: Trainer, count: Int, seed: UInt64, choice: SamplerChoice = SamplerChoice(),
-                       onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
-        trainer.ddpm.generator = RandomGenerator(seed: seed)
+                       rng: RandomSourceKind = .ddpm, onStep: ((ReverseChainStep) -> Void)? = nil,
+                       onStart: ((Tensor) -> Void)? = nil) throws -> Tensor {
+        var source = rng.make(seed: seed)
         let sampler = try choice.makeSampler(for: trainer.config.makeDiffusion())
         let batches = (count + chunk - 1) / chunk
-        let progress = Progress("sample", total: sampler.stepCount * batches)
+        // What the count counts: every step of every batch ("sample: 36 images, 250 steps × 2 batches, step 300/500").
+        let progress = Progress("sample: \(count) images, \(sampler.stepCount) steps × \(batches) batch\(batches == 1 ? "" : "es"), step", total: sampler.stepCount * batches)
         var parts: [Tensor] = []
         var done = 0
         for b in 0..<batches {
             let n = min(chunk, count - b * chunk)
-            parts.append(try trainer.ddpm.sample(batchSize: n, sampler: sampler) { step in
+            var first = true
+            parts.append(try trainer.ddpm.sample(batchSize: n, sampler: sampler, generator: &source) { step in
+                if first { onStart?(step.noisy); first = false }
                 if b == 0 { onStep?(step) }
                 done += 1
                 progress.update(done)

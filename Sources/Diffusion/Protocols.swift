@@ -49,7 +49,7 @@ public protocol ReverseSampler {
 /// x_t, x̂_0, next). Randomness: before each step that draws noise, z ~ 𝒩(0, I) of x's shape from `generator`,
 /// or `noise[k]` when a list of per-step noises is given (for checking against stored z; entries for steps
 /// that draw no noise are ignored).
-public func runReverseChain(model: NoisePredictor, from start: Tensor, sampler: ReverseSampler, generator: inout RandomGenerator,
+public func runReverseChain(model: NoisePredictor, from start: Tensor, sampler: ReverseSampler, generator: inout some RandomSource,
                             noise given: [Tensor]? = nil, onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
     if let given, given.count != sampler.stepCount {
         throw DDPMError(.invalidValue, "reverse chain: \(given.count) stored noises for \(sampler.stepCount) steps")
@@ -96,10 +96,16 @@ public protocol Diffuser {
     /// The channels a network's output must have for images of `channels` channels (2C when it also
     /// predicts a variance). The default is `channels`.
     func outputChannels(forDataChannels channels: Int) -> Int
+    /// The Gaussian diffusion whose tables (ᾱ_t, the posterior) this diffuser's chain runs on, for samplers
+    /// that respace the chain or step by DDIM; nil (the default) when there is none, and then only the
+    /// diffuser's own full ancestral chain can sample it.
+    var gaussianDiffusion: GaussianDiffusion? { get }
 }
 
 extension Diffuser {
     public func outputChannels(forDataChannels channels: Int) -> Int { channels }
+
+    public var gaussianDiffusion: GaussianDiffusion? { nil }
 
     public func modelTimestep(_ index: Int) -> Int { index }
 
@@ -114,7 +120,7 @@ extension Diffuser {
     /// ``runReverseChain(model:from:sampler:generator:noise:onStep:)``. The default sampler is Ho et al.'s
     /// Algorithm 2 over every index of this diffuser (``AncestralSampler``). Randomness, in order: x_T, then
     /// each step's z.
-    public func sampleLoop(model: NoisePredictor, shape: [Int], generator: inout RandomGenerator, sampler: ReverseSampler? = nil,
+    public func sampleLoop(model: NoisePredictor, shape: [Int], generator: inout some RandomSource, sampler: ReverseSampler? = nil,
                            onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
         guard shape.count >= 1, shape[0] > 0, shape.allSatisfy({ $0 > 0 }) else {
             throw DDPMError(.invalidValue, "sample shape \(shape): expected positive sizes with the batch first")
@@ -142,6 +148,8 @@ public struct AncestralSampler: ReverseSampler {
 
 /// The default diffuser is the Gaussian diffusion itself: the seed's three methods are its equations.
 extension GaussianDiffusion: Diffuser {
+    public var gaussianDiffusion: GaussianDiffusion? { self }
+
     public func sampleTimesteps(batchSize: Int, generator: inout RandomGenerator) -> [Int] {
         (0..<batchSize).map { _ in generator.nextInt(below: timesteps) }
     }

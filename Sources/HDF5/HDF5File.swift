@@ -40,9 +40,15 @@ public final class HDF5File {
         guard !isDirectory.boolValue else { throw HDF5Error(.notHDF5, file: path, "is a folder, expected an HDF5 file") }
         let opened: hid_t = try HDF5Library.locked {
             guard H5Fis_hdf5(path) > 0 else { throw HDF5Error(.notHDF5, file: path, "not an HDF5 file (no HDF5 signature)") }
-            return H5Fopen(path, ddpm_h5f_acc_rdonly(), ddpm_h5p_default())
+            let fapl = ddpm_h5p_file_access_unlocked(); defer { H5Pclose(fapl) }
+            errno = 0
+            let id = H5Fopen(path, ddpm_h5f_acc_rdonly(), fapl)
+            if id < 0 {
+                let cause = errno == 0 ? "" : " (\(String(cString: strerror(errno))))"
+                throw HDF5Error(.notHDF5, file: path, "HDF5 could not open the file" + cause)
+            }
+            return id
         }
-        guard opened >= 0 else { throw HDF5Error(.notHDF5, file: path, "HDF5 could not open the file") }
         id = opened
     }
 

@@ -44,7 +44,8 @@ public final class HDF5Writer {
             H5Pset_obj_track_times(fcpl, false)   // the root group
             let gcpl = H5Pcreate(ddpm_h5p_group_create()), dcpl = H5Pcreate(ddpm_h5p_dataset_create())
             H5Pset_obj_track_times(gcpl, false); H5Pset_obj_track_times(dcpl, false)
-            return (H5Fcreate(temporaryPath, ddpm_h5f_acc_excl(), fcpl, ddpm_h5p_default()), gcpl, dcpl)
+            let fapl = ddpm_h5p_file_access_unlocked(); defer { H5Pclose(fapl) }
+            return (H5Fcreate(temporaryPath, ddpm_h5f_acc_excl(), fcpl, fapl), gcpl, dcpl)
         }
         guard id >= 0 else {
             throw HDF5Error(.writeFailed, file: destination, "could not create a temporary file in '\(OutputFile.folder(of: temporaryPath))'")

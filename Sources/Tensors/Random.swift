@@ -76,12 +76,12 @@ public struct RandomGenerator: Sendable, Equatable {
 }
 
 extension Tensor {
-    /// A tensor of standard normal draws.
-    public static func randomNormal(_ shape: [Int], generator: inout RandomGenerator) -> Tensor {
+    /// A tensor of standard normal draws (one ``RandomSource/fillNormal(_:)`` of its element count).
+    public static func randomNormal(_ shape: [Int], generator: inout some RandomSource) -> Tensor {
         Tensor(shape: shape, data: generator.normals(shape.reduce(1, *)))
     }
     /// A tensor of uniform draws in [lower, upper).
-    public static func randomUniform(_ shape: [Int], in range: ClosedRange<Double> = 0...1, generator: inout RandomGenerator) -> Tensor {
+    public static func randomUniform(_ shape: [Int], in range: ClosedRange<Double> = 0...1, generator: inout some RandomSource) -> Tensor {
         let n = shape.reduce(1, *)
         return Tensor(shape: shape, data: (0..<n).map { _ in range.lowerBound + (range.upperBound - range.lowerBound) * generator.nextUniform() })
     }

@@ -54,7 +54,7 @@ public final class ResidualBlock: Module {
         let t = timeProjection(temb)
         h = h + t.reshaped([t.shape[0], t.shape[1], 1, 1])
         h = conv2(norm2.normalizedSiLU(h)).dropout2d(probability: dropout, training: training, generator: &generator)
-        return h + (residual.map { $0(x) } ?? x)
+        return ActivationTap.output(of: self, h + (residual.map { $0(x) } ?? x))
     }
 
 }
@@ -82,6 +82,6 @@ public final class AttentionBlock: Module {
         let attention = (q.matmul(k, transposeA: true) / Double(c).squareRoot()).softmax()
         let out = v.matmul(attention, transposeB: true).reshaped([n, c, h, w])
         MultiplyAddCounter.add(2 * n * c * (h * w) * (h * w))   // qᵀk and v Aᵀ
-        return x + projection(out)
+        return ActivationTap.output(of: self, x + projection(out))
     }
 }

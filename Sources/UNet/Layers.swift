@@ -27,7 +27,7 @@ public final class Conv2d: Module {
         let y = Tensor.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
         // Multiply–adds: N·O·P_out·C·k² (counted only inside `MultiplyAddCounter.counting`).
         MultiplyAddCounter.add(y.shape[0] * y.shape[1] * y.shape[2] * y.shape[3] * weight.shape[1] * weight.shape[2] * weight.shape[3])
-        return y
+        return ActivationTap.output(of: self, y)
     }
 }
 
@@ -41,7 +41,7 @@ public final class Linear: Module {
     public var localParameters: [(name: String, tensor: Tensor)] { [("weight", weight), ("bias", bias)] }
     public func callAsFunction(_ x: Tensor) -> Tensor {
         MultiplyAddCounter.add(x.shape[0] * weight.count)
-        return Tensor.linear(x, weight: weight, bias: bias)
+        return ActivationTap.output(of: self, Tensor.linear(x, weight: weight, bias: bias))
     }
 }
 
@@ -55,10 +55,17 @@ public final class GroupNorm: Module {
         self.groups = groups; self.eps = eps
     }
     public var localParameters: [(name: String, tensor: Tensor)] { [("weight", weight), ("bias", bias)] }
-    public func callAsFunction(_ x: Tensor) -> Tensor { Tensor.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps) }
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        ActivationTap.output(of: self, Tensor.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps))
+    }
     /// `SiLU(GN(x))` as one operation (``Tensor/groupNormSiLU(_:groups:weight:bias:eps:)``): the same values
-    /// as `self(x).silu()`, bit for bit, with one pass and one activation-sized array fewer.
-    public func normalizedSiLU(_ x: Tensor) -> Tensor { Tensor.groupNormSiLU(x, groups: groups, weight: weight, bias: bias, eps: eps) }
+    /// as `self(x).silu()`, bit for bit, with one pass and one activation-sized array fewer. While an
+    /// ``ActivationTap`` records, the two operations run one after the other, so that the normalisation's
+    /// output (and its gradient) is recorded as that of this module.
+    public func normalizedSiLU(_ x: Tensor) -> Tensor {
+        if ActivationTap.isRecording { return self(x).silu() }
+        return Tensor.groupNormSiLU(x, groups: groups, weight: weight, bias: bias, eps: eps)
+    }
 }
 
 /// Counts the multiply–adds of the matrix products a forward pass performs (convolutions, linear layers,

@@ -75,7 +75,8 @@ public final class UNet: Module {
 
     /// The time embedding: sinusoidal → Linear → SiLU → Linear (N × time-embedding width).
     public func timeEmbedding(_ t: [Int]) -> Tensor {
-        timeMLP.1(timeMLP.0(sinusoidalEmbedding(t, dim: configuration.timeEmbeddingDim)).silu())
+        let e = ActivationTap.output(named: "time_embedding", kind: "SinusoidalEmbedding", sinusoidalEmbedding(t, dim: configuration.timeEmbeddingDim))
+        return timeMLP.1(timeMLP.0(e).silu())
     }
 
     /// ε_θ(x, t) for `x` of shape N × channels × imageSize × imageSize and N timesteps; the output has

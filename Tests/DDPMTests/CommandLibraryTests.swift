@@ -58,17 +58,17 @@ struct GoldenFileTests {
         #expect(!outside.comparison.passed, "\(outside.comparison)")
     }
 
-    @Test("a version-1 golden file (no diffusion types in /config) still reads and checks; version 3 is refused")
+    @Test("a version-1 golden file (no diffusion types in /config) still reads and checks; version 4 is refused")
     func versionOneStillChecks() throws {
-        let dir = scratchFolder(), good = dir + "/g.h5", old = dir + "/v1.h5", future = dir + "/v3.h5"
+        let dir = scratchFolder(), good = dir + "/g.h5", old = dir + "/v1.h5", future = dir + "/v4.h5"
         try GoldenFile.export(to: good, config: ModelConfiguration(network: Presets.network("tiny")), seed: 3, batch: 2)
         try copyGolden(from: good, to: old, { _, v in v }, asVersionOne: true)
         let file = try HDF5File(path: old)
         #expect(try file.int64Attribute("version") == 1 && !(try file.attributeNames(of: "/config")).contains("mean_type"))
         let rows = try GoldenFile.check(path: old, tolerance: .independentImplementation)
         #expect(!rows.isEmpty && rows.allSatisfy { $0.comparison.passed }, "\(rows.filter { !$0.comparison.passed }.map(\.comparison))")
-        try copyGolden(from: good, to: future, { _, v in v }, extra: { try $0.setAttribute("version", Int64(3)) })
-        expectError(.unsupportedVersion, mentioning: ["version 3"]) { _ = try GoldenFile.check(path: future, tolerance: .independentImplementation) }
+        try copyGolden(from: good, to: future, { _, v in v }, extra: { try $0.setAttribute("version", Int64(4)) })
+        expectError(.unsupportedVersion, mentioning: ["version 4"]) { _ = try GoldenFile.check(path: future, tolerance: .independentImplementation) }
     }
 
     @Test func malformedFilesAreReportedByName() throws {

@@ -46,7 +46,7 @@ struct SamplerCommandTests {
     func errors() throws {
         let (dir, path, _) = try checkpoint()
         let base = ["sample", "--checkpoint", path, "--out", dir + "/s.png"]
-        try expectUserError(base + ["--sampler", "euler"], "--sampler 'euler': expected ancestral or ddim")
+        try expectUserError(base + ["--sampler", "eulr"], "--sampler 'eulr': expected ancestral, ddim, euler")
         try expectUserError(base + ["--steps", "0"], "--steps: expected a positive number, got 0")
         try expectUserError(base + ["--steps", "5", "--spacing", "cubic"], "--spacing 'cubic'")
         try expectUserError(base + ["--threshold", "dynamic:2"], "--threshold 'dynamic:2'")

@@ -40,6 +40,16 @@ public final class FixtureFile: Sendable {
     public func int64Attribute(_ name: String, of object: String = "/") -> Int64 {
         do { return try file.int64Attribute(name, of: object) } catch { preconditionFailure("fixture \(path): \(error)") }
     }
+    public func stringAttribute(_ name: String, of object: String = "/") -> String {
+        do { return try file.stringAttribute(name, of: object) } catch { preconditionFailure("fixture \(path): \(error)") }
+    }
+    public func int64ArrayAttribute(_ name: String, of object: String = "/") -> [Int64] {
+        do { return try file.int64ArrayAttribute(name, of: object) } catch { preconditionFailure("fixture \(path): \(error)") }
+    }
+    /// The members of a group, sorted by name.
+    public func members(_ group: String) -> [String] {
+        do { return try file.members(ofGroup: group) } catch { preconditionFailure("fixture \(path): \(error)") }
+    }
     private func read(_ dataset: String) -> HDF5Array<Double> {
         do { return try file.readDoubles(dataset) } catch { preconditionFailure("fixture \(path): \(error)") }
     }
