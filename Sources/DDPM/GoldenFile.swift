@@ -106,8 +106,9 @@ public enum GoldenFile {
     ///
     /// `extras` adds the outputs of dynamic thresholding, zero terminal SNR and the loss-second-moment
     /// resampler (GoldenExtras.swift); the resampler's stored history is drawn after every other input.
+    /// `trajectories` adds `/trajectories` and `/sigma_tables` (``GoldenTrajectories``).
     public static func export(to path: String, config: ModelConfiguration, seed: UInt64, batch: Int, activations: Bool = false,
-                              x0OnGrid: Bool = true, extras: GoldenExtras = GoldenExtras()) throws {
+                              x0OnGrid: Bool = true, extras: GoldenExtras = GoldenExtras(), trajectories: Bool = false) throws {
         guard batch > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batch)") }
         // The inputs, outputs and the activations kept for the gradients: a few dozen arrays of the input's size.
         let n = config.network
@@ -152,6 +153,9 @@ public enum GoldenFile {
             }
             try writeActivations(recorded, to: w)
             try extras.write(to: w)
+            // With `trajectories`: whole sampling chains and σ tables (GoldenTrajectories.swift), their x_T and
+            // noises drawn after every other input.
+            if trajectories { try GoldenTrajectories.write(to: w, config: config, network: net, batch: batch, generator: &g) }
         }
     }
 
@@ -193,14 +197,21 @@ public enum GoldenFile {
         public var storedGradients: [String: HDF5Array<Double>]
     }
 
-    /// Reads a golden file, rebuilds the network from `/config` and `/weights` and recomputes every output
-    /// present. Throws `DDPMError` for a malformed file, as ``check(path:tolerance:)`` does.
-    public static func recompute(path: String) throws -> Recomputed {
+    /// Opens a golden file, checks its format and version, and rebuilds its network from `/config` and `/weights`
+    /// (shared by the output check and the trajectory check).
+    static func openModel(path: String) throws -> (HDF5File, ModelConfiguration, UNet) {
         let file = try HDF5File(path: path)
         try FileFormat.golden.check(file)
         let config = try ModelConfiguration(reading: file)
         let net = try UNet(config.network)
         try net.loadWeights(from: file)
+        return (file, config, net)
+    }
+
+    /// Reads a golden file, rebuilds the network from `/config` and `/weights` and recomputes every output
+    /// present. Throws `DDPMError` for a malformed file, as ``check(path:tolerance:)`` does.
+    public static func recompute(path: String) throws -> Recomputed {
+        let (file, config, net) = try GoldenFile.openModel(path: path)
         let c = config.network
         for g in ["/inputs", "/outputs"] where !file.exists(g) { throw DDPMError(.malformedFile, "\(path): no group '\(g)'") }
         func input(_ name: String, _ shape: [Int]) throws -> HDF5Array<Double> {

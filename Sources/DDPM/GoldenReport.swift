@@ -90,3 +90,42 @@ extension GoldenCheckResult {
 private func formatRatio(_ r: Double) -> String {
     r == 0 ? "0" : r.isInfinite ? "∞" : String(format: "%.3g", r)
 }
+
+extension GoldenTrajectories.Check {
+    /// One line per trajectory (its first failing step and worst ratio, or its pass) and per failing σ table.
+    public var lines: [String] {
+        var out: [String] = []
+        for t in trajectories {
+            let worst = t.steps.max { $0.stateError < $1.stateError }
+            let growth = t.growth.map { ", growth ×\(formatRatio($0)) over the chain" } ?? ""
+            if let k = t.firstFailingStep, let r = t.steps.first(where: { $0.step == k }) {
+                let (which, error) = r.state.passed ? (r.predictedStart, r.predictedStartError) : (r.state, r.stateError)
+                out.append("FAIL trajectory \(t.name): first step beyond tolerance \(k) of \(t.steps.count) (t = \(r.timestep)), "
+                           + "\(which.name) normwise error \(sci(error)), worst element ratio \(formatRatio(which.worstRatio))\(growth)")
+            } else {
+                out.append("trajectory \(t.name): \(t.steps.count) steps pass, largest state error \(sci(worst?.stateError ?? 0))\(growth)")
+            }
+        }
+        for s in sigmaTables where !s.passed { out.append("FAIL \(s.name): worst element ratio \(formatRatio(s.worstRatio))") }
+        if trajectories.isEmpty { out.append("'/trajectories' holds no trajectory: nothing was checked") }
+        return out
+    }
+
+    /// The trajectories as Markdown: per trajectory, a row per step with the normwise errors (the growth along the chain).
+    public func markdown() -> String {
+        var md = "\n## Trajectories (our free run from the file's x_T and noises; |ours − file| ≤ \(tolerance.atol) + \(tolerance.rtol)·|file|)\n"
+        for t in trajectories {
+            md += "\n### \(t.name): \(t.passed ? "pass" : "**FAIL** at step \(t.firstFailingStep.map(String.init) ?? "–")")\n\n\(t.sampler)\n\n"
+            md += "| step | t | ‖x − ours‖/‖ours‖ | ‖x̂_0 − ours‖/‖ours‖ | worst ratio | result |\n|---|---|---|---|---|---|\n"
+            for r in t.steps {
+                md += "| \(r.step) | \(r.timestep) | \(sci(r.stateError)) | \(sci(r.predictedStartError)) | "
+                    + "\(formatRatio(max(r.state.worstRatio, r.predictedStart.worstRatio))) | \(r.passed ? "pass" : "**FAIL**") |\n"
+            }
+        }
+        if !sigmaTables.isEmpty {
+            md += "\n### σ tables\n\n| table | values | max abs | result |\n|---|---|---|---|\n"
+            for s in sigmaTables { md += "| \(s.name) | \(s.count) | \(sci(s.maxAbsoluteError)) | \(s.passed ? "pass" : "**FAIL**") |\n" }
+        }
+        return md
+    }
+}

@@ -19,6 +19,8 @@ struct Golden: ParsableCommand {
         @Flag(help: "Replace --out if it exists.") var force = false
         @Flag(help: "Also store every module's output and the loss's gradient with respect to it (/activations, /activation_gradients).")
         var activations = false
+        @Flag(help: "Also store whole sampling trajectories (x_T, per-step noise, x_t and x̂_0 at every step) and the σ tables (/trajectories, /sigma_tables).")
+        var trajectories = false
         @Flag(help: "Draw x_0 uniform on the data range (version 2's inputs) instead of on its 256-level grid k/255.")
         var continuousX0 = false
         @OptionGroup var diffusionOptions: DiffusionOptions
@@ -71,9 +73,9 @@ struct Golden: ParsableCommand {
         func work() throws {
             let config = try configuration(), diffusion = config.diffusion, extras = try extras()
             try GoldenFile.export(to: out, config: config, seed: try seedValue(seed), batch: batch, activations: activations, x0OnGrid: !continuousX0,
-                                  extras: extras)
+                                  extras: extras, trajectories: trajectories)
             announce("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), schedule \(diffusion.schedule.name), T \(diffusion.timesteps)"
-                  + (extras.names.isEmpty ? "" : ", with \(extras.names.joined(separator: ", "))") + ", the outputs and the gradient of every parameter" + (activations ? ", every module's output and output gradient" : ""))
+                  + (extras.names.isEmpty ? "" : ", with \(extras.names.joined(separator: ", "))") + ", the outputs and the gradient of every parameter" + (activations ? ", every module's output and output gradient" : "") + (trajectories ? ", whole trajectories and σ tables" : ""))
         }
     }
 
@@ -131,20 +133,29 @@ struct Golden: ParsableCommand {
         }
 
         func work() throws {
-            let rule = try rule()
+            let rule = try rule(), storage = Precision(rawValue: tier)
             let result = try GoldenFile.check(path: file, rule: rule)
             for r in result.failedRows { print(result.failureLine(r)) }
             print(result.summaryLine)
             for line in result.activations?.lines ?? [] { print(line) }
             if let line = result.activationTierLine { print(line) }
+            // Trajectories: judged at the float64 tier only (no measured tier for a lower precision yet; Notes/09).
+            let chains = try GoldenTrajectories.present(path: file)
+                ? try GoldenTrajectories.check(path: file, tolerance: Tolerance(rtol: rtol ?? 1e-10, atol: atol ?? 1e-12)) : nil
+            for line in chains?.lines ?? [] { print(line) }
+            if chains != nil, storage != .float64 { print("trajectories: judged at the float64 tolerance only; --tier \(tier) sets no trajectory tier, so they do not decide the exit status") }
             if let report {
                 let markdown = result.markdown() + (result.activations?.markdown() ?? "") + (result.activationTierLine.map { "\n" + $0 + "\n" } ?? "")
+                    + (chains?.markdown() ?? "")
                 try writeText(markdown, to: report)
                 announce("wrote \(report)")
             }
             if result.rows.isEmpty { throw DDPMError(.checkFailed, "\(file): '/outputs' holds no outputs; a check that compares nothing fails") }
             if result.passed, let a = result.activations, !a.passed {
                 throw DDPMError(.checkFailed, "\(file): every output passes but module outputs differ beyond the \(tier) tier, first \(a.firstFailingOutput?.name ?? a.firstFailingGradientBackwards?.name ?? "?")")
+            }
+            if let chains, storage == .float64, !chains.passed {
+                throw DDPMError(.checkFailed, "\(file): trajectories differ beyond the float64 tolerance: \(chains.trajectories.filter { !$0.passed }.map { "\($0.name) from step \($0.firstFailingStep.map(String.init) ?? "–")" }.joined(separator: ", "))\(chains.trajectories.isEmpty ? "'/trajectories' holds no trajectory" : "")")
             }
             if !result.passed {
                 throw DDPMError(.checkFailed, "\(result.failedRows.count) output(s) of \(file) differ beyond the \(tier) tier: \(result.failedRows.prefix(3).map(\.name).joined(separator: ", "))\(result.failedRows.count > 3 ? ", …" : "")")
