@@ -10,7 +10,8 @@ struct Bench: FileCommand {
         discussion: """
         FLOPs are counted as 2 × the multiply–adds of every convolution, linear layer and attention product
         (UNet.forwardMultiplyAdds); forward+backward is counted as 3 × the forward FLOPs (the backward pass
-        computes two products per forward product). Elementwise work is not counted. Each figure is the
+        computes two products per forward product), and so is the training step (forward+backward, clipping,
+        Adam and the weight average, as `ddpm train` runs it). Elementwise work is not counted. Each figure is the
         minimum over --runs timed runs after one warm-up run. Build with -c release.
         """)
 
@@ -54,14 +55,17 @@ struct Bench: FileCommand {
     func work() throws {
         let sizes = try batchSizes()
         printMachine()
+        print("results: the same bits on any number of cores and under OPENBLAS_NUM_THREADS (products and batches are cut into pieces chosen from their shapes, not from the core count)")
         let gemmRate = dgemmRate(gemmSize)
         print(String(format: "dgemm %d×%d×%d: %.2f GFLOP/s (min of %d runs)", gemmSize, gemmSize, gemmSize, gemmRate / 1e9, runs))
         let net = try UNet(network.configuration(), seed: 0)
         net.isTraining = false
         let c = net.configuration
         print("network: \(net.parameterCount) parameters, \(c.channels)×\(c.imageSize)×\(c.imageSize) input")
+        var forwardFLOPs: [Int: Double] = [:]
         for n in sizes {
             let flops = 2 * Double(net.forwardMultiplyAdds(batch: n))
+            forwardFLOPs[n] = flops
             var g = RandomGenerator(seed: 1)
             let x = Tensor.randomNormal([n, c.channels, c.imageSize, c.imageSize], generator: &g)
             let noise = Tensor.randomNormal(x.shape, generator: &g)
@@ -75,8 +79,20 @@ struct Bench: FileCommand {
             print(String(format: "batch %d: forward %.3f s, %.2f GFLOP/s (%.0f%% of dgemm); forward+backward %.3f s, %.2f GFLOP/s (%.0f%% of dgemm); %.2f GFLOP per image forward",
                          n, forward, fr / 1e9, 100 * fr / gemmRate, both, br / 1e9, 100 * br / gemmRate, flops / Double(n) / 1e9))
         }
-        if ddimSteps > 0 { try benchDDIM(net) }
         print(String(format: "peak resident memory: %.2f GiB", peakResidentGiB()))
+        // The whole training step as `ddpm train` runs it (batch draw, t and ε, forward, backward, clipping, Adam, EMA),
+        // after the peak above: a trainer holds a second network, Adam's moments and the weight average.
+        for n in sizes {
+            var options = TrainingOptions()
+            options.batchSize = n
+            let trainer = try Trainer(config: ModelConfiguration(network: c), options: options, seed: 0)
+            var g = RandomGenerator(seed: 4)
+            let images = Tensor(shape: [n, c.channels, c.imageSize, c.imageSize], data: (0..<(n * c.channels * c.imageSize * c.imageSize)).map { _ in g.nextUniform() })
+            let step = try minimumTime { _ = try trainer.trainStep(on: images) }
+            print(String(format: "batch %d: training step %.3f s (%.0f%% of dgemm)", n, step, 100 * 3 * forwardFLOPs[n]! / step / gemmRate))
+        }
+        print(String(format: "peak resident memory with a trainer: %.2f GiB", peakResidentGiB()))
+        if ddimSteps > 0 { try benchDDIM(net) }
     }
 
     /// What the figures were measured on: CPU, BLAS library and version, core, threads.
@@ -108,12 +124,12 @@ struct Bench: FileCommand {
                      ddimSteps, timed.seconds, timed.seconds / Double(timed.calls), seconds - timed.seconds, 100 * (seconds - timed.seconds) / timed.seconds))
     }
 
-    func minimumTime(_ body: () -> Void) -> Double {
-        body()  // warm-up
+    func minimumTime(_ body: () throws -> Void) rethrows -> Double {
+        try body()  // warm-up
         var best = Double.infinity
         for _ in 0..<runs {
             let start = DispatchTime.now().uptimeNanoseconds
-            body()
+            try body()
             best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         }
         return best

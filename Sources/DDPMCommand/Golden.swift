@@ -133,8 +133,7 @@ struct Golden: ParsableCommand {
         }
 
         func work() throws {
-            let rule = try rule()
-            let storage = Precision(rawValue: tier) ?? .float64   // rule() has refused any other name
+            let rule = try rule(), storage = Precision(rawValue: tier)
             let result = try GoldenFile.check(path: file, rule: rule)
             for r in result.failedRows { print(result.failureLine(r)) }
             print(result.summaryLine)

@@ -129,8 +129,10 @@ public struct BLASLibrary: Sendable {
     public let userCoreType: String?
     /// OpenBLAS's worker-thread count.
     public let threads: Int
-    /// Whether ``Gemm/blas`` splits large products over the cores itself (OpenBLAS then runs one
-    /// thread). True unless the user set OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or GOTO_NUM_THREADS.
+    /// Whether ``Gemm/blas`` and the convolutions spread their blocks and lanes over the cores
+    /// themselves (OpenBLAS then runs one thread). True unless the user set OPENBLAS_NUM_THREADS,
+    /// OMP_NUM_THREADS or GOTO_NUM_THREADS (then the same blocks and lanes run one after another,
+    /// each product on OpenBLAS's threads) or the machine has one core.
     public let splitsProducts: Bool
     /// The CPU the choice was made for.
     public let cpu: CPUDescription
@@ -162,7 +164,7 @@ public struct BLASLibrary: Sendable {
         // splits each large product into one block of rows or columns per core (Dispatch threads
         // sleep in the kernel when idle). A thread count the user set is left to OpenBLAS.
         let userThreads = ["OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"].contains { environment($0) != nil }
-        let split = !userThreads && Parallel.parts > 1
+        let split = !userThreads && Parallel.cores > 1
         var error = [CChar](repeating: 0, count: 1024)
         let status = ddpm_blas_load(request, threadTimeout, split ? "1" : nil, &error, error.count)
         precondition(status == 0, "BLAS: " + error.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })

@@ -140,17 +140,15 @@ public enum ConvolutionKernels {
     /// True when the lowered matrix of a sample is the sample itself (1×1, stride 1, no padding).
     static func isPointwise(_ g: ConvGeometry) -> Bool { g.kernel == 1 && g.stride == 1 && g.padding == 0 }
 
-    /// How the samples of a batch are spread over the cores. When OpenBLAS runs single-threaded
-    /// (``BLASLibrary/splitsProducts``) and the batch has at least one sample per core, whole samples
-    /// go to each core: each core lowers its samples a few at a time (``groupSize(_:)``) into its own
-    /// im2col buffer (small enough to stay in cache) and runs unsplit products. The first
-    /// `parallel` samples (a multiple of `parts`) go that way; the rest, and every sample of a batch
-    /// smaller than the core count, one group after another with each lowering and product split
-    /// over the cores.
-    static func sampleSplit(_ g: ConvGeometry) -> (parts: Int, parallel: Int) {
-        let parts = BLASLibrary.shared.splitsProducts ? min(Parallel.parts, g.batch) : 1
-        if parts < 2 || g.macs < Parallel.minimumWork { return (1, 0) }
-        return (parts, g.batch / parts * parts)
+    /// How many lanes (contiguous blocks of samples, ``Parallel/lanes`` at most) a batch is cut
+    /// into: each lane lowers its samples a few at a time (``groupSize(_:)``) into its own thread's
+    /// im2col buffer (small enough to stay in cache), runs unsplit products and sums its own share
+    /// of the weight gradient. A function of the geometry alone, so that the groups, the products'
+    /// shapes and the order of every sum are the same on any number of cores or threads; the cores
+    /// only decide which thread runs which lane. One lane (a batch of one, or a small convolution):
+    /// the groups run in order, each lowering and product split over the cores.
+    static func sampleLanes(_ g: ConvGeometry) -> Int {
+        g.macs < Parallel.minimumWork ? 1 : min(Parallel.lanes, g.batch)
     }
 
     /// Output pixels a lowered group spans at least. OpenBLAS packs the weights on every call, so the
@@ -163,24 +161,21 @@ public enum ConvolutionKernels {
     /// Samples lowered together: enough for ``groupColumns`` output pixels (1 from 16×16 outputs up).
     static func groupSize(_ g: ConvGeometry) -> Int { max(1, min(g.batch, (groupColumns + g.outPixels - 1) / g.outPixels)) }
 
-    /// Calls `body(samples, part, split)` for consecutive groups of at most ``groupSize(_:)`` samples
-    /// covering the batch: samples `0 ..< parallel` in `parts` contiguous blocks, concurrently
-    /// (`split` false: the body must not start parallel work of its own), then the rest in order on
-    /// the calling thread (`split` true, `part` 0). The groups depend only on the geometry and the
-    /// core count, so a result is the same from run to run.
-    static func forEachGroup(_ g: ConvGeometry, _ body: (_ samples: Range<Int>, _ part: Int, _ split: Bool) -> Void) {
-        let (parts, parallel) = sampleSplit(g), size = groupSize(g)
-        if parallel > 0 {
-            withoutActuallyEscaping(body) { body in
-                let shared = UncheckedSendable(body)
-                DispatchQueue.concurrentPerform(iterations: parts) { part in
-                    for group in groups(of: size, in: (parallel * part / parts)..<(parallel * (part + 1) / parts)) {
-                        shared.value(group, part, false)
-                    }
-                }
-            }
+    /// Calls `body(samples, lane, split)` for consecutive groups of at most ``groupSize(_:)`` samples
+    /// covering the batch: with several lanes (``sampleLanes(_:)``), lane l's samples
+    /// `batch·l/L ..< batch·(l+1)/L` in order, the lanes spread over the cores when OpenBLAS runs
+    /// single-threaded (`split` false: the body must not start parallel work of its own); with one
+    /// lane, every group in order on the calling thread (`split` true, `lane` 0). The groups depend
+    /// only on the geometry, so a result is the same from run to run and on any number of cores.
+    static func forEachGroup(_ g: ConvGeometry, _ body: (_ samples: Range<Int>, _ lane: Int, _ split: Bool) -> Void) {
+        let lanes = sampleLanes(g), size = groupSize(g)
+        if lanes < 2 {
+            for group in groups(of: size, in: 0..<g.batch) { body(group, 0, true) }
+            return
         }
-        for group in groups(of: size, in: parallel..<g.batch) { body(group, 0, true) }
+        Parallel.forEachLane(lanes, threads: BLASLibrary.shared.splitsProducts ? Parallel.parts : 1) { lane in
+            for group in groups(of: size, in: (g.batch * lane / lanes)..<(g.batch * (lane + 1) / lanes)) { body(group, lane, false) }
+        }
     }
 
     /// `range` cut into consecutive pieces of `size` (the last one shorter).
@@ -231,30 +226,32 @@ public enum ConvolutionKernels {
     /// back by ``col2im``, `db[o] += Σ_{n,p} dY[n, o, p]`. Any of the outputs may be nil; gradients
     /// are *added* into them, except that `dx` is overwritten when `overwritingDx` is true (then it
     /// may start uninitialised: each group zeroes its own samples' planes, on the core that fills them).
-    /// Cores working on separate samples sum their share of `dW` in buffers of their own, added into
-    /// `dWeight` in a fixed order afterwards.
+    /// Each lane sums its share of `dW` in a buffer of its own (lane 0 in `dWeight` itself), added
+    /// into `dWeight` in lane order afterwards.
     public static func backward(_ g: ConvGeometry, x: UnsafePointer<Double>, weight: UnsafePointer<Double>,
                                 dy: UnsafePointer<Double>, dx: UnsafeMutablePointer<Double>?,
                                 dWeight: UnsafeMutablePointer<Double>?, dBias: UnsafeMutablePointer<Double>?,
                                 overwritingDx: Bool = false) {
         let (o, pix, plane) = (g.outChannels, g.outPixels, g.inChannels * g.height * g.width)
-        if let dBias {
-            for n in 0..<g.batch { for oc in 0..<o { dBias[oc] += Sums.sum(dy + (n * o + oc) * pix, pix) } }
+        if let dBias {  // channels over the cores, each summing its samples in order
+            Parallel.chunks(o, work: g.batch * o * pix) { channels in
+                for oc in channels { for n in 0..<g.batch { dBias[oc] += Sums.sum(dy + (n * o + oc) * pix, pix) } }
+            }
         }
         if dx == nil && dWeight == nil { return }
         let dxBeta: Double = overwritingDx ? 0 : 1
-        // Part 0 adds into dWeight itself; parts 1… into zeroed buffers of their own.
-        let parts = sampleSplit(g).parts, size = o * g.patch
-        let partials = UnsafeMutablePointer<Double>.allocate(capacity: dWeight == nil ? 0 : (parts - 1) * size)
-        partials.initialize(repeating: 0, count: dWeight == nil ? 0 : (parts - 1) * size)
+        // Lane 0 adds into dWeight itself; lanes 1… into zeroed buffers of their own.
+        let lanes = sampleLanes(g), size = o * g.patch
+        let partials = UnsafeMutablePointer<Double>.allocate(capacity: dWeight == nil ? 0 : (lanes - 1) * size)
+        partials.initialize(repeating: 0, count: dWeight == nil ? 0 : (lanes - 1) * size)
         defer { partials.deallocate() }
-        forEachGroup(g) { samples, part, split in
+        forEachGroup(g) { samples, lane, split in
             var group = g
             group.batch = samples.count
             let columns = samples.count * pix, xs = x + samples.lowerBound * plane
             let weightGradient = GemmShape(m: o, n: g.patch, k: columns, transposeB: .transposed)
             let inputGradient = GemmShape(m: g.patch, n: columns, k: o, transposeA: .transposed)
-            let dW = dWeight.map { part == 0 ? $0 : partials + (part - 1) * size }
+            let dW = dWeight.map { lane == 0 ? $0 : partials + (lane - 1) * size }
             if samples.count == 1 && isPointwise(g) {  // the sample is its own lowered matrix
                 let dyn = dy + samples.lowerBound * o * pix
                 if let dW { Gemm.blas(weightGradient, dyn, xs, beta: 1, dW, split: split) }
@@ -283,8 +280,8 @@ public enum ConvolutionKernels {
             }
         }
         if let dWeight {
-            for part in 1..<max(1, parts) {
-                let partial = partials + (part - 1) * size
+            for lane in 1..<max(1, lanes) {
+                let partial = partials + (lane - 1) * size
                 for e in 0..<size { dWeight[e] += partial[e] }
             }
         }

@@ -30,7 +30,8 @@ public enum Gemm {
     public static let minimumSplitWork = 1 << 20
 
     /// `C ← alpha · op(A) · op(B) + beta · C` through OpenBLAS's `cblas_dgemm` (row-major), loaded by ``BLASLibrary``.
-    /// `split` false keeps the product on the calling thread (for callers that already run one product per core).
+    /// `split` false keeps the product whole, on the calling thread (for callers that already run
+    /// products side by side; whether they do must depend on the shapes only, as ``blocks(_:)`` does).
     @inline(__always)
     public static func blas(_ s: GemmShape, alpha: Double = 1, _ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>,
                             beta: Double = 0, _ c: UnsafeMutablePointer<Double>, split: Bool = true) {
@@ -39,19 +40,21 @@ public enum Gemm {
             for i in 0..<(s.m * s.n) { c[i] = beta == 0 ? 0 : beta * c[i] }
             return
         }
+        let threads = BLASLibrary.shared.splitsProducts ? Parallel.parts : 1  // the first access loads OpenBLAS
         let ta: Int32 = s.transposeA == .none ? 0 : 1, tb: Int32 = s.transposeB == .none ? 0 : 1
-        let parts = split && BLASLibrary.shared.splitsProducts ? min(Parallel.parts, max(s.m, s.n) / 16) : 1
-        if parts < 2 || s.m * s.n * s.k < minimumSplitWork {
+        let parts = split ? blocks(s) : 1
+        if parts < 2 {
             ddpm_dgemm(ta, tb, Int32(s.m), Int32(s.n), Int32(s.k), alpha, a, Int32(s.lda), b, Int32(s.ldb), beta, c, Int32(s.n))
             return
         }
-        // One block per core along the longer side of C, each block a product of its own: rows
+        // `parts` blocks along the longer side of C, each block a product of its own: rows
         // i0..<i1 of C take rows i0..<i1 of op(A); columns j0..<j1 take columns j0..<j1 of op(B).
-        // Blocks start on multiples of 8 (the width of the AVX-512 kernels' register tiles).
+        // Blocks start on multiples of 8 (the width of the AVX-512 kernels' register tiles). They are
+        // spread over the cores, or run in order when OpenBLAS runs its own threads.
         let alongRows = s.m >= s.n
         let length = alongRows ? s.m : s.n
         let operands = UncheckedSendable((a, b, c))  // blocks write disjoint rows/columns of C
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
+        Parallel.forEachLane(parts, threads: threads) { part in
             let (a, b, c) = operands.value
             let lo = (length * part / parts) & ~7, hi = part == parts - 1 ? length : (length * (part + 1) / parts) & ~7
             if hi <= lo { return }
@@ -65,6 +68,16 @@ public enum Gemm {
                            beta, c + lo, Int32(s.n))
             }
         }
+    }
+
+    /// The blocks ``blas(_:alpha:_:_:beta:_:split:)`` cuts a product into: one below
+    /// ``minimumSplitWork`` multiply–adds, else ``Parallel/lanes`` (fewer when the longer side of C
+    /// has under 16 rows or columns per block). A function of the shape alone, never of the core
+    /// count: OpenBLAS may compute an element differently in a product of another shape (its
+    /// small-matrix kernels are chosen by m·n·k), so the cut must not move with the threads.
+    public static func blocks(_ s: GemmShape) -> Int {
+        if s.m * s.n * s.k < minimumSplitWork { return 1 }
+        return max(1, min(Parallel.lanes, max(s.m, s.n) / 16))
     }
 
     /// The same product by the textbook triple loop, `C_ij = alpha Σ_l op(A)_il op(B)_lj + beta C_ij`.

@@ -44,6 +44,10 @@ public enum ActivationTap {
 
     @TaskLocal static var current: Recorder?
 
+    /// Whether a recording is on for the calling task (fused operations then run as their parts, so
+    /// that every module's own output is seen).
+    public static var isRecording: Bool { current != nil }
+
     /// Runs `body` with a recorder for the modules named in `names` (a module's dotted state-dict path,
     /// as `Module/namedModules()` gives it, keyed by the module object) and returns the recorder.
     public static func record(names: [(name: String, module: any Module)], _ body: () throws -> Void) rethrows -> Recorder {

@@ -12,63 +12,106 @@ extension Tensor {
     /// Backward, with m elements per group and `d̂ = dy · γ_c`:
     /// `dx = (1/√(σ²+ε)) · (d̂ − mean(d̂) − x̂ · mean(d̂ · x̂))`, `dγ_c = Σ dy · x̂`, `dβ_c = Σ dy`.
     public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor, eps: Double = 1e-5) -> Tensor {
-        precondition(x.rank >= 2, "groupNorm: input needs [N, C, …], got \(x.shape)")
+        normalizedGroups(x, groups: groups, weight: weight, bias: bias, eps: eps, silu: false)
+    }
+
+    /// `groupNorm(x, …).silu()` in one pass (every residual block's `SiLU(GN(x))`): each group is
+    /// normalised and then passed through SiLU while it is in cache, and the backward pass turns
+    /// ∂L/∂SiLU into ∂L/∂GN group by group on its way into the normalisation's backward. The same
+    /// operations in the same order as the two operations one after the other, so the same bits
+    /// (`FusedKernelTests.groupNormSiLU`); one activation-sized array fewer per call (the
+    /// normalised values are recomputed from x, μ and 1/√(σ² + ε) in the backward pass).
+    ///
+    ///     a = γ_c · (x − μ)/√(σ² + ε) + β_c,   y = a · σ(a)
+    ///     ∂L/∂a = ∂L/∂y · σ(a) · (1 + a · (1 − σ(a))), then as ``groupNorm(_:groups:weight:bias:eps:)``
+    public static func groupNormSiLU(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor, eps: Double = 1e-5) -> Tensor {
+        normalizedGroups(x, groups: groups, weight: weight, bias: bias, eps: eps, silu: true)
+    }
+
+    /// ``groupNorm(_:groups:weight:bias:eps:)``, followed by SiLU group by group when `silu` is true.
+    static func normalizedGroups(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor, eps: Double, silu: Bool) -> Tensor {
+        let op = silu ? "groupNormSiLU" : "groupNorm"
+        precondition(x.rank >= 2, "\(op): input needs [N, C, …], got \(x.shape)")
         let n = x.shape[0], c = x.shape[1], spatial = x.shape[2...].reduce(1, *)
-        precondition(groups > 0 && c % groups == 0, "groupNorm: \(c) channels of input \(x.shape) are not divisible into \(groups) groups")
-        precondition(weight.shape == [c] && bias.shape == [c], "groupNorm: weight \(weight.shape) / bias \(bias.shape) do not match \(c) channels")
+        precondition(groups > 0 && c % groups == 0, "\(op): \(c) channels of input \(x.shape) are not divisible into \(groups) groups")
+        precondition(weight.shape == [c] && bias.shape == [c], "\(op): weight \(weight.shape) / bias \(bias.shape) do not match \(c) channels")
         let per = c / groups, m = per * spatial
         // Per (sample, group): the mean and 1/√(σ² + ε). x̂ is recomputed from them in the backward
         // pass rather than stored (one array fewer per normalisation in the recorded graph).
         var means = [Double](repeating: 0, count: n * groups), invStd = [Double](repeating: 0, count: n * groups)
         let gamma = weight.data, beta = bias.data, xv = x.data
+        let records = GradientRecording.isEnabled && (x.requiresGrad || weight.requiresGrad || bias.requiresGrad)
+        // σ(a) of the fused SiLU, kept for its backward (as `silu()` keeps it).
+        var sigma = [Double]()
+        if silu && records { sigma = uninitializedArray(x.count) { _ in } }
+        // The normalised value of element k of group (s, gi), the same expression forward and backward.
+        @inline(__always) func normalised(_ px: UnsafeBufferPointer<Double>, _ k: Int, _ cc: Int, _ mean: Double, _ inv: Double) -> Double {
+            gamma[cc] * ((px[k] - mean) * inv) + beta[cc]
+        }
         // Groups are independent: they are split over the cores (each writes only its own channels).
         let out = uninitializedArray(x.count) { po in
             xv.withUnsafeBufferPointer { px in invStd.withUnsafeMutableBufferPointer { pi in means.withUnsafeMutableBufferPointer { pm in
-                Parallel.chunks(groups, work: 4 * x.count) { range in for gi in range { for s in 0..<n {
-                    let base = (s * c + gi * per) * spatial
-                    let mean = Sums.sum(px.baseAddress! + base, m) / Double(m)
-                    let variance = Sums.squaredDeviations(px.baseAddress! + base, m, from: mean) / Double(m)
-                    let inv = 1 / (variance + eps).squareRoot()
-                    pi[s * groups + gi] = inv; pm[s * groups + gi] = mean
-                    for ch in 0..<per {
-                        let cc = gi * per + ch, g = gamma[cc], b = beta[cc]
-                        for i in 0..<spatial {
-                            let k = base + ch * spatial + i
-                            po[k] = g * ((px[k] - mean) * inv) + b
+                sigma.withUnsafeMutableBufferPointer { psig in
+                    Parallel.chunks(groups, work: 4 * x.count) { range in for gi in range { for s in 0..<n {
+                        let base = (s * c + gi * per) * spatial
+                        let mean = Sums.sum(px.baseAddress! + base, m) / Double(m)
+                        let variance = Sums.squaredDeviations(px.baseAddress! + base, m, from: mean) / Double(m)
+                        let inv = 1 / (variance + eps).squareRoot()
+                        pi[s * groups + gi] = inv; pm[s * groups + gi] = mean
+                        for ch in 0..<per {
+                            let cc = gi * per + ch
+                            for i in 0..<spatial { let k = base + ch * spatial + i; po[k] = normalised(px, k, cc, mean, inv) }
                         }
-                    }
-                } } }
+                        if silu { Exponential.silu(po + base, po + base, sigma: records ? psig.baseAddress! + base : nil, count: m) }
+                    } } }
+                }
             } } }
         }
-        let inverse = invStd, mu = means
-        return operation("groupNorm", shape: x.shape, data: out, parents: [x, weight, bias]) { dy in
+        let inverse = invStd, mu = means, kept = sigma
+        return operation(op, shape: x.shape, data: out, parents: [x, weight, bias]) { dy in
             var gg = [Double](repeating: 0, count: c), gb = [Double](repeating: 0, count: c)
             let gx = uninitializedArray(dy.count) { px in
-                xv.withUnsafeBufferPointer { px0 in dy.withUnsafeBufferPointer { pd in
+                xv.withUnsafeBufferPointer { px0 in dy.withUnsafeBufferPointer { pdy in kept.withUnsafeBufferPointer { ps in
                     gg.withUnsafeMutableBufferPointer { pgg in gb.withUnsafeMutableBufferPointer { pgb in
-                        Parallel.chunks(groups, work: 4 * dy.count) { range in for gi in range { for s in 0..<n {
-                            let base = (s * c + gi * per) * spatial
-                            let inv = inverse[s * groups + gi], mean = mu[s * groups + gi]
-                            // Per channel: Σ dy and Σ dy·x̂ = (1/√(σ²+ε)) Σ dy·(x − μ); then Σ d̂ = γ Σ dy, Σ d̂·x̂ = γ Σ dy·x̂.
-                            var sumD = 0.0, sumDX = 0.0
-                            for ch in 0..<per {
-                                let cc = gi * per + ch, g = gamma[cc], k = base + ch * spatial
-                                let sb = Sums.sum(pd.baseAddress! + k, spatial)
-                                let sg = Sums.dotDeviations(pd.baseAddress! + k, px0.baseAddress! + k, spatial, from: mean) * inv
-                                sumD += g * sb; sumDX += g * sg
-                                pgg[cc] += sg; pgb[cc] += sb
-                            }
-                            let meanD = sumD / Double(m), meanDX = sumDX / Double(m)
-                            for ch in 0..<per {
-                                let g = gamma[gi * per + ch]
-                                for i in 0..<spatial {
-                                    let k = base + ch * spatial + i
-                                    px[k] = inv * (pd[k] * g - meanD - (px0[k] - mean) * inv * meanDX)
+                        Parallel.chunks(groups, work: 4 * dy.count) { range in
+                            // With SiLU: ∂L/∂a of one group at a time, in a buffer of this range's own.
+                            let da = UnsafeMutablePointer<Double>.allocate(capacity: silu ? m : 0)
+                            defer { da.deallocate() }
+                            for gi in range { for s in 0..<n {
+                                let base = (s * c + gi * per) * spatial
+                                let inv = inverse[s * groups + gi], mean = mu[s * groups + gi]
+                                var pd = pdy.baseAddress! + base
+                                if silu {
+                                    for ch in 0..<per {
+                                        let cc = gi * per + ch
+                                        for i in 0..<spatial {
+                                            let q = ch * spatial + i, k = base + q, a = normalised(px0, k, cc, mean, inv), sg = ps[k]
+                                            da[q] = pd[q] * (sg * (1 + a * (1 - sg)))
+                                        }
+                                    }
+                                    pd = UnsafePointer(da)
                                 }
-                            }
-                        } } }
+                                // Per channel: Σ dy and Σ dy·x̂ = (1/√(σ²+ε)) Σ dy·(x − μ); then Σ d̂ = γ Σ dy, Σ d̂·x̂ = γ Σ dy·x̂.
+                                var sumD = 0.0, sumDX = 0.0
+                                for ch in 0..<per {
+                                    let cc = gi * per + ch, g = gamma[cc], q = ch * spatial
+                                    let sb = Sums.sum(pd + q, spatial)
+                                    let sg = Sums.dotDeviations(pd + q, px0.baseAddress! + base + q, spatial, from: mean) * inv
+                                    sumD += g * sb; sumDX += g * sg
+                                    pgg[cc] += sg; pgb[cc] += sb
+                                }
+                                let meanD = sumD / Double(m), meanDX = sumDX / Double(m)
+                                for ch in 0..<per {
+                                    let g = gamma[gi * per + ch]
+                                    for i in 0..<spatial {
+                                        let q = ch * spatial + i, k = base + q
+                                        px[k] = inv * (pd[q] * g - meanD - (px0[k] - mean) * inv * meanDX)
+                                    }
+                                }
+                            } }
+                        }
                     } }
-                } }
+                } } }
             }
             return [gx, gg, gb]
         }

@@ -50,10 +50,10 @@ public final class ResidualBlock: Module {
 
     /// In training mode the dropout mask is drawn from `generator` (the caller owns the random state).
     public func callAsFunction(_ x: Tensor, _ temb: Tensor, training: Bool, generator: inout RandomGenerator) -> Tensor {
-        var h = conv1(norm1(x).silu())
+        var h = conv1(norm1.normalizedSiLU(x))
         let t = timeProjection(temb)
         h = h + t.reshaped([t.shape[0], t.shape[1], 1, 1])
-        h = conv2(norm2(h).silu()).dropout2d(probability: dropout, training: training, generator: &generator)
+        h = conv2(norm2.normalizedSiLU(h)).dropout2d(probability: dropout, training: training, generator: &generator)
         return ActivationTap.output(of: self, h + (residual.map { $0(x) } ?? x))
     }
 

@@ -58,6 +58,14 @@ public final class GroupNorm: Module {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         ActivationTap.output(of: self, Tensor.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps))
     }
+    /// `SiLU(GN(x))` as one operation (``Tensor/groupNormSiLU(_:groups:weight:bias:eps:)``): the same values
+    /// as `self(x).silu()`, bit for bit, with one pass and one activation-sized array fewer. While an
+    /// ``ActivationTap`` records, the two operations run one after the other, so that the normalisation's
+    /// output (and its gradient) is recorded as that of this module.
+    public func normalizedSiLU(_ x: Tensor) -> Tensor {
+        if ActivationTap.isRecording { return self(x).silu() }
+        return Tensor.groupNormSiLU(x, groups: groups, weight: weight, bias: bias, eps: eps)
+    }
 }
 
 /// Counts the multiply–adds of the matrix products a forward pass performs (convolutions, linear layers,

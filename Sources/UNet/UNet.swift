@@ -104,7 +104,7 @@ public final class UNet: Module {
             for block in level.blocks { h = run(block, h) }
             if let a = level.attention { h = a(h) }
         }
-        let out = finalConv(finalNorm(h).silu())
+        let out = finalConv(finalNorm.normalizedSiLU(h))
         return c.outputActivation == .sigmoid ? out.sigmoid() : out
     }
 

@@ -28,7 +28,7 @@ struct KernelTests {
     }
 
     /// Above Gemm.minimumSplitWork (2^20 multiply–adds) a product is split into row blocks (m ≥ n)
-    /// or column blocks (n > m), one per core. Entries in [0.5, 1] keep every sum free of
+    /// or column blocks (n > m), `Gemm.blocks` of them (4 here), spread over the cores. Entries in [0.5, 1] keep every sum free of
     /// cancellation, so rtol 1e-12 bounds rounding (k·ε ≈ 1.3e-14) while a misplaced block is O(1) off.
     @Test("dgemm split over cores", arguments: [
         GemmShape(m: 131, n: 70, k: 120), GemmShape(m: 131, n: 70, k: 120, transposeA: .transposed),
@@ -76,7 +76,7 @@ struct KernelTests {
         #expect(c.passed, "\(c)")
     }
 
-    /// A size at which the samples run concurrently, one per core (batch 2 on a 2-core machine).
+    /// A size at which the samples run concurrently: batch 2 is two lanes of one sample (`ConvolutionKernels.sampleLanes`).
     @Test func convolutionSplitOverCores() {
         let g = ConvGeometry(batch: 2, inChannels: 8, height: 16, width: 15, outChannels: 6, kernel: 3, stride: 1, padding: 1)
         var rng = RandomGenerator(seed: 43)
@@ -87,11 +87,11 @@ struct KernelTests {
         #expect(c.passed, "\(c)")
     }
 
-    /// The forward and backward kernels against the direct loops, on a 2-core machine: batch 3 at
-    /// 16×15 runs two samples concurrently (one per core, each summing its own share of dW) and the
-    /// third with its products split over the cores; batch 1 splits everything; 4×3 images run inline,
+    /// The forward and backward kernels against the direct loops: batch 3 at 16×15 runs three lanes
+    /// of one sample (spread over the cores, each summing its own share of dW); batch 1 splits
+    /// its products instead; 4×3 images run inline,
     /// both samples lowered as one group; 6×5 and stride-2 8×7 images run groups of several samples
-    /// per core (`ConvolutionKernels.groupSize`), batch 5 with one left over. Entries in [0.5, 1]
+    /// per lane (`ConvolutionKernels.groupSize`), batch 5 in four lanes of one or two samples. Entries in [0.5, 1]
     /// keep the sums free of cancellation, so rtol 1e-12 bounds rounding while a sample summed
     /// twice, dropped, or written to the wrong place is O(1) off.
     @Test("conv2d forward and backward vs direct loops", arguments: [
