@@ -3,17 +3,19 @@ import TestSupport
 import Testing
 import DDPM
 
+/// An untrained micro checkpoint (T = 20) in a new scratch folder: enough to check the wiring of every sampler option.
+func microSamplingCheckpoint() throws -> (dir: String, path: String, trainer: Trainer) {
+    let dir = scratchFolder()
+    var options = TrainingOptions()
+    options.batchSize = 2
+    let trainer = try Trainer(config: microConfiguration(), options: options, seed: 4)
+    try trainer.save(to: dir + "/c.h5")
+    return (dir, dir + "/c.h5", trainer)
+}
+
 @Suite("ddpm sample --sampler … and ddpm interpolate")
 struct SamplerCommandTests {
-    /// An untrained micro checkpoint (T = 20): enough to check the wiring of every option.
-    func checkpoint() throws -> (dir: String, path: String, trainer: Trainer) {
-        let dir = scratchFolder()
-        var options = TrainingOptions()
-        options.batchSize = 2
-        let trainer = try Trainer(config: microConfiguration(), options: options, seed: 4)
-        try trainer.save(to: dir + "/c.h5")
-        return (dir, dir + "/c.h5", trainer)
-    }
+    func checkpoint() throws -> (dir: String, path: String, trainer: Trainer) { try microSamplingCheckpoint() }
 
     @Test("the command runs the chosen sampler: its samples are the library's for the same choice and seed")
     func wiring() throws {

@@ -9,15 +9,7 @@ import HDF5
 
 @Suite("ddpm sample with the σ-view solvers")
 struct SolverCommandTests {
-    /// An untrained micro checkpoint (T = 20): enough to check the wiring of every solver name.
-    func checkpoint() throws -> (dir: String, path: String, trainer: Trainer) {
-        let dir = scratchFolder()
-        var options = TrainingOptions()
-        options.batchSize = 2
-        let trainer = try Trainer(config: microConfiguration(), options: options, seed: 4)
-        try trainer.save(to: dir + "/c.h5")
-        return (dir, dir + "/c.h5", trainer)
-    }
+    func checkpoint() throws -> (dir: String, path: String, trainer: Trainer) { try microSamplingCheckpoint() }
 
     static func solver(_ s: SigmaSolver, _ sigmas: SigmaScheduleKind = .karras(rho: 7), lowerOrderFinal: Bool = false,
                        steps: Int = 5) -> SamplerChoice {
