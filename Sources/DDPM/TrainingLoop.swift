@@ -124,13 +124,13 @@ public final class InterruptWatch: @unchecked Sendable {
 ///   (when a path is given) and `.interrupted` is thrown saying so; ``InterruptWatch/lastSignal`` names the
 ///   signal. A second SIGINT exits at once.
 /// - `heldOut`: held-out losses recorded in the trainer at the start and on its schedule, before any save.
+/// - `onProgress` is called after every step (a trailing closure is `onProgress`: `afterSave` comes after it).
 /// - `afterSave` is called after each checkpoint is saved (before an interrupt is reported): a caller's
 ///   files that follow the checkpoint (the loss figure). A failure there stops the loop; the checkpoint stays.
-/// - `onProgress` is called after every step.
 public enum TrainingLoop {
     public static func run(_ trainer: Trainer, images: Tensor, until: Int, checkpointEvery: Int = 0, checkpoint: String?,
-                           heldOut: HeldOutSchedule? = nil, afterSave: (Trainer) throws -> Void = { _ in },
-                           onProgress: (TrainingProgress) -> Void = { _ in }) throws {
+                           heldOut: HeldOutSchedule? = nil, onProgress: (TrainingProgress) -> Void = { _ in },
+                           afterSave: (Trainer) throws -> Void = { _ in }) throws {
         guard checkpointEvery >= 0 else { throw DDPMError(.invalidValue, "checkpoint interval: expected 0 or a positive number, got \(checkpointEvery)") }
         if let h = heldOut {
             guard h.every >= 0 else { throw DDPMError(.invalidValue, "held-out interval: expected 0 or a positive number, got \(h.every)") }

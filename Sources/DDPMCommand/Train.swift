@@ -180,10 +180,9 @@ struct Train: FileCommand {
     static func loop(_ trainer: Trainer, images: Tensor, until: Int, checkpointEvery: Int, out: String?, label: String = "train",
                      heldOut: HeldOutSchedule? = nil, afterSave: (Trainer) throws -> Void = { _ in }) throws {
         let progress = Progress(label, total: until)
-        try TrainingLoop.run(trainer, images: images, until: until, checkpointEvery: checkpointEvery, checkpoint: out,
-                             heldOut: heldOut, afterSave: afterSave) { p in
-            progress.update(p.step, loss: p.smoothedLoss, heldOut: trainer.heldOutHistory.last?.loss)
-        }
+        try TrainingLoop.run(trainer, images: images, until: until, checkpointEvery: checkpointEvery, checkpoint: out, heldOut: heldOut,
+                             onProgress: { p in progress.update(p.step, loss: p.smoothedLoss, heldOut: trainer.heldOutHistory.last?.loss) },
+                             afterSave: afterSave)
     }
 }
 

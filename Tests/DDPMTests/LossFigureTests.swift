@@ -134,6 +134,26 @@ struct LossFigureTests {
         expectError(.malformedFile, mentioning: ["/training/held_out_history/step", "checkpoint's step 3", "found 4"]) { _ = try Trainer.load(from: dir + "/late.h5") }
     }
 
+    @Test("TrainingLoop: afterSave runs after each checkpoint is on disk, and held-out points are recorded before each save")
+    func afterSaveFollowsEachCheckpoint() throws {
+        let data = digits8(8)
+        var options = TrainingOptions(); options.batchSize = 2
+        let trainer = try Trainer(config: microConfiguration(), options: options, seed: 1)
+        let path = scratchFolder() + "/c.h5"
+        var seen: [(step: Int, onDisk: Int, heldOut: [Int])] = []
+        var progressSteps: [Int] = []
+        try TrainingLoop.run(trainer, images: data, until: 5, checkpointEvery: 2, checkpoint: path,
+                             heldOut: HeldOutSchedule(images: data.slice(axis: 0, start: 0, length: 3), seed: 1, every: 2)) { p in
+            progressSteps.append(p.step)
+        } afterSave: { t in
+            let onDisk = try Trainer.load(from: path)
+            seen.append((t.step, onDisk.step, onDisk.heldOutHistory.map(\.step)))
+        }
+        #expect(progressSteps == [1, 2, 3, 4, 5])
+        #expect(seen.map(\.step) == [2, 4, 5] && seen.map(\.onDisk) == [2, 4, 5], "\(seen)")
+        #expect(seen.map(\.heldOut) == [[0, 2], [0, 2, 4], [0, 2, 4, 5]], "\(seen)")
+    }
+
     @Test("the held-out loss in batches is the one-batch loss (batch means weighted by their sizes)")
     func batchedHeldOutLoss() throws {
         let data = digits8(7)
