@@ -45,6 +45,12 @@ struct Evaluate: FileCommand {
         try requireRange("--samples", samples, 0...Int.max, "0 or a positive number")
         _ = try seedValue(seed)
         _ = try sampling.choice()
+        // The σ-view solvers' own options need a solver --sampler (`choice()` refuses them otherwise).
+        let given = [("--sampler", sampling.sampler != "ancestral"), ("--steps", sampling.steps != nil), ("--spacing", sampling.spacing != nil),
+                     ("--eta", sampling.eta != nil), ("--threshold", sampling.threshold != nil), ("--epsilon", sampling.epsilon != nil),
+                     ("--set-alpha-to-one/--no-set-alpha-to-one", sampling.setAlphaToOne != nil)].filter(\.1).map(\.0)
+        try refuseIfGiven(samples == 0 && !given.isEmpty, given.joined(separator: ", "),
+                          (given.count == 1 ? "applies" : "apply") + " to the samples, and --samples 0 draws none")
     }
 
     func files() throws -> OutputPlan {

@@ -138,7 +138,7 @@ struct Train: FileCommand {
         let schedule = heldOutImages.map { HeldOutSchedule(images: $0, seed: Self.heldOutSeed, every: checkpointEvery, batchSize: trainer.options.batchSize) }
         let figure = figurePath
         let title = "training loss per step (\(trainer.config.diffusion.lossType.rawValue), batch \(trainer.options.batchSize))"
-            + (heldOut.map { "; held-out: \(heldOutImages!.shape[0]) images of \(URL(fileURLWithPath: $0).lastPathComponent), t and ε from seed \(Self.heldOutSeed)" } ?? "")
+            + (heldOut.map { "; held-out: \(heldOutImages!.shape[0]) images of \(URL(fileURLWithPath: $0).lastPathComponent)" } ?? "")
         try Self.loop(trainer, images: images, until: steps, checkpointEvery: checkpointEvery, out: out, heldOut: schedule) { t in
             if let figure { try writeText(LossCurve.svg(t.lossHistory, heldOut: t.heldOutHistory, title: title), to: figure) }
         }

@@ -249,5 +249,7 @@ struct EvaluateSampleStatisticsTests {
         try expectUserError(["evaluate", "--checkpoint", checkpoint, "--data", dir + "/data.h5", "--samples", "-1"], "--samples: expected 0 or a positive number, got -1")
         try expectUserError(["evaluate", "--checkpoint", checkpoint, "--data", dir + "/data.h5", "--steps", "50"], "--steps: expected between 1 and 10")
         try expectUserError(["evaluate", "--checkpoint", checkpoint, "--data", dir + "/data.h5", "--sampler", "bogus"], "--sampler 'bogus'")
+        try expectUserError(["evaluate", "--checkpoint", checkpoint, "--data", dir + "/data.h5", "--samples", "0", "--sampler", "ddim", "--steps", "4"],
+                            "--sampler, --steps apply to the samples, and --samples 0 draws none")
     }
 }
