@@ -210,6 +210,24 @@ def put(g, name, data, **attrs):
     return d
 
 
+def group(f, name, source, attrs, datasets):
+    """One group: string attribute `source`, float64 scalar attributes, then the datasets in the given order."""
+    g = f.create_group(name)
+    g.attrs["source"] = source
+    for k, v in attrs.items():
+        g.attrs[k] = v
+    for k, v in datasets.items():
+        put(g, k, v)
+    return g
+
+
+def checked_ddim_step(name, x_t, eps, ab_t, ab_prev):
+    """ddim_step, asserted against its closed form (rtol 1e-12). Returns (x0_pred, x_prev)."""
+    x0, x_prev = ddim_step(x_t, eps, ab_t, ab_prev)
+    check(f"{name}: x_prev vs closed form", x_prev, ddim_step_closed_form(x_t, eps, ab_t, ab_prev), 1e-12)
+    return x0, x_prev
+
+
 def fmt(x):
     """0 -> '0', 0.7 -> '0.7', 3.0 -> '3' (dataset and group names)."""
     return f"{x:g}"
@@ -295,59 +313,38 @@ def main():
         assert np.abs(g["guided_w3_phi0.7"][()] - g["guided_w3_phi0"][()]).max() > 0.05
 
         # ------------------------------------------------------------ /ddim_step
-        g = f.create_group("ddim_step")
-        g.attrs["source"] = ("Song et al. 2021 eq. 12 (DDIM, eta = 0, no clipping) from the classifier-free guided eps, "
-                             "paper convention Ho & Salimans 2022 eq. 6 with w = 3 (s = 4), phi = 0; Ho et al. 2020 linear "
-                             "beta = linspace(1e-4, 0.02, 1000), alpha_bar = cumprod(1 - beta), 0-based t = 500 -> 450")
-        for k, v in dict(t=float(T_STEP), t_prev=float(T_PREV), w=3.0, s=4.0, alpha_bar_t=ab_t, alpha_bar_prev=ab_prev).items():
-            g.attrs[k] = v
         eps_g = cfg_paper(dd_eps_c, dd_eps_u, 3.0)
         check("ddim_step: paper vs scale convention", eps_g, cfg_scale(dd_eps_c, dd_eps_u, 4.0), 1e-14)
-        x0, x_prev = ddim_step(dd_x_t, eps_g, ab_t, ab_prev)
-        check("ddim_step: x_prev vs closed form", x_prev, ddim_step_closed_form(dd_x_t, eps_g, ab_t, ab_prev), 1e-12)
-        put(g, "x_t", dd_x_t)
-        put(g, "eps_c", dd_eps_c)
-        put(g, "eps_u", dd_eps_u)
-        put(g, "eps_guided", eps_g)
-        put(g, "x0_pred", x0)
-        put(g, "x_prev", x_prev)
+        x0, x_prev = checked_ddim_step("ddim_step", dd_x_t, eps_g, ab_t, ab_prev)
+        group(f, "ddim_step",
+              "Song et al. 2021 eq. 12 (DDIM, eta = 0, no clipping) from the classifier-free guided eps, paper "
+              "convention Ho & Salimans 2022 eq. 6 with w = 3 (s = 4), phi = 0; Ho et al. 2020 linear beta = "
+              "linspace(1e-4, 0.02, 1000), alpha_bar = cumprod(1 - beta), 0-based t = 500 -> 450",
+              dict(t=float(T_STEP), t_prev=float(T_PREV), w=3.0, s=4.0, alpha_bar_t=ab_t, alpha_bar_prev=ab_prev),
+              dict(x_t=dd_x_t, eps_c=dd_eps_c, eps_u=dd_eps_u, eps_guided=eps_g, x0_pred=x0, x_prev=x_prev))
 
         # ------------------------------------------------------------ /classifier_mean
-        g = f.create_group("classifier_mean")
-        g.attrs["source"] = ("Dhariwal & Nichol 2021 Algorithm 1 (guided-diffusion condition_mean): mean_shifted = "
-                             "mu + s Sigma grad_x log p_phi(y|x_t); x_prev = mean_shifted + sqrt(Sigma) z; "
-                             "s stored as attributes s and scale")
-        g.attrs["s"] = 2.0
-        g.attrs["scale"] = 2.0
         shifted = condition_mean(cm_mean, cm_var, cm_grad, 2.0)
         x_prev = shifted + np.sqrt(cm_var) * cm_noise
         # cross-check: the same draw as mu + Sigma (s grad) + exp(log Sigma / 2) z (guided-diffusion's form)
         check("classifier_mean: x_prev vs exp(log var / 2) form",
               x_prev, cm_mean + cm_var * (2.0 * cm_grad) + np.exp(0.5 * np.log(cm_var)) * cm_noise, 1e-14)
-        put(g, "x_t", cm_x_t)
-        put(g, "mean", cm_mean)
-        put(g, "variance", cm_var)
-        put(g, "grad", cm_grad)
-        put(g, "noise", cm_noise)
-        put(g, "mean_shifted", shifted)
-        put(g, "x_prev", x_prev)
+        group(f, "classifier_mean",
+              "Dhariwal & Nichol 2021 Algorithm 1 (guided-diffusion condition_mean): mean_shifted = mu + s Sigma "
+              "grad_x log p_phi(y|x_t); x_prev = mean_shifted + sqrt(Sigma) z; s stored as attributes s and scale",
+              dict(s=2.0, scale=2.0),
+              dict(x_t=cm_x_t, mean=cm_mean, variance=cm_var, grad=cm_grad, noise=cm_noise,
+                   mean_shifted=shifted, x_prev=x_prev))
 
         # ------------------------------------------------------------ /classifier_score
-        g = f.create_group("classifier_score")
-        g.attrs["source"] = ("Dhariwal & Nichol 2021 Algorithm 2 (guided-diffusion condition_score): eps_guided = "
-                             "eps - sqrt(1 - alpha_bar_t) s grad_x log p_phi(y|x_t); then Song et al. 2021 eq. 12 "
-                             "(eta = 0, no clipping); schedule as /ddim_step; s stored as attributes s and scale")
-        for k, v in dict(t=float(T_STEP), t_prev=float(T_PREV), alpha_bar_t=ab_t, alpha_bar_prev=ab_prev, s=2.0, scale=2.0).items():
-            g.attrs[k] = v
         eps_g = condition_score(cs_eps, cs_grad, ab_t, 2.0)
-        x0, x_prev = ddim_step(cs_x_t, eps_g, ab_t, ab_prev)
-        check("classifier_score: x_prev vs closed form", x_prev, ddim_step_closed_form(cs_x_t, eps_g, ab_t, ab_prev), 1e-12)
-        put(g, "x_t", cs_x_t)
-        put(g, "eps", cs_eps)
-        put(g, "grad", cs_grad)
-        put(g, "eps_guided", eps_g)
-        put(g, "x0_pred", x0)
-        put(g, "x_prev", x_prev)
+        x0, x_prev = checked_ddim_step("classifier_score", cs_x_t, eps_g, ab_t, ab_prev)
+        group(f, "classifier_score",
+              "Dhariwal & Nichol 2021 Algorithm 2 (guided-diffusion condition_score): eps_guided = eps - "
+              "sqrt(1 - alpha_bar_t) s grad_x log p_phi(y|x_t); then Song et al. 2021 eq. 12 (eta = 0, no "
+              "clipping); schedule as /ddim_step; s stored as attributes s and scale",
+              dict(t=float(T_STEP), t_prev=float(T_PREV), alpha_bar_t=ab_t, alpha_bar_prev=ab_prev, s=2.0, scale=2.0),
+              dict(x_t=cs_x_t, eps=cs_eps, grad=cs_grad, eps_guided=eps_g, x0_pred=x0, x_prev=x_prev))
 
         # ------------------------------------------------------------ /mixture
         g = f.create_group("mixture")
