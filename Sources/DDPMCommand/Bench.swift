@@ -19,10 +19,10 @@ struct Bench: FileCommand {
     @Option(help: "Batch sizes to time, comma-separated.") var batches: String = "1,8"
     @Option(help: "Timed runs per measurement (the minimum is reported).") var runs: Int = 3
     @Option(help: "Side of the square matrices for the DGEMM reference rate.") var gemmSize: Int = 2048
-    @Option(name: .customLong("sample-steps"), help: "Also time DDIM sampling (η = 0, improved-diffusion 'ddimN', T = 1000) of 8 images in N sampling steps, against N × the batch-8 forward time + 5 % (0: skip).")
+    @Option(help: "Also time DDIM sampling (η = 0, improved-diffusion 'ddimN', T = 1000) of 8 images in this many steps, against N × the batch-8 forward time + 5 % (0: skip).")
     var ddimSteps: Int = 0
 
-    /// T of the diffusion `--sample-steps` samples from.
+    /// T of the diffusion `--ddim-steps` samples from.
     static let ddimTimesteps = 1000
 
     func batchSizes() throws -> [Int] {
@@ -34,7 +34,7 @@ struct Bench: FileCommand {
     func checkOptions() throws {
         try requireRange("--runs", runs, 1...Int.max)
         try requireRange("--gemm-size", gemmSize, 1...Int.max)
-        try requireRange("--sample-steps", ddimSteps, 0...Self.ddimTimesteps, "0 (no DDIM timing) or a number of steps from 1 to \(Self.ddimTimesteps)")
+        try requireRange("--ddim-steps", ddimSteps, 0...Self.ddimTimesteps, "0 (no DDIM timing) or a number of steps from 1 to \(Self.ddimTimesteps)")
         if ddimSteps > 0 { _ = try Respacing.improvedDiffusionTimesteps(timesteps: Self.ddimTimesteps, sectionCounts: "ddim\(ddimSteps)") }
         _ = try batchSizes()
         _ = try network.configuration()

@@ -5,7 +5,8 @@ import Foundation
 /// that every subcommand keeps it: one meaning per name).
 let optionNames = """
 Names: an option means the same in every command that has it. --train-steps: optimisation steps (train, \
-demo). --sample-steps: reverse (sampling) steps N of a chain (sample, interpolate, bench). --timesteps: the \
+demo). --sample-steps: reverse (sampling) steps N of a chain (sample, interpolate; bench's timing \
+switches name the sampler they time, --ddim-steps). --timesteps: the \
 diffusion's T. --out: the file or folder a command writes (required except by demo, which writes demo-out, and \
 evaluate, whose report is optional; no command writes into Notes/ unless told to). --count: how many samples a command draws. --images: how many \
 images of its data a command uses. --bound-images: how many held-out images the bound of demo and figures \
@@ -15,7 +16,7 @@ and test network, 1×16×16, 500,289 parameters), demo (the demo's network, 1×1
 seed's, 3×32×32, 20,912,259); train, params and bench start from default, golden export from golden.
 
 Old spellings still work and print one note line on stderr: --steps (now --train-steps in train and demo, \
---sample-steps in sample and interpolate), bench --ddim-steps (--sample-steps), sampler-figures --out-dir \
+--sample-steps in sample and interpolate), sampler-figures --out-dir \
 (--out), weights --gamma (--min-snr), golden export --batch (--batch-size), data digits --size \
 (--image-size), evaluate --count (--images), and the presets tiny (golden) and small (demo).
 """
@@ -30,7 +31,6 @@ struct RenamedOption: Sendable {
 let renamedOptions: [RenamedOption] = [
     RenamedOption(commands: ["train", "demo"], old: "--steps", new: "--train-steps"),
     RenamedOption(commands: ["sample", "interpolate"], old: "--steps", new: "--sample-steps"),
-    RenamedOption(commands: ["bench"], old: "--ddim-steps", new: "--sample-steps"),
     RenamedOption(commands: ["sampler-figures"], old: "--out-dir", new: "--out"),
     RenamedOption(commands: ["weights"], old: "--gamma", new: "--min-snr"),
     RenamedOption(commands: ["golden export"], old: "--batch", new: "--batch-size"),

@@ -573,7 +573,7 @@ struct OutputRuleDefectTests {
         try expectUserError(sample + ["--sample-steps", "5", "--spacing", "sections:"], "--spacing 'sections:'")
         try expectUserError(sample + ["--threshold", "clip:"], "--threshold 'clip:'")
         try expectUserError(sample + ["--threshold", "dynamic:"], "--threshold 'dynamic:'")
-        for bench in [["--sample-steps", "-5"], ["--sample-steps", "2000"], ["--preset", "bogus"]] {
+        for bench in [["--ddim-steps", "-5"], ["--ddim-steps", "2000"], ["--preset", "bogus"]] {
             let r = try runDDPM(["bench", "--runs", "1"] + bench)
             #expect(r.status == 1 && r.stdout.isEmpty && r.stderr.hasPrefix("error: "), "bench \(bench): the DGEMM timing ran first or no error: \(r.stdout) \(r.stderr)")
         }
