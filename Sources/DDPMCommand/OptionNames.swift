@@ -1,4 +1,5 @@
 import ArgumentParser
+import DDPM
 import Foundation
 
 /// The naming scheme of the options, stated once in `ddpm --help` (Tests/DDPMTests/OptionNameTests checks
@@ -38,8 +39,8 @@ let renamedOptions: [RenamedOption] = [
     RenamedOption(commands: ["evaluate"], old: "--count", new: "--images"),
 ]
 
-/// Renamed presets (old name → new name), for every `--preset` (the library's `Presets.network` reads both).
-let renamedPresets: [(old: String, new: String)] = [("tiny", "golden"), ("small", "demo")]
+/// Renamed presets (old name → new name) for every `--preset`: the library's table (`Presets.network` reads both).
+let renamedPresets: [(old: String, new: String)] = Presets.renamed.sorted { $0.key > $1.key }.map { (old: $0.key, new: $0.value) }
 
 /// The subcommand words a command line starts with ("golden export"), by the command tree of `root`
 /// (with no subcommand word, the default subcommand's name).
