@@ -40,7 +40,7 @@ struct LossFigureTests {
         let dir = scratchFolder()
         try writeImages(dir + "/data.h5"); try writeHeldOut(dir + "/ho.h5")
         let r = try runDDPM(["train", "--data", dir + "/data.h5", "--held-out", dir + "/ho.h5", "--out", dir + "/c.h5",
-                             "--steps", "5", "--checkpoint-every", "2"] + tinyRun)
+                             "--train-steps", "5", "--checkpoint-every", "2"] + tinyRun)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("wrote \(dir)/c.h5 and \(dir)/c.loss.svg at step 5; held-out loss "), "\(r.stdout)")
         let svg = try String(contentsOfFile: dir + "/c.loss.svg", encoding: .utf8)
@@ -66,11 +66,11 @@ struct LossFigureTests {
         let dir = scratchFolder()
         try writeImages(dir + "/data.h5"); try writeHeldOut(dir + "/ho.h5")
         let base = ["train", "--data", dir + "/data.h5", "--held-out", dir + "/ho.h5", "--checkpoint-every", "2"]
-        let first = try runDDPM(base + ["--out", dir + "/c.h5", "--steps", "4"] + tinyRun)
+        let first = try runDDPM(base + ["--out", dir + "/c.h5", "--train-steps", "4"] + tinyRun)
         #expect(first.status == 0, "\(first.stderr)")
         let before = try Trainer.load(from: dir + "/c.h5")
         // No --force: the default figure of a checkpoint resumed in place is replaced with it.
-        let resumed = try runDDPM(base + ["--resume", dir + "/c.h5", "--out", dir + "/c.h5", "--steps", "7"])
+        let resumed = try runDDPM(base + ["--resume", dir + "/c.h5", "--out", dir + "/c.h5", "--train-steps", "7"])
         #expect(resumed.status == 0, "\(resumed.stderr)")
         let (line, heldOut) = lossFigureContents(try String(contentsOfFile: dir + "/c.loss.svg", encoding: .utf8))
         print("after resume: polyline points \(line.count), held-out circles \(heldOut.map(\.step))")
@@ -81,7 +81,7 @@ struct LossFigureTests {
         #expect(Array(after.heldOutHistory.prefix(3)) == before.heldOutHistory)
         // The same seven steps in one run: the same weights, losses and held-out points, bit for bit (the
         // held-out loss and the figure take nothing from the training's random streams).
-        let straight = try runDDPM(base + ["--out", dir + "/s.h5", "--steps", "7"] + tinyRun)
+        let straight = try runDDPM(base + ["--out", dir + "/s.h5", "--train-steps", "7"] + tinyRun)
         #expect(straight.status == 0, "\(straight.stderr)")
         let s = try Trainer.load(from: dir + "/s.h5")
         #expect(s.network.parameters.map(\.data) == after.network.parameters.map(\.data))
@@ -94,7 +94,7 @@ struct LossFigureTests {
         let dir = scratchFolder()
         try writeImages(dir + "/data.h5")
         try "precious".write(toFile: dir + "/c.loss.svg", atomically: false, encoding: .utf8)
-        let run = ["train", "--data", dir + "/data.h5", "--out", dir + "/c.h5", "--steps", "1"] + tinyRun
+        let run = ["train", "--data", dir + "/data.h5", "--out", dir + "/c.h5", "--train-steps", "1"] + tinyRun
         let before = snapshot(dir)
         try expectUserError(run, "--loss-figure \(dir)/c.loss.svg: exists and was not written by this run; it is kept; pass --force to replace it")
         #expect(snapshot(dir) == before)
@@ -102,11 +102,11 @@ struct LossFigureTests {
         let named = try runDDPM(run + ["--loss-figure", dir + "/named.svg"])
         #expect(named.status == 0 && FileManager.default.fileExists(atPath: dir + "/named.svg"), "\(named.stderr)")
         #expect(try String(contentsOfFile: dir + "/c.loss.svg", encoding: .utf8) == "precious")
-        let none = try runDDPM(["train", "--data", dir + "/data.h5", "--out", dir + "/d.h5", "--steps", "1", "--no-loss-figure"] + tinyRun)
+        let none = try runDDPM(["train", "--data", dir + "/data.h5", "--out", dir + "/d.h5", "--train-steps", "1", "--no-loss-figure"] + tinyRun)
         #expect(none.status == 0 && !FileManager.default.fileExists(atPath: dir + "/d.loss.svg"), "\(none.stderr)")
         try expectUserError(run + ["--force", "--loss-figure", dir + "/x.svg", "--no-loss-figure"], "contradict")
         // Resuming into a new checkpoint: its default figure is new; an explicit existing figure needs --force even in place.
-        try expectUserError(["train", "--data", dir + "/data.h5", "--resume", dir + "/c.h5", "--out", dir + "/c.h5", "--steps", "2",
+        try expectUserError(["train", "--data", dir + "/data.h5", "--resume", dir + "/c.h5", "--out", dir + "/c.h5", "--train-steps", "2",
                              "--loss-figure", dir + "/named.svg"], "pass --force")
         try expectUserError(run + ["--force", "--held-out", dir + "/missing.h5"], "missing.h5")
     }
@@ -222,8 +222,8 @@ struct EvaluateSampleStatisticsTests {
     func statisticsOfTheSameSamples() throws {
         let dir = scratchFolder()
         let checkpoint = try makeCheckpoint(dir)
-        for sampler in [[String](), ["--sampler", "ddim", "--steps", "4"]] {
-            let e = try runDDPM(["evaluate", "--checkpoint", checkpoint, "--data", dir + "/data.h5", "--count", "5", "--samples", "3", "--seed", "4"] + sampler)
+        for sampler in [[String](), ["--sampler", "ddim", "--sample-steps", "4"]] {
+            let e = try runDDPM(["evaluate", "--checkpoint", checkpoint, "--data", dir + "/data.h5", "--images", "5", "--samples", "3", "--seed", "4"] + sampler)
             #expect(e.status == 0, "\(e.stderr)")
             print(e.stdout)
             #expect(e.stderr.contains("evaluate: 3 samples × \(sampler.isEmpty ? 10 : 4) sampler steps"), "\(e.stderr)")
@@ -244,12 +244,12 @@ struct EvaluateSampleStatisticsTests {
                 #expect(e.stdout.contains(expected), "missing '\(expected)' in \(e.stdout)")
             }
         }
-        let none = try runDDPM(["evaluate", "--checkpoint", checkpoint, "--data", dir + "/data.h5", "--count", "2", "--samples", "0"])
+        let none = try runDDPM(["evaluate", "--checkpoint", checkpoint, "--data", dir + "/data.h5", "--images", "2", "--samples", "0"])
         #expect(none.status == 0 && !none.stdout.contains("mean pixel") && !none.stderr.contains("samples ×"), "\(none.stdout)")
         try expectUserError(["evaluate", "--checkpoint", checkpoint, "--data", dir + "/data.h5", "--samples", "-1"], "--samples: expected 0 or a positive number, got -1")
-        try expectUserError(["evaluate", "--checkpoint", checkpoint, "--data", dir + "/data.h5", "--steps", "50"], "--steps: expected between 1 and 10")
+        try expectUserError(["evaluate", "--checkpoint", checkpoint, "--data", dir + "/data.h5", "--sample-steps", "50"], "--sample-steps: expected between 1 and 10")
         try expectUserError(["evaluate", "--checkpoint", checkpoint, "--data", dir + "/data.h5", "--sampler", "bogus"], "--sampler 'bogus'")
-        try expectUserError(["evaluate", "--checkpoint", checkpoint, "--data", dir + "/data.h5", "--samples", "0", "--sampler", "ddim", "--steps", "4"],
-                            "--sampler, --steps apply to the samples, and --samples 0 draws none")
+        try expectUserError(["evaluate", "--checkpoint", checkpoint, "--data", dir + "/data.h5", "--samples", "0", "--sampler", "ddim", "--sample-steps", "4"],
+                            "--sampler, --sample-steps apply to the samples, and --samples 0 draws none")
     }
 }
