@@ -9,8 +9,14 @@
 @_exported import TensorIO
 @_exported import UNet
 
-extension UNet: NoisePredictor {
+/// The U-Net takes labels when its configuration has classes (`label_emb`); an unconditional U-Net has
+/// ``ConditionalNoisePredictor/classCount`` 0 and accepts only the null label 0 (which it ignores).
+extension UNet: ConditionalNoisePredictor {
+    public var classCount: Int { configuration.classes ?? 0 }
     public func predictNoise(_ x: Tensor, at t: [Int]) -> Tensor { self(x, t) }
+    public func predictNoise(_ x: Tensor, at t: [Int], labels: [Int]) -> Tensor {
+        labelEmbedding == nil ? self(x, t) : self(x, t, labels: labels)
+    }
 }
 
 /// A denoising diffusion probabilistic model: a noise predictor and a diffuser, wired as the seed wires them.
