@@ -14,7 +14,8 @@ struct TrainClassifier: FileCommand {
         adaptive pooled head; without --preset it is the small preset's encoder at the data's channels and side. \
         The diffusion options must be those of the model the classifier will guide (`ddpm sample --classifier` \
         checks T and the schedule). --held-out prints the accuracy on another labelled file at one uniform t per \
-        image, overall and per quarter of the timesteps.
+        image, overall and per quarter of the timesteps. --classes K is the classifier's number of classes (default: \
+        the largest training label + 1); the classifier has no label embedding.
         """)
 
     @Option(help: "HDF5 file of training images with a dataset 'labels' (one class 0 ..< K per image).") var data: String
@@ -24,7 +25,6 @@ struct TrainClassifier: FileCommand {
     @Option(parsing: .unconditional, help: "Images per step.") var batchSize: Int = 32
     @Option(parsing: .unconditional, help: "Adam learning rate, in (0, 1] (guided-diffusion's classifier: 3e-4).") var lr: Double = 3e-4
     @Option(parsing: .unconditional, help: "Seed of the weights and of all training randomness.") var seed: Int = 0
-    @Option(parsing: .unconditional, help: "K, the number of classes (default: the largest training label + 1).") var classes: Int?
     @Option(parsing: .unconditional, help: "Write the checkpoint every this many steps (0: only at the end).") var checkpointEvery: Int = 500
     @Flag(help: "Replace --out if it exists.") var force = false
     @OptionGroup var network: NetworkOptions
@@ -40,7 +40,7 @@ struct TrainClassifier: FileCommand {
         try requireRange("--steps", steps, 1...Int.max)
         try requireRange("--checkpoint-every", checkpointEvery, 0...Int.max, "0 or a positive number")
         if let t = diffusion.timesteps { try requireRange("--timesteps", t, 1...Int.max) }
-        if let classes { try requireRange("--classes", classes, 2...widthLimit) }
+        if let classes = network.classes { try requireRange("--classes", classes, 2...widthLimit) }
         try naming(["learning rate": "--lr", "batch size": "--batch-size"]) { try options.validate() }
         _ = try seedValue(seed)
         let o = diffusion.objective
@@ -67,7 +67,9 @@ struct TrainClassifier: FileCommand {
             try requireWidth("--data \(data) images' channels", shape[1]); try requireWidth("--data \(data) images' side", shape[2])
             base.channels = shape[1]; base.imageSize = shape[2]; base.attentionResolutions = [shape[2] / 2]
         }
-        return try network.configuration(startingFrom: base)
+        var c = try network.configuration(startingFrom: base)
+        c.classes = nil   // --classes is K of the classifier's output, not a label embedding
+        return c
     }
 
     func footprint() throws -> Footprint {
@@ -91,7 +93,7 @@ struct TrainClassifier: FileCommand {
         let c = try networkConfiguration()
         let d = try diffusion.configuration()
         let train = try Self.labelled("--data", data, c, range: d.dataRange)
-        let k = classes ?? max(2, (train.labels.max() ?? 0) + 1)
+        let k = network.classes ?? max(2, (train.labels.max() ?? 0) + 1)
         let trainer = try ClassifierTrainer(config: ModelConfiguration(network: c, diffusion: d), classes: k, options: options, seed: try seedValue(seed))
         try trainer.checkLabels(train.labels, images: train.images, "--data \(data)")
         let heldOut = try self.heldOut.map { path in

@@ -58,6 +58,9 @@ public final class EncoderUNet: Module {
         guard !c.outputsVariance, c.outputActivation == .identity else {
             throw DDPMError(.invalidConfiguration, "classifier: the output variance and output activation describe an image output; a classifier has none (got outputsVariance \(c.outputsVariance), activation \(c.outputActivation.rawValue))")
         }
+        guard c.classes == nil else {
+            throw DDPMError(.invalidConfiguration, "classifier: a label embedding (\(c.classes!) classes) would condition p(y | x_t, t) on the class it predicts; give the configuration no classes")
+        }
         configuration = c; self.classes = classes; self.pooling = pooling
         var g = RandomGenerator(seed: seed)
         dropoutGenerator = RandomGenerator(seed: seed ^ 0xD1B5_4A32_D192_ED03)

@@ -6,8 +6,7 @@ import TestSupport
 import Tensors
 import Testing
 
-/// `Fixtures/guidance.h5`, written by `Fixtures/make_guidance_fixtures.py` (numpy, independent of this code).
-let guidanceFixture = FixtureFile("guidance.h5")
+// `guidanceFixture` (Fixtures/guidance.h5) is declared in GuidanceTests.swift.
 
 /// A network that outputs a fixed tensor (whatever x and t are).
 final class FixedPredictor: NoisePredictor {
