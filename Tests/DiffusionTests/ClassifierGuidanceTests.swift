@@ -134,6 +134,29 @@ struct ClassifierGuidanceChainTests {
         #expect(guided.predictedStart.data == plain.predictedStart.data, "x̂_0 is not guided")
     }
 
+    @Test("the two forms on the ancestral chain (no clipping): Algorithm 1 shifts μ by s β̃_t g, Algorithm 2's ε̂ − √(1−ᾱ_t) s g shifts it by s (β_t/√α_t) g")
+    func formsCompared() throws {
+        let base = try GaussianDiffusion(timesteps: 1000, clipDenoised: false)
+        let model = AffineNoisePredictor(channels: 1, timesteps: 1000, seed: 3)
+        let classifier = LinearClassifier(gradient: grad)
+        let z = randomTensor([2, 1, 4, 4], seed: 24), t = [500, 500], s = 2.0
+        let plain = try withoutGradients { try base.denoise(model: model, x, at: t, noise: z) }.sample
+        let mean = try withoutGradients {
+            try base.denoise(model: model, x, at: t, noise: z, condition: try ClassifierMeanGuidance(classifier: classifier, labels: [0], scale: s))
+        }.sample
+        let score = try withoutGradients {
+            try base.denoise(model: try ClassifierScoreGuidance(model: model, classifier: classifier, diffusion: base, labels: [0], scale: s), x, at: t, noise: z)
+        }.sample
+        let beta = base.tables.betas[500], tildeBeta = base.tables.posteriorVariance[500]
+        // The difference of two O(1) steps carries their rounding: compare at rtol 1e-10 relative to the shift.
+        let tol = Tolerance(rtol: 1e-10, atol: 1e-15)
+        let c1 = Comparison("mean form − plain vs s β̃_t g", actual: (mean - plain).data, expected: (grad * (s * tildeBeta)).data, tolerance: tol)
+        let c2 = Comparison("score form − plain vs s β_t/√α_t g", actual: (score - plain).data, expected: (grad * (s * beta / (1 - beta).squareRoot())).data, tolerance: tol)
+        print("check \(c1)\ncheck \(c2)\nratio of the shifts at t = 500: \(beta / (1 - beta).squareRoot() / tildeBeta)")
+        #expect(c1.passed, "\(c1)")
+        #expect(c2.passed, "\(c2)")
+    }
+
     @Test("refusals: an x_0-predicting model for condition_score, a class the classifier lacks, no labels, a diffuser without a Gaussian step")
     func refusals() throws {
         let classifier = LinearClassifier(gradient: grad)
