@@ -81,6 +81,24 @@ struct ConditionalTests {
         expectError(.invalidValue, mentioning: ["class 4", "0 ..< 3"]) { try straight.trainStep(on: x, labels: [4] + labels.dropFirst()) }
     }
 
+    @Test("on the conditional U-Net: w = 0 is the conditional output bit for bit (the batch of 2N leaves each half's values), w = −1 the unconditional one")
+    func guidedUNet() throws {
+        let net = try UNet(conditionalMicroConfiguration().network, seed: 5)
+        net.isTraining = false
+        let x = randomTensor([3, 1, 8, 8], seed: 6), t = [0, 7, 19], y = [2, 0, 1]
+        let conditional = withoutGradients { net(x, t, labels: y) }, unconditional = withoutGradients { net(x, t) }
+        let zero = try ClassifierFreeGuidedPredictor(net, labels: y, strength: .paper(w: 0), meanChannels: 1)
+        #expect(withoutGradients { zero.predictNoise(x, at: t) }.data == conditional.data)
+        let one = try ClassifierFreeGuidedPredictor(net, labels: y, strength: .scale(s: 1), meanChannels: 1)
+        #expect(withoutGradients { one.predictNoise(x, at: t) }.data == conditional.data)
+        let minus = try ClassifierFreeGuidedPredictor(net, labels: y, strength: .paper(w: -1), meanChannels: 1)
+        #expect(withoutGradients { minus.predictNoise(x, at: t) }.data == unconditional.data)
+        expectError(.invalidValue, mentioning: ["class 3", "0 ..< 3"]) { _ = try ClassifierFreeGuidedPredictor(net, labels: [3, 0, 1], strength: .paper(w: 1), meanChannels: 1) }
+        expectError(.invalidValue, mentioning: ["unconditional"]) {
+            _ = try ClassifierFreeGuidedPredictor(UNet(microConfiguration().network), labels: [0], strength: .paper(w: 1), meanChannels: 1)
+        }
+    }
+
     /// A conditional micro checkpoint (K = 3, one step) and a data file with labels.
     func checkpoint() throws -> (dir: String, path: String, trainer: Trainer) {
         let dir = scratchFolder()
