@@ -178,7 +178,7 @@ struct Sample: FileCommand {
         """)
 
     @Option(help: "Checkpoint written by `ddpm train`.") var checkpoint: String
-    @Option(parsing: .unconditional, help: "Number of images.") var count: Int = 16
+    @Option(parsing: .unconditional, help: "Number of images (per class with --class).") var count: Int = 16
     @Option(parsing: .unconditional, help: "Seed of the sampling noise.") var seed: Int = 0
     @Flag(help: "Use the exponential moving average of the weights.") var ema = false
     @Option(help: "PNG grid to write.") var out: String
@@ -217,7 +217,7 @@ struct Sample: FileCommand {
             throw DDPMError(.invalidValue, "--steps: expected between 1 and \(config.timesteps) (the checkpoint's T), got \(steps)")
         }
         try conditioning.check(against: c, classifierGuided: classifierGuidance.classifier != nil)
-        let count = self.count * conditioning.classList.count
+        let count = self.count * max(1, conditioning.classList.count)
         // The samples twice (the batches and the joined tensor) and the grid's bytes.
         f.add("--count \(count) samples of \(c.channels)×\(c.imageSize)×\(c.imageSize)", doubles: [count, c.channels, c.imageSize, c.imageSize], copies: h5 == nil ? 2 : 4)
         f.add("--count \(count): the PNG grid", Double(count * c.channels) * Double((2 * c.imageSize + 1) * (2 * c.imageSize + 1)))

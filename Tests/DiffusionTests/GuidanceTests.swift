@@ -93,15 +93,27 @@ struct GuidanceTests {
         let model = StoredConditionalModel(conditional: c, unconditional: u)
         let diffusion = try GaussianDiffusion(DiffusionConfiguration(schedule: .linear(start: 1e-3, end: 0.2), timesteps: 10, dataRange: -1...1))
         let spaced = try SpacedDiffusion(base: diffusion, spacing: .improvedDiffusion("4"), steps: 4)
+        let sigmas = try SigmaSchedule.trained(.improvedDiffusion("4")).sigmas(steps: 4, diffusion: diffusion)
+        func solver(_ s: SigmaSolver) throws -> ReverseSampler {
+            try SigmaSampler(sigmas: sigmas, solver: s, denoiser: NetworkDenoiser(diffusion: diffusion, timestepConvention: .nearest))
+        }
         let samplers: [(String, ReverseSampler)] = [("ancestral", AncestralSampler(diffusion)), ("respaced", AncestralSampler(spaced)),
-                                                     ("DDIM", try DDIMSampler(spaced, eta: 0))]
+                                                     ("DDIM", try DDIMSampler(spaced, eta: 0)), ("dpm++2m", try solver(.dpmpp2M)),
+                                                     ("heun", try solver(.heun(churn: 0, tMin: 0, tMax: .infinity, noiseScale: 1)))]
         for (name, sampler) in samplers {
+            // The unguided conditional chain's evaluations: one call of N per evaluation.
+            model.calls = 0; model.seen = []
+            var g0 = RandomGenerator(seed: 5)
+            _ = try runReverseChain(model: ClassConditionedPredictor(model, labels: [1, 0]), from: randomTensor([2, 1, 2, 2], seed: 3), sampler: sampler, generator: &g0)
+            let evaluations = model.calls
             model.calls = 0; model.seen = []
             let guided = try ClassifierFreeGuidedPredictor(model, labels: [1, 0], strength: .paper(w: 2), meanChannels: 1)
             var g1 = RandomGenerator(seed: 5)
             _ = try runReverseChain(model: guided, from: randomTensor([2, 1, 2, 2], seed: 3), sampler: sampler, generator: &g1)
-            print("\(name): \(sampler.stepCount) steps, \(model.calls) network calls, batches \(Set(model.seen.map(\.batch)))")
-            #expect(model.calls == sampler.stepCount && model.seen.allSatisfy { $0.batch == 4 && $0.labels == [1, 0, 2, 2] }, "\(name)")
+            print("\(name): \(sampler.stepCount) steps, \(evaluations) evaluations unguided, \(model.calls) network calls guided, batches \(Set(model.seen.map(\.batch)))")
+            #expect(model.calls == evaluations && evaluations >= sampler.stepCount, "\(name): one call per evaluation")
+            #expect(model.seen.allSatisfy { $0.batch == 4 && $0.labels == [1, 0, 2, 2] }, "\(name): one batch of 2N")
+            if name != "heun" { #expect(model.calls == sampler.stepCount, "\(name): one call per step") }
             // w = 0: the guided chain is the unguided conditional chain, bit for bit.
             let zero = try ClassifierFreeGuidedPredictor(model, labels: [1, 0], strength: .paper(w: 0), meanChannels: 1)
             var g2 = RandomGenerator(seed: 5), g3 = RandomGenerator(seed: 5)
