@@ -28,6 +28,8 @@ struct Golden: ParsableCommand {
         var threshold: String?
         @Flag(help: "Also store the zero-terminal-SNR tables of the schedule (Lin et al. 2024, Algorithm 1).")
         var zeroTerminalSnr = false
+        @Option(parsing: .unconditional, help: "Also store a noisy classifier (the network's encoder with K classes; classifier guidance, Notes/20) with its log-probabilities and input gradients at x_t (/classifier, /outputs/classifier_log_prob, /outputs/classifier_grad).")
+        var classifierClasses: Int?
 
         func checkOptions() throws {
             try requireRange("--batch", batch, 1...Int.max)
@@ -35,6 +37,7 @@ struct Golden: ParsableCommand {
             _ = try seedValue(seed)
             _ = try Presets.network(preset)
             _ = try extras()
+            if let classifierClasses { try requireRange("--classifier-classes", classifierClasses, 2...widthLimit) }
         }
 
         /// The configuration; build it only after ``footprint()`` sized T (the schedule allocates T values).
@@ -73,9 +76,9 @@ struct Golden: ParsableCommand {
         func work() throws {
             let config = try configuration(), diffusion = config.diffusion, extras = try extras()
             try GoldenFile.export(to: out, config: config, seed: try seedValue(seed), batch: batch, activations: activations, x0OnGrid: !continuousX0,
-                                  extras: extras, trajectories: trajectories)
+                                  extras: extras, trajectories: trajectories, classifierClasses: classifierClasses)
             announce("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), schedule \(diffusion.schedule.name), T \(diffusion.timesteps)"
-                  + (extras.names.isEmpty ? "" : ", with \(extras.names.joined(separator: ", "))") + ", the outputs and the gradient of every parameter" + (activations ? ", every module's output and output gradient" : "") + (trajectories ? ", whole trajectories and σ tables" : ""))
+                  + (extras.names.isEmpty ? "" : ", with \(extras.names.joined(separator: ", "))") + ", the outputs and the gradient of every parameter" + (activations ? ", every module's output and output gradient" : "") + (trajectories ? ", whole trajectories and σ tables" : "") + (classifierClasses.map { ", a noisy classifier of \($0) classes with its log-probabilities and input gradients" } ?? ""))
         }
     }
 
