@@ -185,12 +185,7 @@ public final class ClassifierTrainer {
             throw DDPMError(.invalidConfiguration, "\(path) /config attribute 'pooling': expected one of \(EncoderPooling.allCases.map(\.rawValue).joined(separator: ", ")), found '\(pooling)'")
         }
         let config = try ModelConfiguration(reading: file)
-        var o = TrainingOptions()
-        o.learningRate = try file.doubleAttribute("learning_rate", of: "/training")
-        o.beta1 = try file.doubleAttribute("beta1", of: "/training"); o.beta2 = try file.doubleAttribute("beta2", of: "/training")
-        o.epsilon = try file.doubleAttribute("epsilon", of: "/training")
-        o.gradientClipNorm = try file.doubleAttribute("gradient_clip_norm", of: "/training")
-        o.batchSize = Int(try file.int64Attribute("batch_size", of: "/training"))
+        let o = try TrainingOptions(optimiserOf: file)
         do { try o.validate() } catch let e as DDPMError { throw DDPMError(.malformedFile, "\(path) /training: \(e.message)") }
         let trainer = try ClassifierTrainer(config: config, classes: k, options: o, seed: 0)
         try trainer.network.loadWeights(from: file)

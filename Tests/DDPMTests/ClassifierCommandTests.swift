@@ -60,6 +60,23 @@ struct ClassifierTrainingTests {
     }
 }
 
+@Suite("Classifier guidance on a user's diffuser")
+struct ClassifierDiffuserTests {
+    @Test("a diffuser with only the seed's interface refuses the mean hook by name, and runs the plain step without it")
+    func userDiffuser() throws {
+        let wrapped = Wrapped(inner: try GaussianDiffusion(timesteps: 10))
+        let model = AffineNoisePredictor(channels: 1, timesteps: 10)
+        let x = randomTensor([2, 1, 8, 8], seed: 1)
+        let classifier = try EncoderUNet(encoder8, classes: 2)
+        expectError(.invalidConfiguration, mentioning: ["no Gaussian reverse step", "Wrapped"]) {
+            _ = try wrapped.denoise(model: model, x, at: [1, 1], noise: x, condition: try ClassifierMeanGuidance(classifier: classifier, labels: [0], scale: 1))
+        }
+        let plain = try withoutGradients { try wrapped.denoise(model: model, x, at: [1, 1], noise: x) }
+        let none = try withoutGradients { try wrapped.denoise(model: model, x, at: [1, 1], noise: x, condition: nil) }
+        #expect(plain.sample.data == none.sample.data)
+    }
+}
+
 @Suite("ddpm train-classifier and sample --classifier")
 struct ClassifierCommandTests {
     @Test("train-classifier = the library's ClassifierTrainer bit for bit (tiny preset, T = 10, 3 steps); held-out accuracy printed per quarter of t")
