@@ -1,15 +1,9 @@
 import ArgumentParser
 import DDPM
 
-/// `ddpm sample`'s class conditioning and classifier-free guidance: `--class`, and one of `--guidance`
-/// (the paper's w) or `--guidance-scale` (diffusers' s = 1 + w), with `--guidance-rescale` φ.
-struct ConditioningOptions: ParsableArguments {
-    @Option(name: .customLong("class"), help: """
-        Class(es) to draw, comma-separated (e.g. 3, or 0,1,2 for a row of --count images per class); needs a \
-        checkpoint trained with --classes K, each class in 0 ..< K. Without a guidance flag: the conditional \
-        model, unguided.
-        """)
-    var classes: String?
+/// Classifier-free guidance's strength, one of `--guidance` (the paper's w) or `--guidance-scale`
+/// (diffusers' s = 1 + w), and `--guidance-rescale` φ (`ddpm sample`, `ddpm golden export`).
+struct GuidanceOptions: ParsableArguments {
     @Option(name: .customLong("guidance"), parsing: .unconditional, help: """
         Classifier-free guidance strength w, the PAPER's convention (Ho & Salimans 2022, eq. 6): \
         eps = (1 + w) eps_c - w eps_u; w = 0 is the conditional model. Give this or --guidance-scale, not both.
@@ -30,11 +24,10 @@ struct ConditioningOptions: ParsableArguments {
     /// The strength as given (nil: no guidance).
     var strength: GuidanceStrength? { w.map { .paper(w: $0) } ?? s.map { .scale(s: $0) } }
     var rescale: Double { phi ?? 0 }
+    /// The flag that was given, for messages.
+    var flag: String { w != nil ? "--guidance" : "--guidance-scale" }
 
-    /// The classes asked for (empty without `--class`); valid after ``check()``.
-    var classList: [Int] { (classes.flatMap { try? Presets.integers($0, option: "--class") }) ?? [] }
-
-    /// Everything that needs no checkpoint.
+    /// Both scales, a non-finite scale, φ outside [0, 1] or φ without a scale are errors.
     func check() throws {
         if w != nil && s != nil {
             throw DDPMError(.invalidValue, "--guidance and --guidance-scale: give one of the two (w, the paper's, or s = 1 + w, diffusers')")
@@ -46,10 +39,30 @@ struct ConditioningOptions: ParsableArguments {
             guard phi >= 0, phi <= 1 else { throw DDPMError(.invalidValue, "--guidance-rescale: expected a value in [0, 1], got \(phi)") }
             guard strength != nil else { throw DDPMError(.invalidValue, "--guidance-rescale: only with --guidance or --guidance-scale") }
         }
+    }
+}
+
+/// `ddpm sample`'s class conditioning: `--class`, and the guidance flags (``GuidanceOptions``).
+struct ConditioningOptions: ParsableArguments {
+    @Option(name: .customLong("class"), help: """
+        Class(es) to draw, comma-separated (e.g. 3, or 0,1,2 for a row of --count images per class); needs a \
+        checkpoint trained with --classes K, each class in 0 ..< K. Without a guidance flag: the conditional \
+        model, unguided.
+        """)
+    var classes: String?
+    @OptionGroup var guidance: GuidanceOptions
+
+    var strength: GuidanceStrength? { guidance.strength }
+    var rescale: Double { guidance.rescale }
+
+    /// The classes asked for (empty without `--class`); valid after ``check()``.
+    var classList: [Int] { (classes.flatMap { try? Presets.integers($0, option: "--class") }) ?? [] }
+
+    /// Everything that needs no checkpoint.
+    func check() throws {
+        try guidance.check()
         guard let classes else {
-            if strength != nil {
-                throw DDPMError(.invalidValue, "\(w != nil ? "--guidance" : "--guidance-scale"): classifier-free guidance needs --class")
-            }
+            if strength != nil { throw DDPMError(.invalidValue, "\(guidance.flag): classifier-free guidance needs --class") }
             return
         }
         let list = try Presets.integers(classes, option: "--class")

@@ -13,9 +13,9 @@ struct Golden: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write a golden file from our own initialised network, with every output.")
         @Option(help: "The golden file to write.") var out: String
-        @Option(help: "Network preset: tiny, small or default.") var preset: String = "tiny"
+        @Option(help: "Network preset: golden (the golden-file network), demo or default (`ddpm --help`).") var preset: String = "golden"
         @Option(parsing: .unconditional, help: "Seed of the weights and inputs.") var seed: Int = 0
-        @Option(parsing: .unconditional, help: "Batch size N of the inputs.") var batch: Int = 2
+        @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Images per batch: the batch size N of the inputs.") var batch: Int = 2
         @Flag(help: "Replace --out if it exists.") var force = false
         @Flag(help: "Also store every module's output and the loss's gradient with respect to it (/activations, /activation_gradients).")
         var activations = false
@@ -28,21 +28,36 @@ struct Golden: ParsableCommand {
         var threshold: String?
         @Flag(help: "Also store the zero-terminal-SNR tables of the schedule (Lin et al. 2024, Algorithm 1).")
         var zeroTerminalSnr = false
-        @Option(parsing: .unconditional, help: "Also store a noisy classifier (the network's encoder with K classes; classifier guidance, Notes/20) with its log-probabilities and input gradients at x_t (/classifier, /outputs/classifier_log_prob, /outputs/classifier_grad).")
+        @Option(parsing: .unconditional, help: "K: a class-conditional network (label_emb, K + 1 rows) with labels and classifier-free guided outputs and one guided DDIM step (cfg_*); needs --guidance or --guidance-scale.")
+        var classes: Int?
+        @OptionGroup(title: "Classifier-free guidance (with --classes)") var guidance: GuidanceOptions
+        @Option(parsing: .unconditional, help: "K, the classes of the noisy classifier to also store (the network's encoder; classifier guidance, Notes/20) with its log-probabilities and input gradients at x_t (/classifier, /outputs/classifier_log_prob, /outputs/classifier_grad).")
         var classifierClasses: Int?
 
         func checkOptions() throws {
-            try requireRange("--batch", batch, 1...Int.max)
+            try requireRange("--batch-size", batch, 1...Int.max)
             if let t = diffusionOptions.timesteps { try requireRange("--timesteps", t, 1...Int.max) }
             _ = try seedValue(seed)
             _ = try Presets.network(preset)
             _ = try extras()
+            try guidance.check()
+            if let classes {
+                try requireRange("--classes", classes, 1...(1 << 20))
+                guard guidance.strength != nil else { throw DDPMError(.invalidValue, "--classes: a conditional golden file needs --guidance w or --guidance-scale s") }
+            } else if guidance.strength != nil {
+                throw DDPMError(.invalidValue, "\(guidance.flag): guided golden outputs need a class-conditional network (--classes K)")
+            }
             if let classifierClasses { try requireRange("--classifier-classes", classifierClasses, 2...widthLimit) }
         }
 
+        /// The guided part (with --classes).
+        var conditional: GoldenConditional? { guidance.strength.map { GoldenConditional(strength: $0, rescale: guidance.rescale) } }
+
         /// The configuration; build it only after ``footprint()`` sized T (the schedule allocates T values).
         func configuration() throws -> ModelConfiguration {
-            ModelConfiguration(network: try Presets.network(preset), diffusion: try diffusionOptions.configuration())
+            var network = try Presets.network(preset)
+            network.classes = classes
+            return ModelConfiguration(network: network, diffusion: try diffusionOptions.configuration())
         }
 
         func extras() throws -> GoldenExtras {
@@ -69,16 +84,18 @@ struct Golden: ParsableCommand {
             try f.check()   // before building the schedule, which allocates T values
             let config = try configuration()
             // The inputs, every output and the gradients (and with --activations every module's output): a training step's worth.
-            f.network(config.network, batch: batch, training: true, network: "the network", images: "--batch \(batch) inputs (outputs and gradients)")
+            f.network(config.network, batch: batch, training: true, network: "the network", images: "--batch-size \(batch) inputs (outputs and gradients)")
             return f
         }
 
         func work() throws {
             let config = try configuration(), diffusion = config.diffusion, extras = try extras()
             try GoldenFile.export(to: out, config: config, seed: try seedValue(seed), batch: batch, activations: activations, x0OnGrid: !continuousX0,
-                                  extras: extras, trajectories: trajectories, classifierClasses: classifierClasses)
+                                  extras: extras, trajectories: trajectories, conditional: conditional, classifierClasses: classifierClasses)
             announce("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), schedule \(diffusion.schedule.name), T \(diffusion.timesteps)"
-                  + (extras.names.isEmpty ? "" : ", with \(extras.names.joined(separator: ", "))") + ", the outputs and the gradient of every parameter" + (activations ? ", every module's output and output gradient" : "") + (trajectories ? ", whole trajectories and σ tables" : "") + (classifierClasses.map { ", a noisy classifier of \($0) classes with its log-probabilities and input gradients" } ?? ""))
+                  + (extras.names.isEmpty ? "" : ", with \(extras.names.joined(separator: ", "))") + ", the outputs and the gradient of every parameter" + (activations ? ", every module's output and output gradient" : "") + (trajectories ? ", whole trajectories and σ tables" : "")
+                  + (conditional.map { ", \(classes!) classes with guided outputs (\($0.strength.convention) \($0.strength.given), rescale \($0.rescale))" } ?? "")
+                  + (classifierClasses.map { ", a noisy classifier of \($0) classes with its log-probabilities and input gradients" } ?? ""))
         }
     }
 

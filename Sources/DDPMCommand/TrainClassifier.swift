@@ -11,20 +11,20 @@ struct TrainClassifier: FileCommand {
         abstract: "Train a noisy classifier p(y | x_t, t) for classifier guidance on labelled images (a dataset 'labels' beside 'images').",
         discussion: """
         The network is the U-Net's encoder half (time embedding, down path, middle block) with guided-diffusion's \
-        adaptive pooled head; without --preset it is the small preset's encoder at the data's channels and side. \
+        adaptive pooled head; without --preset it is the demo preset's encoder at the data's channels and side. \
         The diffusion options must be those of the model the classifier will guide (`ddpm sample --classifier` \
         checks T and the schedule). --held-out prints the accuracy on another labelled file at one uniform t per \
-        image, overall and per quarter of the timesteps. --classes K is the classifier's number of classes (default: \
-        the largest training label + 1); the classifier has no label embedding.
+        image, overall and per quarter of the timesteps.
         """)
 
     @Option(help: "HDF5 file of training images with a dataset 'labels' (one class 0 ..< K per image).") var data: String
     @Option(help: "Labelled images to report the accuracy on after training.") var heldOut: String?
     @Option(help: "Classifier checkpoint to write (periodically and at the end).") var out: String
-    @Option(parsing: .unconditional, help: "Optimisation steps.") var steps: Int = 1000
+    @Option(name: .customLong("train-steps"), parsing: .unconditional, help: "Optimisation steps.") var steps: Int = 1000
     @Option(parsing: .unconditional, help: "Images per step.") var batchSize: Int = 32
     @Option(parsing: .unconditional, help: "Adam learning rate, in (0, 1] (guided-diffusion's classifier: 3e-4).") var lr: Double = 3e-4
     @Option(parsing: .unconditional, help: "Seed of the weights and of all training randomness.") var seed: Int = 0
+    @Option(parsing: .unconditional, help: "K, the classes of the noisy classifier (default: the largest training label + 1).") var classifierClasses: Int?
     @Option(parsing: .unconditional, help: "Write the checkpoint every this many steps (0: only at the end).") var checkpointEvery: Int = 500
     @Flag(help: "Replace --out if it exists.") var force = false
     @OptionGroup var network: NetworkOptions
@@ -37,10 +37,11 @@ struct TrainClassifier: FileCommand {
     }
 
     func checkOptions() throws {
-        try requireRange("--steps", steps, 1...Int.max)
+        try requireRange("--train-steps", steps, 1...Int.max)
         try requireRange("--checkpoint-every", checkpointEvery, 0...Int.max, "0 or a positive number")
         if let t = diffusion.timesteps { try requireRange("--timesteps", t, 1...Int.max) }
-        if let classes = network.classes { try requireRange("--classes", classes, 2...widthLimit) }
+        if let k = classifierClasses { try requireRange("--classifier-classes", k, 2...widthLimit) }
+        try refuseIfGiven(network.classes != nil, "--classes", "makes a class-conditional network (a label embedding); a classifier has none: its number of classes is --classifier-classes")
         try naming(["learning rate": "--lr", "batch size": "--batch-size"]) { try options.validate() }
         _ = try seedValue(seed)
         let o = diffusion.objective
@@ -59,17 +60,15 @@ struct TrainClassifier: FileCommand {
         return plan
     }
 
-    /// The network: the options over the small preset's encoder at the data's channels and side (read from metadata).
+    /// The network: the options over the demo preset's encoder at the data's channels and side (read from metadata).
     func networkConfiguration() throws -> UNetConfiguration {
-        var base = try Presets.network("small")
+        var base = try Presets.network("demo")
         let file = try namingFile(data) { try HDF5File(path: data) }
         if file.exists("/images"), let shape = try? file.shape(of: "/images"), shape.count == 4, shape[2] >= 2 {
             try requireWidth("--data \(data) images' channels", shape[1]); try requireWidth("--data \(data) images' side", shape[2])
             base.channels = shape[1]; base.imageSize = shape[2]; base.attentionResolutions = [shape[2] / 2]
         }
-        var c = try network.configuration(startingFrom: base)
-        c.classes = nil   // --classes is K of the classifier's output, not a label embedding
-        return c
+        return try network.configuration(startingFrom: base)
     }
 
     func footprint() throws -> Footprint {
@@ -93,7 +92,7 @@ struct TrainClassifier: FileCommand {
         let c = try networkConfiguration()
         let d = try diffusion.configuration()
         let train = try Self.labelled("--data", data, c, range: d.dataRange)
-        let k = network.classes ?? max(2, (train.labels.max() ?? 0) + 1)
+        let k = classifierClasses ?? max(2, (train.labels.max() ?? 0) + 1)
         let trainer = try ClassifierTrainer(config: ModelConfiguration(network: c, diffusion: d), classes: k, options: options, seed: try seedValue(seed))
         try trainer.checkLabels(train.labels, images: train.images, "--data \(data)")
         let heldOut = try self.heldOut.map { path in

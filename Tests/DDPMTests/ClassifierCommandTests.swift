@@ -79,16 +79,16 @@ struct ClassifierDiffuserTests {
 
 @Suite("ddpm train-classifier and sample --classifier")
 struct ClassifierCommandTests {
-    @Test("train-classifier = the library's ClassifierTrainer bit for bit (tiny preset, T = 10, 3 steps); held-out accuracy printed per quarter of t")
+    @Test("train-classifier = the library's ClassifierTrainer bit for bit (golden preset, T = 10, 3 steps); held-out accuracy printed per quarter of t")
     func commandMatchesLibrary() throws {
         let dir = scratchFolder()
         try writeLabelledImages(dir + "/data.h5")
-        let r = try runDDPM(["train-classifier", "--data", dir + "/data.h5", "--held-out", dir + "/data.h5", "--out", dir + "/cls.h5", "--steps", "3", "--seed", "4"] + tinyClassifier)
+        let r = try runDDPM(["train-classifier", "--data", dir + "/data.h5", "--held-out", dir + "/data.h5", "--out", dir + "/cls.h5", "--train-steps", "3", "--seed", "4"] + tinyClassifier)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("wrote \(dir)/cls.h5 at step 3: 2 classes") && r.stdout.contains("held-out \(dir)/data.h5: accuracy"), "\(r.stdout)")
         #expect(r.stdout.contains("t 0–1:") && r.stdout.contains("t 7–9:"), "four buckets of T = 10: \(r.stdout)")
         var options = TrainingOptions(); options.batchSize = 2; options.learningRate = 3e-4
-        let lib = try ClassifierTrainer(config: ModelConfiguration(network: try Presets.network("tiny"), diffusion: DiffusionConfiguration(timesteps: 10)),
+        let lib = try ClassifierTrainer(config: ModelConfiguration(network: try Presets.network("golden"), diffusion: DiffusionConfiguration(timesteps: 10)),
                                         classes: 2, options: options, seed: 4)
         let images = try ImageData.load(path: dir + "/data.h5", dataset: nil, channels: 1, imageSize: 16)
         let labels = try ImageData.loadLabels(path: dir + "/data.h5", count: 8)!
@@ -100,7 +100,7 @@ struct ClassifierCommandTests {
         }
     }
 
-    @Test("train-classifier refuses, in one error line: no labels, a label beyond --classes, a held-out label beyond K, an objective option, one class")
+    @Test("train-classifier refuses, in one error line: no labels, a label beyond --classifier-classes, a held-out label beyond K, an objective option, one class")
     func refusals() throws {
         let dir = scratchFolder()
         try writeLabelledImages(dir + "/data.h5")
@@ -110,12 +110,13 @@ struct ClassifierCommandTests {
             try $0.write(x.data, shape: x.shape, to: "/images")
             try $0.write([0, 1, 2, 1] as [Int64], shape: [4], to: "/labels")
         }
-        let run = ["train-classifier", "--out", dir + "/cls.h5", "--steps", "1"] + tinyClassifier
+        let run = ["train-classifier", "--out", dir + "/cls.h5", "--train-steps", "1"] + tinyClassifier
         try expectUserError(run + ["--data", dir + "/plain.h5"], "--data \(dir)/plain.h5: no dataset 'labels'")
-        try expectUserError(run + ["--data", dir + "/three.h5", "--classes", "2"], "label 2 at element 2 is not one of the classifier's 2 classes")
+        try expectUserError(run + ["--data", dir + "/three.h5", "--classifier-classes", "2"], "label 2 at element 2 is not one of the classifier's 2 classes")
         try expectUserError(run + ["--data", dir + "/data.h5", "--held-out", dir + "/three.h5"], "--held-out \(dir)/three.h5 dataset 'labels': label 2")
         try expectUserError(run + ["--data", dir + "/data.h5", "--mean-type", "v"], "--mean-type is an option of the denoiser's objective")
-        try expectUserError(run + ["--data", dir + "/data.h5", "--classes", "1"], "--classes: expected 2 to")
+        try expectUserError(run + ["--data", dir + "/data.h5", "--classifier-classes", "1"], "--classifier-classes: expected 2 to")
+        try expectUserError(run + ["--data", dir + "/data.h5", "--classes", "2"], "--classes makes a class-conditional network")
         #expect(!FileManager.default.fileExists(atPath: dir + "/cls.h5"))
     }
 
@@ -125,14 +126,14 @@ struct ClassifierCommandTests {
         let checkpoint = try makeCheckpoint(dir)
         try writeLabelledImages(dir + "/labelled.h5")
         let cls = dir + "/cls.h5"
-        let t = try runDDPM(["train-classifier", "--data", dir + "/labelled.h5", "--out", cls, "--steps", "2"] + tinyClassifier)
+        let t = try runDDPM(["train-classifier", "--data", dir + "/labelled.h5", "--out", cls, "--train-steps", "2"] + tinyClassifier)
         #expect(t.status == 0, "\(t.stderr)")
         func samples(_ extra: [String], _ name: String) throws -> [Double] {
             let r = try runDDPM(["sample", "--checkpoint", checkpoint, "--count", "2", "--out", dir + "/\(name).png", "--h5", dir + "/\(name).h5"] + extra)
             #expect(r.status == 0, "\(extra): \(r.stderr)")
             return try HDF5File(path: dir + "/\(name).h5").readDoubles("/samples").values
         }
-        for (name, sampler) in [("ancestral", [String]()), ("ddim", ["--sampler", "ddim", "--steps", "5"])] {
+        for (name, sampler) in [("ancestral", [String]()), ("ddim", ["--sampler", "ddim", "--sample-steps", "5"])] {
             let plain = try samples(sampler, name + "-plain")
             let zero = try samples(sampler + ["--class", "1", "--classifier", cls, "--classifier-scale", "0"], name + "-zero")
             let guided = try samples(sampler + ["--class", "1", "--classifier", cls, "--classifier-scale", "50"], name + "-guided")
@@ -146,9 +147,9 @@ struct ClassifierCommandTests {
         try expectUserError(run + ["--classifier", cls], "--classifier: classifier guidance needs --class")
         try expectUserError(run + ["--classifier-scale", "2"], "--classifier-scale needs --classifier")
         try expectUserError(run + ["--class", "2", "--classifier", cls], "--class 2: expected a class in 0 ..< 2 (the classes of --classifier")
-        try expectUserError(run + ["--class", "1", "--classifier", cls, "--sampler", "ddim", "--steps", "2", "--classifier-form", "mean"], "--classifier-form mean: shifts the ancestral sampler's mean")
+        try expectUserError(run + ["--class", "1", "--classifier", cls, "--sampler", "ddim", "--sample-steps", "2", "--classifier-form", "mean"], "--classifier-form mean: shifts the ancestral sampler's mean")
         try expectUserError(run + ["--class", "1", "--classifier", checkpoint], "attribute 'format' is 'ddpm-checkpoint', expected 'ddpm-classifier'")
-        let t20 = try runDDPM(["train-classifier", "--data", dir + "/labelled.h5", "--out", dir + "/cls20.h5", "--steps", "1", "--preset", "tiny", "--timesteps", "20"])
+        let t20 = try runDDPM(["train-classifier", "--data", dir + "/labelled.h5", "--out", dir + "/cls20.h5", "--train-steps", "1", "--preset", "golden", "--timesteps", "20"])
         #expect(t20.status == 0, "\(t20.stderr)")
         try expectUserError(run + ["--class", "1", "--classifier", dir + "/cls20.h5"], "trained on T = 20 (linear schedule), the checkpoint has T = 10")
     }
