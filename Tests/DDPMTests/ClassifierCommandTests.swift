@@ -120,7 +120,7 @@ struct ClassifierCommandTests {
         #expect(!FileManager.default.fileExists(atPath: dir + "/cls.h5"))
     }
 
-    @Test("sample --classifier: scale 0 draws the unguided samples bit for bit (ancestral: mean form; DDIM: score form); refusals name the option")
+    @Test("sample --classifier: scale 0 draws the unguided samples bit for bit (ancestral: mean form; DDIM: score form), also over a class-conditional checkpoint with and without classifier-free guidance; refusals name the option")
     func sampleWithClassifier() throws {
         let dir = scratchFolder()
         let checkpoint = try makeCheckpoint(dir)
@@ -142,6 +142,20 @@ struct ClassifierCommandTests {
             let file = try HDF5File(path: dir + "/\(name)-guided.h5")
             #expect(try file.stringAttribute("classifier_form").hasPrefix(name == "ddim" ? "condition_score" : "condition_mean"))
             #expect(try file.doubleAttribute("classifier_scale") == 50)
+        }
+        // On a class-conditional checkpoint, with classifier-free guidance too: scale 0 leaves exactly the conditional (guided) samples.
+        let conditional = dir + "/cond.h5"
+        let tc = try runDDPM(["train", "--data", dir + "/labelled.h5", "--out", conditional, "--train-steps", "1", "--classes", "2"] + tinyRun)
+        #expect(tc.status == 0, "\(tc.stderr)")
+        for (name, extra) in [("cond-ancestral", ["--class", "0,1"]), ("cond-cfg-ddim", ["--class", "1", "--guidance", "2", "--sampler", "ddim", "--sample-steps", "4"])] {
+            func drawn(_ more: [String], _ tag: String) throws -> [Double] {
+                let r = try runDDPM(["sample", "--checkpoint", conditional, "--count", "2", "--out", dir + "/\(name)-\(tag).png", "--h5", dir + "/\(name)-\(tag).h5"] + extra + more)
+                #expect(r.status == 0, "\(name) \(more): \(r.stderr)")
+                return try HDF5File(path: dir + "/\(name)-\(tag).h5").readDoubles("/samples").values
+            }
+            let without = try drawn([], "plain"), zero = try drawn(["--classifier", cls, "--classifier-scale", "0"], "zero")
+            let guided = try drawn(["--classifier", cls, "--classifier-scale", "50"], "guided")
+            #expect(without == zero && without != guided, "\(name): scale 0 must equal the conditional samples, scale 50 must differ")
         }
         let run = ["sample", "--checkpoint", checkpoint, "--count", "1", "--out", dir + "/x.png"]
         try expectUserError(run + ["--classifier", cls], "--classifier: classifier guidance needs --class")
