@@ -112,7 +112,7 @@ struct ConditionalTests {
     @Test("sample --class 1,2 --guidance 2: the library's guided chain (one 2N call per step) row per class; --guidance-scale 3 gives the same bits; the file records the convention")
     func guidedSampling() throws {
         let (dir, path, trainer) = try checkpoint()
-        let args = ["sample", "--checkpoint", path, "--count", "2", "--seed", "7", "--class", "1,2", "--sampler", "ddim", "--steps", "4"]
+        let args = ["sample", "--checkpoint", path, "--count", "2", "--seed", "7", "--class", "1,2", "--sampler", "ddim", "--sample-steps", "4"]
         let w = try runDDPM(args + ["--guidance", "2", "--guidance-rescale", "0.5", "--out", dir + "/w.png", "--h5", dir + "/w.h5"])
         #expect(w.status == 0, "\(w.stderr)")
         let s = try runDDPM(args + ["--guidance-scale", "3", "--guidance-rescale", "0.5", "--out", dir + "/s.png", "--h5", dir + "/s.h5"])
@@ -157,7 +157,7 @@ struct ConditionalTests {
 
     @Test("ddpm params --classes 10 lists label_emb.weight 11×32 and adds 11 × 32 = 352 parameters to the tiny network; train refuses data without labels or with a label ≥ K")
     func commandLine() throws {
-        let plain = try runDDPM(["params", "--preset", "tiny"]), cond = try runDDPM(["params", "--preset", "tiny", "--classes", "10"])
+        let plain = try runDDPM(["params", "--preset", "golden"]), cond = try runDDPM(["params", "--preset", "golden", "--classes", "10"])
         #expect(plain.status == 0 && cond.status == 0, "\(cond.stderr)")
         func total(_ text: String) -> Int? { text.split(separator: "\n").last.flatMap { Int($0.split(separator: " ").last!) } }
         #expect(cond.stdout.contains("label_emb.weight\t11x32\t352"), "\(cond.stdout)")
@@ -169,7 +169,7 @@ struct ConditionalTests {
             try $0.write(x.data, shape: x.shape, to: "/images")
             try $0.write((0..<8).map { Int64($0) }, shape: [8], to: "/labels")
         }
-        let train = ["train", "--out", dir + "/c.h5", "--steps", "1"] + tinyRun
+        let train = ["train", "--out", dir + "/c.h5", "--train-steps", "1"] + tinyRun
         try expectUserError(train + ["--data", dir + "/nolabels.h5", "--classes", "3"], "needs a dataset 'labels'")
         try expectUserError(train + ["--data", dir + "/labels.h5", "--classes", "3"], "expected classes 0 ..< 3 (--classes 3), found 3 at element 3")
         try expectUserError(train + ["--data", dir + "/labels.h5", "--label-dropout", "0.2"], "--label-dropout: only for a class-conditional network")
