@@ -233,7 +233,8 @@ struct Sample: FileCommand {
         let labels = conditioning.labels(perClass: count)
         var starts: [Tensor] = []
         let samples = try Self.sample(trainer, count: labels?.count ?? count, seed: seed, choice: choice, rng: rng,
-                                      conditioning: labels.map { (labels: $0, strength: conditioning.strength, rescale: conditioning.rescale) },
+                                      conditioning: labels.map { (labels: $0, strength: conditioning.strength, rescale: conditioning.rescale,
+                                                                 interval: try? conditioning.guidance.interval()) },
                                       onStart: { if h5 != nil { starts.append($0) } })
         if let bad = samples.data.first(where: { !$0.isFinite }) {
             throw DDPMError(.invalidData, "\(checkpoint): sampling produced a non-finite value (\(bad)); the checkpoint's weights are unusable")
@@ -261,7 +262,7 @@ struct Sample: FileCommand {
     /// network call on 2N per step), or with no guidance when the strength is nil (``ClassConditionedPredictor``).
     static func sample(_ trainer: Trainer, count: Int, seed: UInt64, choice: SamplerChoice = SamplerChoice(),
                        rng: RandomSourceKind = .ddpm,
-                       conditioning: (labels: [Int], strength: GuidanceStrength?, rescale: Double)? = nil,
+                       conditioning: (labels: [Int], strength: GuidanceStrength?, rescale: Double, interval: ClosedRange<Int>?)? = nil,
                        onStep: ((ReverseChainStep) -> Void)? = nil,
                        onStart: ((Tensor) -> Void)? = nil) throws -> Tensor {
         var source = rng.make(seed: seed)
@@ -278,7 +279,7 @@ struct Sample: FileCommand {
                 let labels = Array(k.labels[(b * chunk)..<(b * chunk + n)])
                 guard let strength = k.strength else { return ClassConditionedPredictor(trainer.network, labels: labels) }
                 return try ClassifierFreeGuidedPredictor(trainer.network, labels: labels, strength: strength, rescale: k.rescale,
-                                                         meanChannels: trainer.config.network.channels)
+                                                         meanChannels: trainer.config.network.channels, interval: k.interval ?? nil)
             }
             parts.append(try trainer.ddpm.sample(batchSize: n, sampler: sampler, generator: &source, predictor: predictor) { step in
                 if first { onStart?(step.noisy); first = false }

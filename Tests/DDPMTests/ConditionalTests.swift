@@ -129,6 +129,15 @@ struct ConditionalTests {
         #expect(try fw.doubleAttribute("guidance_w") == 2 && fw.doubleAttribute("guidance_s") == 3 && fs.doubleAttribute("guidance_w") == 2)
         #expect((w.stdout + w.stderr).contains("guidance w = 2.0 (paper; s = 3.0), rescale φ = 0.5")
                 && (s.stdout + s.stderr).contains("guidance scale s = 3.0 (diffusers; w = 2.0)"), "\(w.stdout)\n\(s.stdout)")
+        // --guidance-interval: the library's limited-interval chain (Kynkäänniemi et al. 2024).
+        let i = try runDDPM(args + ["--guidance", "2", "--guidance-interval", "5,12", "--out", dir + "/i.png", "--h5", dir + "/i.h5"])
+        #expect(i.status == 0, "\(i.stderr)")
+        let limited = try ClassifierFreeGuidedPredictor(trainer.network, labels: [1, 1, 2, 2], strength: .paper(w: 2), meanChannels: 1, interval: 5...12)
+        var gi = RandomGenerator(seed: 7)
+        let expectedLimited = try trainer.ddpm.sample(batchSize: 4, sampler: sampler, generator: &gi, predictor: limited)
+        #expect(try HDF5File(path: dir + "/i.h5").readDoubles("/samples").values == expectedLimited.data)
+        #expect(expectedLimited.data != expected.data)
+        #expect(try HDF5File(path: dir + "/i.h5").int64ArrayAttribute("guidance_interval") == [5, 12])
         // No guidance flag: the conditional model, unguided.
         let c = try runDDPM(["sample", "--checkpoint", path, "--count", "2", "--seed", "7", "--class", "0", "--out", dir + "/u.png", "--h5", dir + "/u.h5"])
         #expect(c.status == 0, "\(c.stderr)")
@@ -148,6 +157,7 @@ struct ConditionalTests {
         try expectUserError(base + ["--guidance", "2"], "--guidance: classifier-free guidance needs --class")
         try expectUserError(base + ["--class", "1", "--guidance", "2", "--guidance-rescale", "1.5"], "--guidance-rescale: expected a value in [0, 1], got 1.5")
         try expectUserError(base + ["--class", "1", "--guidance-rescale", "0.5"], "--guidance-rescale: only with --guidance or --guidance-scale")
+        try expectUserError(base + ["--class", "1", "--guidance", "1", "--guidance-interval", "9,3"], "--guidance-interval '9,3': expected lo,hi with 0 ≤ lo ≤ hi")
         let (_, plain, _) = try microSamplingCheckpoint()
         try expectUserError(["sample", "--checkpoint", plain, "--out", dir + "/x.png", "--class", "1"], "--class: the checkpoint's network is unconditional")
         #expect(!FileManager.default.fileExists(atPath: dir + "/x.png"))
