@@ -20,6 +20,22 @@ struct GuidanceOptions: ParsableArguments {
         eps rescaled to the conditional one's standard deviation, mixed by phi. Needs --guidance or --guidance-scale. (default: 0)
         """)
     var phi: Double?
+    @Option(name: .customLong("guidance-interval"), help: """
+        lo,hi: the network timesteps t (0-based) at which guidance is applied (Kynkäänniemi et al. 2024, guidance \
+        in a limited interval); at every other t the conditional model alone. Needs --guidance or --guidance-scale. \
+        (default: every t)
+        """)
+    var intervalText: String?
+
+    /// The guidance interval (nil: every t); valid after ``check()``.
+    func interval() throws -> ClosedRange<Int>? {
+        guard let intervalText else { return nil }
+        let v = try Presets.integers(intervalText, option: "--guidance-interval")
+        guard v.count == 2, v[0] >= 0, v[0] <= v[1] else {
+            throw DDPMError(.invalidValue, "--guidance-interval '\(intervalText)': expected lo,hi with 0 ≤ lo ≤ hi")
+        }
+        return v[0]...v[1]
+    }
 
     /// The strength as given (nil: no guidance).
     var strength: GuidanceStrength? { w.map { .paper(w: $0) } ?? s.map { .scale(s: $0) } }
@@ -38,6 +54,10 @@ struct GuidanceOptions: ParsableArguments {
         if let phi {
             guard phi >= 0, phi <= 1 else { throw DDPMError(.invalidValue, "--guidance-rescale: expected a value in [0, 1], got \(phi)") }
             guard strength != nil else { throw DDPMError(.invalidValue, "--guidance-rescale: only with --guidance or --guidance-scale") }
+        }
+        if intervalText != nil {
+            _ = try interval()
+            guard strength != nil else { throw DDPMError(.invalidValue, "--guidance-interval: only with --guidance or --guidance-scale") }
         }
     }
 }
@@ -100,6 +120,7 @@ struct ConditioningOptions: ParsableArguments {
             try w.setAttribute("guidance_w", g.w)
             try w.setAttribute("guidance_s", g.s)
             try w.setAttribute("guidance_rescale", rescale)
+            if let i = try guidance.interval() { try w.setAttribute("guidance_interval", [Int64(i.lowerBound), Int64(i.upperBound)]) }
         }
     }
 
@@ -114,6 +135,7 @@ struct ConditioningOptions: ParsableArguments {
         case .scale(let s)?: text += ", guidance scale s = \(s) (diffusers; w = \(s - 1))"
         }
         if rescale != 0 { text += ", rescale φ = \(rescale)" }
+        if let i = try? guidance.interval() { text += ", guidance at t in \(i.lowerBound)...\(i.upperBound)" }
         return text
     }
 }

@@ -41,6 +41,7 @@ struct Golden: ParsableCommand {
             _ = try Presets.network(preset)
             _ = try extras()
             try guidance.check()
+            if guidance.intervalText != nil { throw DDPMError(.invalidValue, "--guidance-interval: golden files store guidance at every t; drop it") }
             if let classes {
                 try requireRange("--classes", classes, 1...(1 << 20))
                 guard guidance.strength != nil else { throw DDPMError(.invalidValue, "--classes: a conditional golden file needs --guidance w or --guidance-scale s") }

@@ -240,7 +240,8 @@ struct Sample: FileCommand {
         // The denoiser sees the labels only when it is class-conditional (an unconditional one is guided by the classifier alone).
         let networkLabels = trainer.config.network.classes == nil ? nil : labels
         let samples = try Self.sample(trainer, count: labels?.count ?? count, seed: seed, choice: choice, rng: rng,
-                                      conditioning: networkLabels.map { (labels: $0, strength: conditioning.strength, rescale: conditioning.rescale) },
+                                      conditioning: networkLabels.map { (labels: $0, strength: conditioning.strength, rescale: conditioning.rescale,
+                                                                         interval: try? conditioning.guidance.interval()) },
                                       classifierGuidance: try classifier.map { (classifier: $0, labels: labels!, scale: classifierGuidance.scale,
                                                                                 form: try classifierGuidance.form(for: choice)) },
                                       onStart: { if h5 != nil { starts.append($0) } })
@@ -275,7 +276,7 @@ struct Sample: FileCommand {
     /// sampler's hook (``ClassifierMeanGuidance``).
     static func sample(_ trainer: Trainer, count: Int, seed: UInt64, choice: SamplerChoice = SamplerChoice(),
                        rng: RandomSourceKind = .ddpm,
-                       conditioning: (labels: [Int], strength: GuidanceStrength?, rescale: Double)? = nil,
+                       conditioning: (labels: [Int], strength: GuidanceStrength?, rescale: Double, interval: ClosedRange<Int>?)? = nil,
                        classifierGuidance guidance: (classifier: NoisyClassifier, labels: [Int], scale: Double, form: ClassifierGuidanceForm)? = nil,
                        onStep: ((ReverseChainStep) -> Void)? = nil,
                        onStart: ((Tensor) -> Void)? = nil) throws -> Tensor {
@@ -293,7 +294,7 @@ struct Sample: FileCommand {
                 let labels = Array(k.labels[(b * chunk)..<(b * chunk + n)])
                 guard let strength = k.strength else { return ClassConditionedPredictor(trainer.network, labels: labels) }
                 return try ClassifierFreeGuidedPredictor(trainer.network, labels: labels, strength: strength, rescale: k.rescale,
-                                                         meanChannels: trainer.config.network.channels)
+                                                         meanChannels: trainer.config.network.channels, interval: k.interval ?? nil)
             }
             var batchSampler = sampler
             if let g = guidance {

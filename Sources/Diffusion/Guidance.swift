@@ -131,9 +131,14 @@ public final class ClassifierFreeGuidedPredictor: NoisePredictor {
     public let rescale: Double
     /// The channels of the mean part of the output (C); the rest is a variance part, taken from the conditional output.
     public let meanChannels: Int
+    /// The guidance interval (Kynkäänniemi et al. 2024, "Applying Guidance in a Limited Interval Improves Sample
+    /// and Distribution Quality", §3): the network timesteps t at which guidance is applied; at any other t the
+    /// output is the conditional model's (w = 0), from one call on the batch of N alone. nil: every t (Ho & Salimans).
+    public let interval: ClosedRange<Int>?
 
     /// Throws unless every label is a class 0 ..< K of `model`, the strength finite and φ in [0, 1].
-    public init(_ model: ConditionalNoisePredictor, labels: [Int], strength: GuidanceStrength, rescale: Double = 0, meanChannels: Int) throws {
+    public init(_ model: ConditionalNoisePredictor, labels: [Int], strength: GuidanceStrength, rescale: Double = 0, meanChannels: Int,
+                interval: ClosedRange<Int>? = nil) throws {
         try model.validate(labels: labels, batch: labels.count)
         guard strength.given.isFinite else {
             throw DDPMError(.invalidValue, "guidance \(strength.convention == "paper-w" ? "w" : "scale s"): expected a finite number, got \(strength.given)")
@@ -141,6 +146,7 @@ public final class ClassifierFreeGuidedPredictor: NoisePredictor {
         guard rescale >= 0, rescale <= 1 else { throw DDPMError(.invalidValue, "guidance rescale φ: expected a value in [0, 1], got \(rescale)") }
         guard meanChannels > 0 else { throw DDPMError(.invalidValue, "guidance: mean channels: expected a positive number, got \(meanChannels)") }
         self.model = model; self.labels = labels; self.strength = strength; self.rescale = rescale; self.meanChannels = meanChannels
+        self.interval = interval
     }
 
     public var isTraining: Bool { get { model.isTraining } set { model.isTraining = newValue } }
@@ -149,10 +155,15 @@ public final class ClassifierFreeGuidedPredictor: NoisePredictor {
     public func predictNoise(_ x: Tensor, at t: [Int]) -> Tensor {
         let n = x.shape[0]
         precondition(n == labels.count && t.count == n, "ClassifierFreeGuidedPredictor: input \(x.shape), \(t.count) timesteps, \(labels.count) labels")
+        let inside = t.map { interval?.contains($0) ?? true }
+        if !inside.contains(true) { return model.predictNoise(x, at: t, labels: labels) }
         let out = model.predictNoise(Tensor.concatenate([x, x], axis: 0), at: t + t,
                                      labels: labels + [Int](repeating: model.nullClass, count: n))
         let halves = out.split(into: 2, axis: 0)
-        return ClassifierFreeGuidance.guidedOutput(conditional: halves[0], unconditional: halves[1], strength,
-                                                   rescale: rescale, meanChannels: meanChannels)
+        let guided = ClassifierFreeGuidance.guidedOutput(conditional: halves[0], unconditional: halves[1], strength,
+                                                         rescale: rescale, meanChannels: meanChannels)
+        if !inside.contains(false) { return guided }
+        // Samples whose t lies outside the interval take the conditional half.
+        return Tensor.concatenate((0..<n).map { (inside[$0] ? guided : halves[0]).slice(axis: 0, start: $0, length: 1) }, axis: 0)
     }
 }

@@ -112,7 +112,7 @@ struct ConditionalTests {
     @Test("sample --class 1,2 --guidance 2: the library's guided chain (one 2N call per step) row per class; --guidance-scale 3 gives the same bits; the file records the convention")
     func guidedSampling() throws {
         let (dir, path, trainer) = try checkpoint()
-        let args = ["sample", "--checkpoint", path, "--count", "2", "--seed", "7", "--class", "1,2", "--sampler", "ddim", "--steps", "4"]
+        let args = ["sample", "--checkpoint", path, "--count", "2", "--seed", "7", "--class", "1,2", "--sampler", "ddim", "--sample-steps", "4"]
         let w = try runDDPM(args + ["--guidance", "2", "--guidance-rescale", "0.5", "--out", dir + "/w.png", "--h5", dir + "/w.h5"])
         #expect(w.status == 0, "\(w.stderr)")
         let s = try runDDPM(args + ["--guidance-scale", "3", "--guidance-rescale", "0.5", "--out", dir + "/s.png", "--h5", dir + "/s.h5"])
@@ -129,6 +129,15 @@ struct ConditionalTests {
         #expect(try fw.doubleAttribute("guidance_w") == 2 && fw.doubleAttribute("guidance_s") == 3 && fs.doubleAttribute("guidance_w") == 2)
         #expect((w.stdout + w.stderr).contains("guidance w = 2.0 (paper; s = 3.0), rescale φ = 0.5")
                 && (s.stdout + s.stderr).contains("guidance scale s = 3.0 (diffusers; w = 2.0)"), "\(w.stdout)\n\(s.stdout)")
+        // --guidance-interval: the library's limited-interval chain (Kynkäänniemi et al. 2024).
+        let i = try runDDPM(args + ["--guidance", "2", "--guidance-interval", "5,12", "--out", dir + "/i.png", "--h5", dir + "/i.h5"])
+        #expect(i.status == 0, "\(i.stderr)")
+        let limited = try ClassifierFreeGuidedPredictor(trainer.network, labels: [1, 1, 2, 2], strength: .paper(w: 2), meanChannels: 1, interval: 5...12)
+        var gi = RandomGenerator(seed: 7)
+        let expectedLimited = try trainer.ddpm.sample(batchSize: 4, sampler: sampler, generator: &gi, predictor: limited)
+        #expect(try HDF5File(path: dir + "/i.h5").readDoubles("/samples").values == expectedLimited.data)
+        #expect(expectedLimited.data != expected.data)
+        #expect(try HDF5File(path: dir + "/i.h5").int64ArrayAttribute("guidance_interval") == [5, 12])
         // No guidance flag: the conditional model, unguided.
         let c = try runDDPM(["sample", "--checkpoint", path, "--count", "2", "--seed", "7", "--class", "0", "--out", dir + "/u.png", "--h5", dir + "/u.h5"])
         #expect(c.status == 0, "\(c.stderr)")
@@ -148,6 +157,7 @@ struct ConditionalTests {
         try expectUserError(base + ["--guidance", "2"], "--guidance: classifier-free guidance needs --class")
         try expectUserError(base + ["--class", "1", "--guidance", "2", "--guidance-rescale", "1.5"], "--guidance-rescale: expected a value in [0, 1], got 1.5")
         try expectUserError(base + ["--class", "1", "--guidance-rescale", "0.5"], "--guidance-rescale: only with --guidance or --guidance-scale")
+        try expectUserError(base + ["--class", "1", "--guidance", "1", "--guidance-interval", "9,3"], "--guidance-interval '9,3': expected lo,hi with 0 ≤ lo ≤ hi")
         let (_, plain, _) = try microSamplingCheckpoint()
         try expectUserError(["sample", "--checkpoint", plain, "--out", dir + "/x.png", "--class", "1"], "--class: the checkpoint's network is unconditional")
         #expect(!FileManager.default.fileExists(atPath: dir + "/x.png"))
@@ -157,7 +167,7 @@ struct ConditionalTests {
 
     @Test("ddpm params --classes 10 lists label_emb.weight 11×32 and adds 11 × 32 = 352 parameters to the tiny network; train refuses data without labels or with a label ≥ K")
     func commandLine() throws {
-        let plain = try runDDPM(["params", "--preset", "tiny"]), cond = try runDDPM(["params", "--preset", "tiny", "--classes", "10"])
+        let plain = try runDDPM(["params", "--preset", "golden"]), cond = try runDDPM(["params", "--preset", "golden", "--classes", "10"])
         #expect(plain.status == 0 && cond.status == 0, "\(cond.stderr)")
         func total(_ text: String) -> Int? { text.split(separator: "\n").last.flatMap { Int($0.split(separator: " ").last!) } }
         #expect(cond.stdout.contains("label_emb.weight\t11x32\t352"), "\(cond.stdout)")
@@ -169,7 +179,7 @@ struct ConditionalTests {
             try $0.write(x.data, shape: x.shape, to: "/images")
             try $0.write((0..<8).map { Int64($0) }, shape: [8], to: "/labels")
         }
-        let train = ["train", "--out", dir + "/c.h5", "--steps", "1"] + tinyRun
+        let train = ["train", "--out", dir + "/c.h5", "--train-steps", "1"] + tinyRun
         try expectUserError(train + ["--data", dir + "/nolabels.h5", "--classes", "3"], "needs a dataset 'labels'")
         try expectUserError(train + ["--data", dir + "/labels.h5", "--classes", "3"], "expected classes 0 ..< 3 (--classes 3), found 3 at element 3")
         try expectUserError(train + ["--data", dir + "/labels.h5", "--label-dropout", "0.2"], "--label-dropout: only for a class-conditional network")

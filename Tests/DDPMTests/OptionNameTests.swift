@@ -94,6 +94,7 @@ let optionMeanings: [String: OptionMeaning] = [
     "class": .init(meaning: "the classes to draw", marker: ["class(es) to draw"]),
     "guidance": .init(meaning: "classifier-free guidance w, the paper's convention", marker: ["paper's convention"], exclusive: ["paper's convention"]),
     "guidance-scale": .init(meaning: "classifier-free guidance s = 1 + w, diffusers' convention", marker: ["s = 1 + w"], exclusive: ["cond_scale"]),
+    "guidance-interval": .init(meaning: "the timesteps where guidance applies", marker: ["guidance in a limited interval"]),
     "guidance-rescale": .init(meaning: "Lin et al.'s guidance rescale φ", marker: ["guidance rescale"]),
     // Golden files.
     "activations": .init(meaning: "also store every module's output", marker: ["every module's output"]),

@@ -123,6 +123,29 @@ struct GuidanceTests {
         }
     }
 
+    @Test("guidance interval (Kynkäänniemi et al. 2024): guided at the t inside, the conditional output bit for bit outside (one call of N there), per sample when t differ")
+    func interval() throws {
+        let c = randomTensor([2, 1, 2, 2], seed: 1), u = randomTensor([2, 1, 2, 2], seed: 2), x = randomTensor([2, 1, 2, 2], seed: 3)
+        let model = StoredConditionalModel(conditional: c, unconditional: u)
+        let full = try ClassifierFreeGuidedPredictor(model, labels: [1, 0], strength: .paper(w: 2), meanChannels: 1)
+        let limited = try ClassifierFreeGuidedPredictor(model, labels: [1, 0], strength: .paper(w: 2), meanChannels: 1, interval: 3...6)
+        let guided = full.predictNoise(x, at: [5, 5]).data
+        model.calls = 0; model.seen = []
+        #expect(limited.predictNoise(x, at: [5, 5]).data == guided)
+        #expect(limited.predictNoise(x, at: [2, 2]).data == c.data, "outside: ε_c")
+        #expect(limited.predictNoise(x, at: [7, 7]).data == c.data)
+        #expect(model.seen.map(\.batch) == [4, 2, 2], "\(model.seen.map(\.batch))")
+        let mixed = limited.predictNoise(x, at: [5, 9]).data
+        #expect(Array(mixed[0..<4]) == Array(guided[0..<4]) && Array(mixed[4..<8]) == Array(c.data[4..<8]))
+        // Through DDIM on T = 10, 4 steps (t = 9, 6, 3, 0): guided at 6 and 3 only.
+        let diffusion = try GaussianDiffusion(DiffusionConfiguration(schedule: .linear(start: 1e-3, end: 0.2), timesteps: 10, dataRange: -1...1))
+        let sampler = try DDIMSampler(try SpacedDiffusion(base: diffusion, spacing: .improvedDiffusion("4"), steps: 4), eta: 0)
+        model.calls = 0; model.seen = []
+        var g = RandomGenerator(seed: 5)
+        _ = try runReverseChain(model: limited, from: x, sampler: sampler, generator: &g)
+        #expect(model.seen.map(\.t[0]) == [9, 6, 3, 0] && model.seen.map(\.batch) == [2, 4, 4, 2], "\(model.seen.map { ($0.t[0], $0.batch) })")
+    }
+
     @Test("the mean part in any parameterisation: guiding v (or x̂_0) equals guiding the ε it implies; a learned variance's half is the conditional one's")
     func parameterisations() throws {
         let x = randomTensor([2, 1, 3, 3], seed: 11), vc = randomTensor([2, 1, 3, 3], seed: 12), vu = randomTensor([2, 1, 3, 3], seed: 13)
