@@ -10,6 +10,62 @@ public protocol NoisePredictor: ParameterContainer, ModeSwitching {
     func predictNoise(_ x: Tensor, at t: [Int]) -> Tensor
 }
 
+/// A noise predictor that also takes class labels: ε_θ(x_t, t, y) with y ∈ 0 ..< K for the K classes and
+/// y = K (``nullClass``) for "no label", the unconditional prediction ε_θ(x_t, t, ∅) (row K of the label
+/// embedding, as k-diffusion's and improved-diffusion's class-conditional models reserve it).
+///
+/// **How a custom model declares that it takes labels:** conform to this protocol instead of
+/// ``NoisePredictor`` and implement ``classCount`` and ``predictNoise(_:at:labels:)``. The seed's
+/// unconditional call ``NoisePredictor/predictNoise(_:at:)`` then means "every label null" (the default
+/// below), so every sampler, loss and command that takes a plain ``NoisePredictor`` still works; the
+/// wrappers ``ClassConditionedPredictor`` (fixed labels, no guidance) and ``ClassifierFreeGuidedPredictor``
+/// (Ho & Salimans 2022) turn a conditional model back into a ``NoisePredictor`` for the one reverse chain.
+/// A model that conforms with `classCount == 0` is unconditional: its only label is the null class 0.
+public protocol ConditionalNoisePredictor: NoisePredictor {
+    /// K, the number of real classes (labels 0 ..< K); label K is the null class.
+    var classCount: Int { get }
+    /// ε_θ(x, t, y): `x` N×C×H×W, `t` and `labels` N entries each, labels in 0 ... K (K: null).
+    func predictNoise(_ x: Tensor, at t: [Int], labels: [Int]) -> Tensor
+}
+
+extension ConditionalNoisePredictor {
+    /// The label of the unconditional prediction: K (``classCount``).
+    public var nullClass: Int { classCount }
+
+    /// The unconditional prediction ε_θ(x_t, t, ∅): every label the null class.
+    public func predictNoise(_ x: Tensor, at t: [Int]) -> Tensor {
+        predictNoise(x, at: t, labels: [Int](repeating: nullClass, count: x.shape[0]))
+    }
+
+    /// Throws unless `labels` has `batch` entries, each a class 0 ..< K (or K, the null class, when
+    /// `allowNull`); the messages name the label, the expected range and what was found.
+    public func validate(labels: [Int], batch: Int, allowNull: Bool = false) throws {
+        guard labels.count == batch else {
+            throw DDPMError(.shapeMismatch, "class labels: \(labels.count) for a batch of \(batch)")
+        }
+        let top = allowNull ? classCount : classCount - 1
+        if let bad = labels.first(where: { $0 < 0 || $0 > top }) {
+            throw DDPMError(.invalidValue, classCount == 0
+                ? "class \(bad): the model is unconditional (trained without classes)"
+                : "class \(bad): expected a class in 0 ..< \(classCount)\(allowNull ? " or \(classCount) (the null class)" : "") (the model was trained with \(classCount) classes)")
+        }
+    }
+}
+
+/// A conditional model with its labels fixed, as a plain ``NoisePredictor``: ε_θ(x, t, y) for the given
+/// y (one label per sample of every batch it is called with; no guidance). Parameters and mode are the model's.
+public final class ClassConditionedPredictor: NoisePredictor {
+    public let model: ConditionalNoisePredictor
+    public let labels: [Int]
+    public init(_ model: ConditionalNoisePredictor, labels: [Int]) { self.model = model; self.labels = labels }
+    public var isTraining: Bool { get { model.isTraining } set { model.isTraining = newValue } }
+    public func namedParameters() -> [(name: String, tensor: Tensor)] { model.namedParameters() }
+    public func predictNoise(_ x: Tensor, at t: [Int]) -> Tensor {
+        precondition(x.shape[0] == labels.count, "ClassConditionedPredictor: input \(x.shape) for \(labels.count) labels")
+        return model.predictNoise(x, at: t, labels: labels)
+    }
+}
+
 /// One step of a reverse chain, as the per-step callback of ``runReverseChain(model:from:sampler:generator:noise:onStep:)`` sees it.
 public struct ReverseChainStep {
     /// The **original** timestep of this step: the index into the full T-step schedule that the network is
@@ -90,6 +146,11 @@ public protocol Diffuser {
     /// One ancestral reverse step x_t → x_{t−1} at chain indices t with the model's output and the given
     /// z ~ 𝒩(0, I) (x's shape; masked where t = 0); returns x_{t−1} and the x̂_0 the step used.
     func denoise(model: NoisePredictor, _ x: Tensor, at t: [Int], noise z: Tensor) throws -> (sample: Tensor, predictedStart: Tensor)
+    /// The same step with the mean of p_θ(x_{t−1} | x_t) replaced by `condition` before the noise is added
+    /// (classifier guidance, Algorithm 1). The default runs the plain step when `condition` is nil and throws
+    /// otherwise: a diffuser without Gaussian reverse parameters has no mean to shift.
+    func denoise(model: NoisePredictor, _ x: Tensor, at t: [Int], noise z: Tensor, condition: AncestralMeanCondition?) throws
+        -> (sample: Tensor, predictedStart: Tensor)
     /// The original timestep the network is called with at chain index `index` (the index itself unless
     /// the chain is respaced).
     func modelTimestep(_ index: Int) -> Int
@@ -108,6 +169,14 @@ extension Diffuser {
     public var gaussianDiffusion: GaussianDiffusion? { nil }
 
     public func modelTimestep(_ index: Int) -> Int { index }
+
+    public func denoise(model: NoisePredictor, _ x: Tensor, at t: [Int], noise z: Tensor, condition: AncestralMeanCondition?) throws
+        -> (sample: Tensor, predictedStart: Tensor) {
+        guard condition == nil else {
+            throw DDPMError(.invalidConfiguration, "classifier guidance of the ancestral mean: the diffuser \(type(of: self)) has no Gaussian reverse step to shift")
+        }
+        return try denoise(model: model, x, at: t, noise: z)
+    }
 
     /// One reverse step with fresh noise: draws z ~ 𝒩(0, I) (N×C×H×W, also at t = 0 where it is masked)
     /// from `generator`, then ``denoise(model:_:at:noise:)``.
@@ -133,15 +202,18 @@ extension Diffuser {
 /// Ho et al.'s Algorithm 2 on any diffuser's chain: step k runs ``Diffuser/denoise(model:_:at:noise:)`` at
 /// chain index T−1−k (a respaced diffuser maps it to the original timestep for the network itself).
 /// Draws z at every step, also the last, where it is masked (so the random stream is that of Ho's code).
+/// `meanCondition` is the step's one optional hook: classifier guidance's Algorithm 1 (``ClassifierMeanGuidance``)
+/// shifts the mean before the noise is added; nil is Algorithm 2 unchanged.
 public struct AncestralSampler: ReverseSampler {
     public let diffuser: Diffuser
-    public init(_ diffuser: Diffuser) { self.diffuser = diffuser }
+    public var meanCondition: AncestralMeanCondition?
+    public init(_ diffuser: Diffuser, meanCondition: AncestralMeanCondition? = nil) { self.diffuser = diffuser; self.meanCondition = meanCondition }
     public var stepCount: Int { diffuser.timesteps }
     public func drawsNoise(atStep k: Int) -> Bool { true }
     public func step(_ k: Int, model: NoisePredictor, _ x: Tensor, noise z: Tensor?) throws -> ReverseChainStep {
         let i = diffuser.timesteps - 1 - k
         let (next, x0) = try diffuser.denoise(model: model, x, at: [Int](repeating: i, count: x.shape[0]),
-                                              noise: z ?? Tensor.zeros(x.shape))
+                                              noise: z ?? Tensor.zeros(x.shape), condition: meanCondition)
         return ReverseChainStep(t: diffuser.modelTimestep(i), index: i, noisy: x, predictedStart: x0, next: next)
     }
 }
@@ -162,9 +234,16 @@ extension GaussianDiffusion: Diffuser {
     /// configuration's clipping.
     public func denoise(model: NoisePredictor, _ x: Tensor, at t: [Int], noise z: Tensor) throws
         -> (sample: Tensor, predictedStart: Tensor) {
+        try denoise(model: model, x, at: t, noise: z, condition: nil)
+    }
+
+    /// The same with the mean shifted by `condition` (called with x_t and t, the network's timesteps).
+    public func denoise(model: NoisePredictor, _ x: Tensor, at t: [Int], noise z: Tensor, condition: AncestralMeanCondition?) throws
+        -> (sample: Tensor, predictedStart: Tensor) {
         try validate(t, batch: x.shape[0])
         let out = model.predictNoise(x, at: t)
-        return try pSample(modelOutput: out, noisy: x, t: t, noise: z, clip: configuration.clipDenoised)
+        return try pSample(modelOutput: out, noisy: x, t: t, noise: z, clip: configuration.clipDenoised,
+                           conditionMean: condition.map { c in { c.conditionMean(noisy: x, modelTimesteps: t, $0) } })
     }
 }
 

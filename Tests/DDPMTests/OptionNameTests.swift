@@ -53,7 +53,6 @@ let optionMeanings: [String: OptionMeaning] = [
     "figure": .init(meaning: "an SVG of the bound per t", marker: ["svg"]),
     "loss-figure": .init(meaning: "train: the SVG of the training (and held-out) loss per step", marker: ["svg of the training loss"]),
     "no-loss-figure": .init(meaning: "train: write no loss figure", marker: ["no loss figure"]),
-    "held-out": .init(meaning: "train: an HDF5 file of held-out images whose loss is recorded at checkpoints", marker: ["held-out images"]),
     "samples": .init(meaning: "evaluate: samples drawn for the sample statistics", marker: ["samples drawn"]),
     "forward-out": .init(meaning: "also write the forward-process figure", marker: ["forward-process figure"]),
     "report": .init(meaning: "a Markdown table of a check", marker: ["markdown"]),
@@ -92,6 +91,14 @@ let optionMeanings: [String: OptionMeaning] = [
     "solver-order": .init(meaning: "UniPC order", marker: ["unipc order"]),
     "unipc-variant": .init(meaning: "UniPC B(h)", marker: ["unipc b(h)"]),
     "s-churn": .init(meaning: "Heun's S_churn", marker: ["s_churn"]),
+    // Class conditioning and classifier-free guidance (issue 20).
+    "classes": .init(meaning: "K of a class-conditional network", marker: ["class-conditional network"]),
+    "label-dropout": .init(meaning: "the probability a training label becomes the null class", marker: ["null class"]),
+    "class": .init(meaning: "the classes to draw", marker: ["class(es) to draw"]),
+    "guidance": .init(meaning: "classifier-free guidance w, the paper's convention", marker: ["paper's convention"], exclusive: ["paper's convention"]),
+    "guidance-scale": .init(meaning: "classifier-free guidance s = 1 + w, diffusers' convention", marker: ["s = 1 + w"], exclusive: ["cond_scale"]),
+    "guidance-interval": .init(meaning: "the timesteps where guidance applies", marker: ["guidance in a limited interval"]),
+    "guidance-rescale": .init(meaning: "Lin et al.'s guidance rescale φ", marker: ["guidance rescale"]),
     // Golden files.
     "activations": .init(meaning: "also store every module's output", marker: ["every module's output"]),
     "trajectories": .init(meaning: "also store sampling trajectories", marker: ["trajectories"]),
@@ -101,6 +108,13 @@ let optionMeanings: [String: OptionMeaning] = [
     "accumulation": .init(meaning: "accumulation precision", marker: ["accumulation precision"]),
     "rtol": .init(meaning: "relative tolerance", marker: ["relative tolerance"]),
     "atol": .init(meaning: "absolute tolerance", marker: ["absolute tolerance"]),
+    // Classifier guidance (issue 20, Notes/20).
+    "held-out": .init(meaning: "held-out images: train records their loss at checkpoints, train-classifier reports its accuracy on them (labelled)",
+                      marker: ["held-out images", "report the accuracy"]),
+    "classifier": .init(meaning: "a noisy classifier that guides sampling", marker: ["by this noisy classifier"]),
+    "classifier-scale": .init(meaning: "the classifier scale s", marker: ["classifier scale"]),
+    "classifier-form": .init(meaning: "Algorithm 1 (mean) or 2 (score) of classifier guidance", marker: ["algorithm 1"]),
+    "classifier-classes": .init(meaning: "K, the classes of a noisy classifier", marker: ["the classes of the noisy classifier"]),
 ]
 
 /// One option of one subcommand, as ArgumentParser describes it.
