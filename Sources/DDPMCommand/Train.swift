@@ -32,7 +32,8 @@ struct Train: FileCommand {
         --held-out FILE: the training objective (uniform t) on every image of FILE with t and ε drawn once from seed \
         0 (the same draws at every checkpoint and in every run on that file, so the points differ only by the \
         weights), the trained (not averaged) weights, in batches of --batch-size; evaluated before each checkpoint \
-        is saved, so the checkpoint holds its point (one network evaluation per held-out image per checkpoint).
+        is saved, so the checkpoint holds its point (one network evaluation per held-out image per checkpoint). \
+        A class-conditional network (--classes) is scored with the null class: its unconditional prediction.
         """)
 
     @Option(help: "HDF5 file of training images.") var data: String
