@@ -88,7 +88,7 @@ struct Golden: ParsableCommand {
         @Option(help: "Accumulation precision of the tier's reductions (default float32 for float32/bfloat16/float16).") var accumulation: String?
         @Option(help: "Relative tolerance of the float64 tier (default 1e-10).") var rtol: Double?
         @Option(help: "Absolute tolerance of the float64 tier (default 1e-12).") var atol: Double?
-        @Option(help: "Write the whole table (every output, every layer's gradients) as Markdown to this file.") var report: String?
+        @Option(help: "Write the whole table (every output, every layer's gradients) as Markdown to this file; with trajectories, also the figure of their error growth beside it (NAME-trajectories.svg).") var report: String?
         @Flag(help: "Replace an existing --report file.") var force = false
 
         /// The comparison rule the options describe; every option that cannot apply to the tier is refused.
@@ -121,7 +121,27 @@ struct Golden: ParsableCommand {
             var plan = OutputPlan()
             plan.input("FILE", file)
             plan.output("--report", report, mayReplace: force)
+            if (try? GoldenTrajectories.present(path: file)) == true { plan.output("--report", figurePath, mayReplace: force) }
             return plan
+        }
+
+        /// The trajectories' figure beside the report: `R.md` → `R-trajectories.svg`.
+        var figurePath: String? {
+            report.map { ($0.hasSuffix(".md") ? String($0.dropLast(3)) : $0) + "-trajectories.svg" }
+        }
+
+        /// One log-scale chart per trajectory: the state and x̂_0 errors per step against the state bound of each tier.
+        static func trajectoryFigure(_ c: GoldenTrajectories.Check) -> String {
+            let colours: [Precision: String] = [.float32: "#2ca02c", .bfloat16: "#d62728", .float16: "#9467bd"]
+            let charts = c.figureSeries.map { t in
+                LogChart(title: "\(t.name): ‖file − ours‖/‖ours‖ per step" + (t.bounds.isEmpty ? " (no measured amplification: no tier bound)" : ""), xLabel: "step",
+                         series: [("state x", "#1f77b4", t.stateErrors), ("x̂_0", "#ff7f0e", t.predictedStartErrors)]
+                             + t.bounds.map { ("\($0.tier.rawValue) bound τ·A_k", colours[$0.tier] ?? "#888", $0.values) }).svg()
+            }
+            let h = 390.0
+            var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"\(h * Double(max(charts.count, 1)))\" font-family=\"sans-serif\">\n"
+            for (i, chart) in charts.enumerated() { s += "<g transform=\"translate(0,\(h * Double(i)))\">\n" + chart + "</g>\n" }
+            return s + "</svg>\n"
         }
 
         func footprint() throws -> Footprint {
@@ -139,23 +159,27 @@ struct Golden: ParsableCommand {
             print(result.summaryLine)
             for line in result.activations?.lines ?? [] { print(line) }
             if let line = result.activationTierLine { print(line) }
-            // Trajectories: judged at the float64 tier only (no measured tier for a lower precision yet; Notes/09).
-            let chains = try GoldenTrajectories.present(path: file)
-                ? try GoldenTrajectories.check(path: file, tolerance: Tolerance(rtol: rtol ?? 1e-10, atol: atol ?? 1e-12)) : nil
+            // Trajectories: at the chosen tier, each step against τ_net·A_k (Notes/09, "Tiers for trajectories").
+            let chains = try GoldenTrajectories.present(path: file) ? try GoldenTrajectories.check(path: file, rule: rule) : nil
             for line in chains?.lines ?? [] { print(line) }
-            if chains != nil, storage != .float64 { print("trajectories: judged at the float64 tolerance only; --tier \(tier) sets no trajectory tier, so they do not decide the exit status") }
+            if let line = chains?.tierLine { print(line) }
             if let report {
+                let figure = chains != nil ? figurePath : nil
                 let markdown = result.markdown() + (result.activations?.markdown() ?? "") + (result.activationTierLine.map { "\n" + $0 + "\n" } ?? "")
-                    + (chains?.markdown() ?? "")
+                    + (chains?.markdown(figure: figure.map { URL(fileURLWithPath: $0).lastPathComponent }) ?? "")
                 try writeText(markdown, to: report)
-                announce("wrote \(report)")
+                if let chains, let figure { try writeText(Self.trajectoryFigure(chains), to: figure) }
+                announce("wrote \(report)" + (figure.map { " and \($0)" } ?? ""))
             }
             if result.rows.isEmpty { throw DDPMError(.checkFailed, "\(file): '/outputs' holds no outputs; a check that compares nothing fails") }
             if result.passed, let a = result.activations, !a.passed {
                 throw DDPMError(.checkFailed, "\(file): every output passes but module outputs differ beyond the \(tier) tier, first \(a.firstFailingOutput?.name ?? a.firstFailingGradientBackwards?.name ?? "?")")
             }
-            if let chains, storage == .float64, !chains.passed {
-                throw DDPMError(.checkFailed, "\(file): trajectories differ beyond the float64 tolerance: \(chains.trajectories.filter { !$0.passed }.map { "\($0.name) from step \($0.firstFailingStep.map(String.init) ?? "–")" }.joined(separator: ", "))\(chains.trajectories.isEmpty ? "'/trajectories' holds no trajectory" : "")")
+            if let chains, !chains.passed {
+                let what = chains.trajectories.isEmpty ? "'/trajectories' holds no trajectory"
+                    : chains.judged.isEmpty ? "no trajectory has a measured amplification for the \(tier) tier"
+                    : chains.judged.filter { !$0.passed }.map { "\($0.name) from step \($0.firstFailingStep.map(String.init) ?? "–")" }.joined(separator: ", ")
+                throw DDPMError(.checkFailed, "\(file): trajectories differ beyond the \(storage == .float64 ? "float64 tolerance" : "\(tier) tier"): \(what)")
             }
             if !result.passed {
                 throw DDPMError(.checkFailed, "\(result.failedRows.count) output(s) of \(file) differ beyond the \(tier) tier: \(result.failedRows.prefix(3).map(\.name).joined(separator: ", "))\(result.failedRows.count > 3 ? ", …" : "")")
