@@ -106,10 +106,14 @@ public enum GoldenFile {
     ///
     /// `extras` adds the outputs of dynamic thresholding, zero terminal SNR and the loss-second-moment
     /// resampler (GoldenExtras.swift); the resampler's stored history is drawn after every other input.
-    /// `trajectories` adds `/trajectories` and `/sigma_tables` (``GoldenTrajectories``).
+    /// `trajectories` adds `/trajectories` and `/sigma_tables` (``GoldenTrajectories``). `samplerOptions` records a DDIM
+    /// chain's spacing, N, η and ε rule and adds `sampler_ddim_x_prev` and the trajectory `ddim_options`
+    /// (GoldenSamplerOptions.swift), its x_T and noise drawn after every other trajectory's.
     public static func export(to path: String, config: ModelConfiguration, seed: UInt64, batch: Int, activations: Bool = false,
-                              x0OnGrid: Bool = true, extras: GoldenExtras = GoldenExtras(), trajectories: Bool = false) throws {
+                              x0OnGrid: Bool = true, extras: GoldenExtras = GoldenExtras(), trajectories: Bool = false,
+                              samplerOptions: GoldenSamplerOptions? = nil) throws {
         guard batch > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batch)") }
+        try samplerOptions?.validate(for: config)
         // The inputs, outputs and the activations kept for the gradients: a few dozen arrays of the input's size.
         let n = config.network
         try MemoryBudget.check(bytes: MemoryBudget.bytes(ofDoubles: [batch, n.channels, n.imageSize, n.imageSize], copies: 40), for: "a golden file of batch \(batch)")
@@ -136,6 +140,11 @@ public enum GoldenFile {
             ? (0..<(config.timesteps * GoldenExtras.historyPerTerm)).map { _ in 0.25 + g.nextUniform() } : nil
         outs += try extras.outputs(diffusion: config.makeDiffusion(), predictedStart: outs.first { $0.0 == "pred_x0" }!.1, t: t,
                                    lossHistory: lossHistory, want: { _ in true })
+        if let o = samplerOptions {
+            let byName = Dictionary(outs, uniquingKeysWith: { a, _ in a })
+            outs.append((GoldenSamplerOptions.outputName, try o.output(config: config, diffusion: config.makeDiffusion(), noisy: byName["x_t"]!, t: t,
+                                                                      modelOutput: byName["eps_pred"]!, z: inputs.z)))
+        }
         try HDF5Writer.write(to: path) { w in
             try FileFormat.golden.stamp(w)
             try config.write(to: w)
@@ -153,9 +162,13 @@ public enum GoldenFile {
             }
             try writeActivations(recorded, to: w)
             try extras.write(to: w)
+            try samplerOptions?.write(to: w, timesteps: config.timesteps)
             // With `trajectories`: whole sampling chains and σ tables (GoldenTrajectories.swift), their x_T and
-            // noises drawn after every other input.
-            if trajectories { try GoldenTrajectories.write(to: w, config: config, network: net, batch: batch, generator: &g) }
+            // noises drawn after every other input; the sampler options' chain after them.
+            let chains = (trajectories ? GoldenTrajectories.specs(for: config) : []) + GoldenTrajectories.specs(options: samplerOptions, config: config)
+            if !chains.isEmpty {
+                try GoldenTrajectories.write(to: w, config: config, network: net, batch: batch, specs: chains, sigmaTables: trajectories, generator: &g)
+            }
         }
     }
 
@@ -235,13 +248,18 @@ public enum GoldenFile {
             if m == "grad" { present += try file.members(ofGroup: "/outputs/grad").map { "grad/" + $0 } } else { present.append(m) }
         }
         let keys = Set(net.namedParameters().map { "grad/" + $0.name })
-        let known = outputNames + GoldenExtras.outputNames
+        let samplerOptions = try GoldenSamplerOptions.read(file)
+        let known = outputNames + GoldenExtras.outputNames + [GoldenSamplerOptions.outputName]
         if let unknown = present.first(where: { !known.contains($0) && !keys.contains($0) }) {
             throw DDPMError(.unknownName, "\(path): unknown output '/outputs/\(unknown)' (expected one of \(known.joined(separator: ", ")) or grad/<parameter key>)")
         }
         let storedActivations = try readActivations(file)
         let extras = try GoldenExtras(reading: file)
-        let asked = Set(present).union(["pred_x0"])   // the extras start from the unclipped x̂_0
+        if samplerOptions == nil, present.contains(GoldenSamplerOptions.outputName) {
+            throw DDPMError(.malformedFile, "\(path): output '/outputs/\(GoldenSamplerOptions.outputName)' without the sampler options that define it in the attributes of '/outputs'")
+        }
+        // The extras start from the unclipped x̂_0, the sampler options' step from x_t and the network output.
+        let asked = Set(present).union(["pred_x0"]).union(samplerOptions == nil ? [] : ["x_t", "eps_pred"])
         var computedList: [(String, Tensor)]
         var recomputedActivations: RecomputedActivations? = nil
         if let storedActivations {
@@ -259,6 +277,11 @@ public enum GoldenFile {
         }
         computedList += try extras.outputs(diffusion: config.makeDiffusion(), predictedStart: computedList.first { $0.0 == "pred_x0" }!.1, t: t,
                                            lossHistory: history, want: { present.contains($0) })
+        if let o = samplerOptions, present.contains(GoldenSamplerOptions.outputName) {
+            let byName = Dictionary(computedList, uniquingKeysWith: { a, _ in a })
+            computedList.append((GoldenSamplerOptions.outputName, try o.output(config: config, diffusion: config.makeDiffusion(), noisy: byName["x_t"]!,
+                                                                              t: t, modelOutput: byName["eps_pred"]!, z: inputs.z)))
+        }
         let computed = Dictionary(uniqueKeysWithValues: computedList)
         let rows = try present.map { name in
             let actual = computed[name]!

@@ -106,7 +106,7 @@ extension GoldenTrajectories.Check {
             let worst = t.steps.max { $0.stateError < $1.stateError }
             let growth = t.growth.map { ", growth ×\(formatRatio($0)) over the chain" } ?? ""
             if !t.judged, let tier {
-                out.append("trajectory \(t.name): no measured amplification (not ported to PyTorch), not judged at \(tier.storage.rawValue); "
+                out.append("trajectory \(t.name): no measured amplification (no honest float32 run of this chain), not judged at \(tier.storage.rawValue); "
                            + "largest state error \(sci(worst?.stateError ?? 0))\(growth)")
             } else if let k = t.firstFailingStep, let r = t.steps.first(where: { $0.step == k }) {
                 let stateFails = !r.state.passed || r.stateError > (r.stateBound ?? .infinity)

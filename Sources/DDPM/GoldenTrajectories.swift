@@ -56,6 +56,11 @@ public enum GoldenTrajectories {
         return s
     }
 
+    /// The chain of a file's sampler options (GoldenSamplerOptions.swift), or none.
+    public static func specs(options: GoldenSamplerOptions?, config: ModelConfiguration) -> [Spec] {
+        options.map { [Spec(name: GoldenSamplerOptions.trajectoryName, choice: $0.choice(timesteps: config.timesteps))] } ?? []
+    }
+
     /// The σ tables stored: (dataset name, schedule, N) for N ∈ ``sigmaTableSteps`` with N ≤ T.
     public static func sigmaTables(for config: ModelConfiguration) -> [(name: String, kind: SigmaScheduleKind, steps: Int)] {
         sigmaTableSteps.filter { $0 <= config.timesteps }.flatMap { n in
@@ -86,13 +91,14 @@ public enum GoldenTrajectories {
 
     /// Computes every trajectory of ``specs(for:)`` from x_T and noise drawn from `generator` (x_T, then the
     /// S noises, per trajectory in order) and writes them and the σ tables (called inside the export's writer).
-    static func write(to w: HDF5Writer, config: ModelConfiguration, network: UNet, batch: Int, generator g: inout RandomGenerator) throws {
+    static func write(to w: HDF5Writer, config: ModelConfiguration, network: UNet, batch: Int, specs chains: [Spec], sigmaTables withTables: Bool,
+                      generator g: inout RandomGenerator) throws {
         let c = config.network
         let shape = [batch, c.channels, c.imageSize, c.imageSize]
         let m = shape.reduce(1, *)
         let d = try config.makeDiffusion()
         var computed: [(Spec, Tensor, [Tensor], [Bool], Run, String)] = []
-        for spec in specs(for: config) {
+        for spec in chains {
             let sampler = try spec.choice.makeSampler(for: d)
             let xT = Tensor.randomNormal(shape, generator: &g)
             let draws = (0..<sampler.stepCount).map { sampler.drawsNoise(atStep: $0) }
@@ -100,7 +106,7 @@ public enum GoldenTrajectories {
             let (r, text) = try run(config: config, network: network, choice: spec.choice, start: xT, noise: noise)
             computed.append((spec, xT, noise, draws, r, text))
         }
-        let tables = try sigmaTables(for: config).map { t in (t, try SolverChoice(solver: .euler, sigmas: t.kind).sigmaTable(steps: t.steps, diffusion: d)) }
+        let tables = try (withTables ? sigmaTables(for: config) : []).map { t in (t, try SolverChoice(solver: .euler, sigmas: t.kind).sigmaTable(steps: t.steps, diffusion: d)) }
         for (spec, xT, noise, draws, r, text) in computed {
             let p = "/trajectories/" + spec.name
             let s = draws.count
@@ -171,6 +177,9 @@ public enum GoldenTrajectories {
         public var perTier: [(tier: Precision, steps: [(name: String, step: Int?)])] = []
         /// The trajectories that decide the check (at a tier, those with a measured amplification).
         public var judged: [TrajectoryCheck] { trajectories.filter(\.judged) }
+        /// Whether the trajectories decide the check: at the float64 tier always, at a precision tier when one has a
+        /// measured amplification (a file whose only chain is its sampler options' is reported, not judged).
+        public var decided: Bool { tier == nil || !judged.isEmpty }
         /// A file with a `/trajectories` group that holds no step fails: a check that compares nothing fails. At a
         /// tier, a file none of whose trajectories has a measured amplification fails the same way.
         public var passed: Bool { !judged.isEmpty && judged.allSatisfy(\.passed) && sigmaTables.allSatisfy(\.passed) }
@@ -277,7 +286,7 @@ public enum GoldenTrajectories {
     public static func recompute(path: String) throws -> ([Recomputed], [(name: String, ours: [Double], stored: [Double])]) {
         let (file, config, net) = try GoldenFile.openModel(path: path)
         let c = config.network
-        let known = Dictionary(uniqueKeysWithValues: specs(for: config).map { ($0.name, $0) })
+        let known = Dictionary(uniqueKeysWithValues: (specs(for: config) + specs(options: try GoldenSamplerOptions.read(file), config: config)).map { ($0.name, $0) })
         var chains: [Recomputed] = []
         for name in file.exists("/trajectories") ? try file.members(ofGroup: "/trajectories") : [] {
             let p = "/trajectories/" + name
