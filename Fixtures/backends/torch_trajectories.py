@@ -161,11 +161,13 @@ def main():
     ap.add_argument("src")
     ap.add_argument("dst", nargs="?", help="the copy to write with this run's trajectories (omit with --measure)")
     ap.add_argument("--dtype", default="float32", choices=list(rt.DTYPES))
-    ap.add_argument("--plant", choices=PLANTS, help="plant one per-step sampler bug")
+    ap.add_argument("--plant", choices=PLANTS + rt.PLANTS, help="plant one per-step sampler bug, or one of torch_round_trip.py's network bugs")
     ap.add_argument("--measure", metavar="JSON", help="append the growth of this dtype's error along each chain (against "
                     "this script's float64 run) to JSON, with the torch version and the file's configuration")
     a = ap.parse_args()
     dtype = rt.DTYPES[a.dtype]
+    if a.plant in rt.PLANTS:
+        rt.PLANT = a.plant   # a bug of the network itself (read by torch_round_trip's modules as they run)
     if a.measure:
         import json
         cfg, runs = measure(a.src, a.dtype, a.plant)

@@ -184,7 +184,21 @@ struct Golden: ParsableCommand {
             return f
         }
 
+        /// The check's failure, thrown by ``verdict()`` once the report is written (set by ``work()``).
+        nonisolated(unsafe) static var failure: DDPMError?
+
+        func verdict() throws {
+            defer { Self.failure = nil }
+            if let f = Self.failure { throw f }
+        }
+
         func work() throws {
+            Self.failure = nil
+            do { try judge() } catch let e as DDPMError where e.kind == .checkFailed { Self.failure = e }
+        }
+
+        /// Recomputes, prints and writes the report; a failed check throws `.checkFailed` after writing it.
+        func judge() throws {
             let rule = try rule(), storage = Precision(rawValue: tier)
             let result = try GoldenFile.check(path: file, rule: rule)
             for r in result.failedRows { print(result.failureLine(r)) }

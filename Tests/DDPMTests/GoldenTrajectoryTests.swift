@@ -82,6 +82,20 @@ struct GoldenTrajectoryTests {
         #expect(check.lines.contains { $0.hasPrefix("FAIL trajectory \(name): first step beyond tolerance \(step) of ") })
     }
 
+    @Test("a failing check still writes its report and figure (committed before the failure is reported), and exits 1 with one error line")
+    func failingCheckWritesReport() throws {
+        let dir = scratchFolder(), p = dir + "/t.h5", bad = dir + "/bad.h5"
+        try GoldenFile.export(to: p, config: microConfiguration(), seed: 3, batch: 2, trajectories: true)
+        var x = try HDF5File(path: p).readDoubles("/trajectories/ancestral_10/x").values
+        x[3 * x.count / 10 + 7] += 1e-3   // step 3 of 10
+        try copyHDF5(p, to: bad, datasets: ["/trajectories/ancestral_10/x": x])
+        let c = try runDDPM(["golden", "check", bad, "--report", dir + "/r.md"])
+        #expect(c.status == 1 && c.stderr.split(separator: "\n").count == 1 && c.stderr.contains("ancestral_10 from step 3"), "\(c.stderr)")
+        let md = try String(contentsOfFile: dir + "/r.md", encoding: .utf8)
+        #expect(md.contains("### ancestral_10: **FAIL** at step 3") && FileManager.default.fileExists(atPath: dir + "/r-trajectories.svg"))
+        #expect(c.stdout.contains("wrote \(dir)/r.md and \(dir)/r-trajectories.svg"))
+    }
+
     @Test("a check that compares nothing fails: no trajectory, or a trajectory of no steps")
     func emptyFails() throws {
         let none = GoldenTrajectories.judge([], sigmaTables: [], path: "x.h5", tolerance: Tolerance(rtol: 1e-10, atol: 1e-12))
