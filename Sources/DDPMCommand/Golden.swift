@@ -28,9 +28,9 @@ struct Golden: ParsableCommand {
         var threshold: String?
         @Flag(help: "Also store the zero-terminal-SNR tables of the schedule (Lin et al. 2024, Algorithm 1).")
         var zeroTerminalSnr = false
-        @Option(help: "Sampler options (any of --steps, --spacing, --eta, --epsilon, --set-alpha-to-one adds them): the DDIM chain's steps N (default T).")
+        @Option(name: .customLong("sample-steps"), help: "Sampling steps N of the sampler options' DDIM chain (default T); any of --sample-steps, --spacing, --eta, --epsilon, --set-alpha-to-one adds the options.")
         var steps: Int?
-        @Option(help: "Which timesteps N steps keep, as for ddpm sample: ddim, sections:<c1,c2,…>, linspace, leading[:offset], trailing (default ddim).")
+        @Option(help: "Which timesteps the N reverse steps keep, as for ddpm sample: ddim, sections:<c1,c2,…>, linspace, leading[:offset], trailing (default ddim).")
         var spacing: String?
         @Option(help: "DDIM η of the sampler options (default 0).")
         var eta: Double?
@@ -46,16 +46,16 @@ struct Golden: ParsableCommand {
             _ = try Presets.network(preset)
             _ = try extras()
             if let o = try samplerOptions(), let n = o.steps, n > diffusionOptions.timesteps ?? 1000 {
-                throw DDPMError(.invalidValue, "--steps: expected between 1 and --timesteps \(diffusionOptions.timesteps ?? 1000), got \(n)")
+                throw DDPMError(.invalidValue, "--sample-steps: expected between 1 and --timesteps \(diffusionOptions.timesteps ?? 1000), got \(n)")
             }
         }
 
         /// The sampler options, or nil when none of them is given; recorded in the file with the outputs they add.
         func samplerOptions() throws -> GoldenSamplerOptions? {
             guard steps != nil || spacing != nil || eta != nil || epsilon != nil || setAlphaToOne != nil else { return nil }
-            if let steps { try requireRange("--steps", steps, 1...Int.max) }
+            if let steps { try requireRange("--sample-steps", steps, 1...Int.max) }
             if let eta { guard eta >= 0, eta.isFinite else { throw DDPMError(.invalidValue, "--eta: expected a finite value ≥ 0, got \(eta)") } }
-            if spacing != nil, steps == nil { throw DDPMError(.invalidConfiguration, "--spacing needs --steps N: the full chain keeps every timestep") }
+            if spacing != nil, steps == nil { throw DDPMError(.invalidConfiguration, "--spacing needs --sample-steps N: the full chain keeps every timestep") }
             let s = try spacing.map { try SamplerOptions.spacing($0, steps: steps ?? 1) }
             var diffusers = false
             if case .diffusersLinspace? = s { diffusers = true } else if case .diffusersLeading? = s { diffusers = true } else if case .diffusersTrailing? = s { diffusers = true }
@@ -101,7 +101,7 @@ struct Golden: ParsableCommand {
 
         func work() throws {
             let config = try configuration(), diffusion = config.diffusion, extras = try extras(), options = try samplerOptions()
-            try naming(["sampling steps": "--steps"]) {
+            try naming(["sampling steps": "--sample-steps"]) {
                 try GoldenFile.export(to: out, config: config, seed: try seedValue(seed), batch: batch, activations: activations, x0OnGrid: !continuousX0,
                                       extras: extras, trajectories: trajectories, samplerOptions: options)
             }

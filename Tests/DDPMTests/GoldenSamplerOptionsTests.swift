@@ -88,13 +88,13 @@ struct GoldenSamplerOptionsTests {
     @Test("ddpm golden export takes the sampler options as ddpm sample spells them, refusing what cannot apply with one error line")
     func commandLine() throws {
         let dir = scratchFolder(), p = dir + "/c.h5"
-        let r = try runDDPM(["golden", "export", "--out", p, "--timesteps", "20", "--steps", "5", "--spacing", "trailing", "--eta", "1", "--epsilon", "original"])
+        let r = try runDDPM(["golden", "export", "--out", p, "--timesteps", "20", "--sample-steps", "5", "--spacing", "trailing", "--eta", "1", "--epsilon", "original"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("the sampler options (ddim, 5 steps, spacing diffusers:trailing, η = 1.0, ε original)"))
         let c = try runDDPM(["golden", "check", p])
         #expect(c.status == 0 && c.stdout.contains("trajectory ddim_options: 5 steps pass"), "\(c.stdout)\(c.stderr)")
         #expect(try HDF5File(path: p).readInt64s("/trajectories/ddim_options/timesteps").values == [19, 15, 11, 7, 3])   // diffusers trailing: T − 1 − 4k
-        for (args, words) in [(["--steps", "30"], "--steps"), (["--spacing", "linspace"], "--spacing needs --steps"),
+        for (args, words) in [(["--sample-steps", "30"], "--sample-steps"), (["--spacing", "linspace"], "--spacing needs --sample-steps"),
                               (["--set-alpha-to-one"], "diffusers spacing"), (["--eta", "-1"], "--eta"), (["--epsilon", "maybe"], "--epsilon")] {
             let e = try runDDPM(["golden", "export", "--out", dir + "/x.h5", "--timesteps", "20"] + args)
             let lines = e.stderr.split(separator: "\n")
