@@ -80,11 +80,7 @@ public struct GoldenSamplerOptions: Sendable, Equatable {
     /// `sampler_ddim_x_prev`: the DDIM step x_{t−1} = √ᾱ_{t−1} x̂_0 + √(1 − ᾱ_{t−1} − σ²) ε + σ z (Song et al. eq. 12,
     /// σ from eq. 16 with this η) on the full chain, x̂_0 clipped when the configuration clips, ε by this rule.
     func output(config: ModelConfiguration, diffusion d: GaussianDiffusion, noisy xt: Tensor, t: [Int], modelOutput out: Tensor, z: Tensor) throws -> Tensor {
-        let at = t.map { d.tables.alphasCumprod[$0] }, ap = t.map { d.tables.alphasCumprodPrev[$0] }
-        let (x0, e) = try DDIM.startAndNoise(modelOutput: out, noisy: xt, alphaBar: at, meanType: d.meanType,
-                                             thresholding: config.diffusion.clipDenoised ? .clip : .unchanged, range: d.dataRange, rederivation: rederivation)
-        let sigma = zip(at, ap).map { DDIM.sigma(alphaBar: $0, alphaBarPrev: $1, eta: eta) }
-        return DDIM.step(predictedStart: x0, noise: e, alphaBarPrev: ap, sigma: sigma, z: z)
+        try GoldenFile.ddimStep(config: config, diffusion: d, noisy: xt, t: t, modelOutput: out, z: z, eta: eta, rederivation: rederivation).previous
     }
 }
 
