@@ -93,6 +93,11 @@ struct GoldenTrajectoryTierTests {
         #expect(c.trajectories[i].firstFailingStep == expected, "\(plant) in \(name): expected step \(expected)")
         #expect(c.trajectories.filter { !$0.passed }.map(\.name) == [name])
         #expect(c.lines.contains { $0.hasPrefix("FAIL trajectory \(name): first step beyond its float32 tier \(expected) of ") })
+        // The per-tier summary names the same step at float32 and nothing for the other chains at any tier.
+        let perTier = GoldenTrajectories.firstFailingStepPerTier(chains)
+        #expect(perTier.map(\.tier) == [.float32, .bfloat16, .float16])
+        #expect(perTier[0].steps.filter { $0.step != nil }.map { "\($0.name) \($0.step!)" } == ["\(name) \(expected)"])
+        #expect(perTier.allSatisfy { $0.steps.allSatisfy { $0.name == name || $0.step == nil } })
     }
 
     @Test("at a tier a trajectory without a measured amplification is reported, not judged; a file of only such fails")
