@@ -111,7 +111,7 @@ public enum GoldenFile {
     /// (GoldenSamplerOptions.swift), its x_T and noise drawn after every other trajectory's.
     public static func export(to path: String, config: ModelConfiguration, seed: UInt64, batch: Int, activations: Bool = false,
                               x0OnGrid: Bool = true, extras: GoldenExtras = GoldenExtras(), trajectories: Bool = false,
-                              samplerOptions: GoldenSamplerOptions? = nil) throws {
+                              samplerOptions: GoldenSamplerOptions? = nil, conditional: GoldenConditional? = nil) throws {
         guard batch > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batch)") }
         try samplerOptions?.validate(for: config)
         // The inputs, outputs and the activations kept for the gradients: a few dozen arrays of the input's size.
@@ -145,6 +145,9 @@ public enum GoldenFile {
             outs.append((GoldenSamplerOptions.outputName, try o.output(config: config, diffusion: config.makeDiffusion(), noisy: byName["x_t"]!, t: t,
                                                                       modelOutput: byName["eps_pred"]!, z: inputs.z)))
         }
+        // A class-conditional network's guided outputs (GoldenConditional.swift), its labels drawn next.
+        let conditionalPart = try GoldenConditional.exported(conditional, config: config, network: net, inputs: inputs, generator: &g)
+        outs += conditionalPart?.outputs ?? []
         try HDF5Writer.write(to: path) { w in
             try FileFormat.golden.stamp(w)
             try config.write(to: w)
@@ -163,6 +166,7 @@ public enum GoldenFile {
             try writeActivations(recorded, to: w)
             try extras.write(to: w)
             try samplerOptions?.write(to: w, timesteps: config.timesteps)
+            try conditionalPart?.write(w)
             // With `trajectories`: whole sampling chains and σ tables (GoldenTrajectories.swift), their x_T and
             // noises drawn after every other input; the sampler options' chain after them.
             let chains = (trajectories ? GoldenTrajectories.specs(for: config) : []) + GoldenTrajectories.specs(options: samplerOptions, config: config)
@@ -249,7 +253,7 @@ public enum GoldenFile {
         }
         let keys = Set(net.namedParameters().map { "grad/" + $0.name })
         let samplerOptions = try GoldenSamplerOptions.read(file)
-        let known = outputNames + GoldenExtras.outputNames + [GoldenSamplerOptions.outputName]
+        let known = outputNames + GoldenExtras.outputNames + GoldenConditional.outputNames + [GoldenSamplerOptions.outputName]
         if let unknown = present.first(where: { !known.contains($0) && !keys.contains($0) }) {
             throw DDPMError(.unknownName, "\(path): unknown output '/outputs/\(unknown)' (expected one of \(known.joined(separator: ", ")) or grad/<parameter key>)")
         }
@@ -282,6 +286,7 @@ public enum GoldenFile {
             computedList.append((GoldenSamplerOptions.outputName, try o.output(config: config, diffusion: config.makeDiffusion(), noisy: byName["x_t"]!,
                                                                               t: t, modelOutput: byName["eps_pred"]!, z: inputs.z)))
         }
+        computedList += try GoldenConditional.recomputed(file, config: config, network: net, inputs: inputs, present: present)
         let computed = Dictionary(uniqueKeysWithValues: computedList)
         let rows = try present.map { name in
             let actual = computed[name]!

@@ -38,6 +38,9 @@ struct Golden: ParsableCommand {
         var epsilon: String?
         @Flag(inversion: .prefixedNo, help: "diffusers spacings: final ᾱ = 1 (set_alpha_to_one, the default) or ᾱ_0.")
         var setAlphaToOne: Bool?
+        @Option(parsing: .unconditional, help: "K: a class-conditional network (label_emb, K + 1 rows) with labels and classifier-free guided outputs and one guided DDIM step (cfg_*); needs --guidance or --guidance-scale.")
+        var classes: Int?
+        @OptionGroup(title: "Classifier-free guidance (with --classes)") var guidance: GuidanceOptions
 
         func checkOptions() throws {
             try requireRange("--batch-size", batch, 1...Int.max)
@@ -45,6 +48,14 @@ struct Golden: ParsableCommand {
             _ = try seedValue(seed)
             _ = try Presets.network(preset)
             _ = try extras()
+            try guidance.check()
+            if guidance.intervalText != nil { throw DDPMError(.invalidValue, "--guidance-interval: golden files store guidance at every t; drop it") }
+            if let classes {
+                try requireRange("--classes", classes, 1...(1 << 20))
+                guard guidance.strength != nil else { throw DDPMError(.invalidValue, "--classes: a conditional golden file needs --guidance w or --guidance-scale s") }
+            } else if guidance.strength != nil {
+                throw DDPMError(.invalidValue, "\(guidance.flag): guided golden outputs need a class-conditional network (--classes K)")
+            }
             if let o = try samplerOptions(), let n = o.steps, n > diffusionOptions.timesteps ?? 1000 {
                 throw DDPMError(.invalidValue, "--sample-steps: expected between 1 and --timesteps \(diffusionOptions.timesteps ?? 1000), got \(n)")
             }
@@ -66,9 +77,14 @@ struct Golden: ParsableCommand {
             return GoldenSamplerOptions(steps: steps, spacing: s, eta: eta ?? 0, rederivation: red, setAlphaToOne: setAlphaToOne ?? true)
         }
 
+        /// The guided part (with --classes).
+        var conditional: GoldenConditional? { guidance.strength.map { GoldenConditional(strength: $0, rescale: guidance.rescale) } }
+
         /// The configuration; build it only after ``footprint()`` sized T (the schedule allocates T values).
         func configuration() throws -> ModelConfiguration {
-            ModelConfiguration(network: try Presets.network(preset), diffusion: try diffusionOptions.configuration())
+            var network = try Presets.network(preset)
+            network.classes = classes
+            return ModelConfiguration(network: network, diffusion: try diffusionOptions.configuration())
         }
 
         func extras() throws -> GoldenExtras {
@@ -103,10 +119,11 @@ struct Golden: ParsableCommand {
             let config = try configuration(), diffusion = config.diffusion, extras = try extras(), options = try samplerOptions()
             try naming(["sampling steps": "--sample-steps"]) {
                 try GoldenFile.export(to: out, config: config, seed: try seedValue(seed), batch: batch, activations: activations, x0OnGrid: !continuousX0,
-                                      extras: extras, trajectories: trajectories, samplerOptions: options)
+                                      extras: extras, trajectories: trajectories, samplerOptions: options, conditional: conditional)
             }
             announce("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), schedule \(diffusion.schedule.name), T \(diffusion.timesteps)"
                   + (extras.names.isEmpty ? "" : ", with \(extras.names.joined(separator: ", "))") + ", the outputs and the gradient of every parameter" + (activations ? ", every module's output and output gradient" : "") + (trajectories ? ", whole trajectories and σ tables" : "")
+                  + (conditional.map { ", \(classes!) classes with guided outputs (\($0.strength.convention) \($0.strength.given), rescale \($0.rescale))" } ?? "")
                   + (options.map { ", the sampler options (\($0.choice(timesteps: diffusion.timesteps))) with sampler_ddim_x_prev and the trajectory ddim_options" } ?? ""))
         }
     }
