@@ -108,10 +108,11 @@ public enum GoldenFile {
     /// resampler (GoldenExtras.swift); the resampler's stored history is drawn after every other input.
     /// `trajectories` adds `/trajectories` and `/sigma_tables` (``GoldenTrajectories``). `samplerOptions` records a DDIM
     /// chain's spacing, N, η and ε rule and adds `sampler_ddim_x_prev` and the trajectory `ddim_options`
-    /// (GoldenSamplerOptions.swift), its x_T and noise drawn after every other trajectory's.
+    /// (GoldenSamplerOptions.swift), its x_T and noise drawn after every other trajectory's. `classifierClasses` K adds a
+    /// noisy classifier with its log-probabilities and input gradients (``GoldenClassifier``).
     public static func export(to path: String, config: ModelConfiguration, seed: UInt64, batch: Int, activations: Bool = false,
                               x0OnGrid: Bool = true, extras: GoldenExtras = GoldenExtras(), trajectories: Bool = false,
-                              samplerOptions: GoldenSamplerOptions? = nil, conditional: GoldenConditional? = nil) throws {
+                              samplerOptions: GoldenSamplerOptions? = nil, conditional: GoldenConditional? = nil, classifierClasses: Int? = nil) throws {
         guard batch > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batch)") }
         try samplerOptions?.validate(for: config)
         // The inputs, outputs and the activations kept for the gradients: a few dozen arrays of the input's size.
@@ -148,6 +149,8 @@ public enum GoldenFile {
         // A class-conditional network's guided outputs (GoldenConditional.swift), its labels drawn next.
         let conditionalPart = try GoldenConditional.exported(conditional, config: config, network: net, inputs: inputs, generator: &g)
         outs += conditionalPart?.outputs ?? []
+        let classifier = try classifierClasses.map { try GoldenClassifier(config: config, classes: $0, seed: seed, batch: batch) }
+        outs += classifier?.outputs(noisy: outs.first { $0.0 == "x_t" }!.1, t: t, want: { _ in true }) ?? []
         try HDF5Writer.write(to: path) { w in
             try FileFormat.golden.stamp(w)
             try config.write(to: w)
@@ -167,6 +170,7 @@ public enum GoldenFile {
             try extras.write(to: w)
             try samplerOptions?.write(to: w, timesteps: config.timesteps)
             try conditionalPart?.write(w)
+            try classifier?.write(to: w)
             // With `trajectories`: whole sampling chains and σ tables (GoldenTrajectories.swift), their x_T and
             // noises drawn after every other input; the sampler options' chain after them.
             let chains = (trajectories ? GoldenTrajectories.specs(for: config) : []) + GoldenTrajectories.specs(options: samplerOptions, config: config)
@@ -253,7 +257,7 @@ public enum GoldenFile {
         }
         let keys = Set(net.namedParameters().map { "grad/" + $0.name })
         let samplerOptions = try GoldenSamplerOptions.read(file)
-        let known = outputNames + GoldenExtras.outputNames + GoldenConditional.outputNames + [GoldenSamplerOptions.outputName]
+        let known = outputNames + GoldenExtras.outputNames + GoldenConditional.outputNames + GoldenClassifier.outputNames + [GoldenSamplerOptions.outputName]
         if let unknown = present.first(where: { !known.contains($0) && !keys.contains($0) }) {
             throw DDPMError(.unknownName, "\(path): unknown output '/outputs/\(unknown)' (expected one of \(known.joined(separator: ", ")) or grad/<parameter key>)")
         }
@@ -262,8 +266,12 @@ public enum GoldenFile {
         if samplerOptions == nil, present.contains(GoldenSamplerOptions.outputName) {
             throw DDPMError(.malformedFile, "\(path): output '/outputs/\(GoldenSamplerOptions.outputName)' without the sampler options that define it in the attributes of '/outputs'")
         }
-        // The extras start from the unclipped x̂_0, the sampler options' step from x_t and the network output.
-        let asked = Set(present).union(["pred_x0"]).union(samplerOptions == nil ? [] : ["x_t", "eps_pred"])
+        let classifier = try GoldenClassifier(reading: file, config: config, batch: n)
+        if classifier == nil, let orphan = present.first(where: GoldenClassifier.outputNames.contains) {
+            throw DDPMError(.malformedFile, "\(path): output '/outputs/\(orphan)' without the classifier that defines it ('/classifier')")
+        }
+        // The extras start from the unclipped x̂_0, the classifier from x_t, the sampler options' step from x_t and the network output.
+        let asked = Set(present).union(["pred_x0", "x_t"]).union(samplerOptions == nil ? [] : ["eps_pred"])
         var computedList: [(String, Tensor)]
         var recomputedActivations: RecomputedActivations? = nil
         if let storedActivations {
@@ -287,6 +295,7 @@ public enum GoldenFile {
                                                                               t: t, modelOutput: byName["eps_pred"]!, z: inputs.z)))
         }
         computedList += try GoldenConditional.recomputed(file, config: config, network: net, inputs: inputs, present: present)
+        computedList += classifier?.outputs(noisy: computedList.first { $0.0 == "x_t" }!.1, t: t, want: { present.contains($0) }) ?? []
         let computed = Dictionary(uniqueKeysWithValues: computedList)
         let rows = try present.map { name in
             let actual = computed[name]!

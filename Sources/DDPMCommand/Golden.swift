@@ -41,6 +41,8 @@ struct Golden: ParsableCommand {
         @Option(parsing: .unconditional, help: "K: a class-conditional network (label_emb, K + 1 rows) with labels and classifier-free guided outputs and one guided DDIM step (cfg_*); needs --guidance or --guidance-scale.")
         var classes: Int?
         @OptionGroup(title: "Classifier-free guidance (with --classes)") var guidance: GuidanceOptions
+        @Option(parsing: .unconditional, help: "K, the classes of the noisy classifier to also store (the network's encoder; classifier guidance, Notes/20) with its log-probabilities and input gradients at x_t (/classifier, /outputs/classifier_log_prob, /outputs/classifier_grad).")
+        var classifierClasses: Int?
 
         func checkOptions() throws {
             try requireRange("--batch-size", batch, 1...Int.max)
@@ -56,6 +58,7 @@ struct Golden: ParsableCommand {
             } else if guidance.strength != nil {
                 throw DDPMError(.invalidValue, "\(guidance.flag): guided golden outputs need a class-conditional network (--classes K)")
             }
+            if let classifierClasses { try requireRange("--classifier-classes", classifierClasses, 2...widthLimit) }
             if let o = try samplerOptions(), let n = o.steps, n > diffusionOptions.timesteps ?? 1000 {
                 throw DDPMError(.invalidValue, "--sample-steps: expected between 1 and --timesteps \(diffusionOptions.timesteps ?? 1000), got \(n)")
             }
@@ -119,11 +122,13 @@ struct Golden: ParsableCommand {
             let config = try configuration(), diffusion = config.diffusion, extras = try extras(), options = try samplerOptions()
             try naming(["sampling steps": "--sample-steps"]) {
                 try GoldenFile.export(to: out, config: config, seed: try seedValue(seed), batch: batch, activations: activations, x0OnGrid: !continuousX0,
-                                      extras: extras, trajectories: trajectories, samplerOptions: options, conditional: conditional)
+                                      extras: extras, trajectories: trajectories, samplerOptions: options, conditional: conditional,
+                                      classifierClasses: classifierClasses)
             }
             announce("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), schedule \(diffusion.schedule.name), T \(diffusion.timesteps)"
                   + (extras.names.isEmpty ? "" : ", with \(extras.names.joined(separator: ", "))") + ", the outputs and the gradient of every parameter" + (activations ? ", every module's output and output gradient" : "") + (trajectories ? ", whole trajectories and σ tables" : "")
                   + (conditional.map { ", \(classes!) classes with guided outputs (\($0.strength.convention) \($0.strength.given), rescale \($0.rescale))" } ?? "")
+                  + (classifierClasses.map { ", a noisy classifier of \($0) classes with its log-probabilities and input gradients" } ?? "")
                   + (options.map { ", the sampler options (\($0.choice(timesteps: diffusion.timesteps))) with sampler_ddim_x_prev and the trajectory ddim_options" } ?? ""))
         }
     }
