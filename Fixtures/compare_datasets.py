@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FILES = ["h5py-sample.h5", "diffusion.h5", "unet.h5", "objectives.h5", "samplers.h5", "golden-tiers.h5"]
+FILES = ["h5py-sample.h5", "diffusion.h5", "unet.h5", "objectives.h5", "samplers.h5", "golden-tiers.h5", "guidance.h5"]
 
 
 def items(f):
