@@ -159,6 +159,7 @@ struct SamplerFigures: FileCommand {
         }
         svg += "<text x=\"\(w / 2)\" y=\"\(h - 12)\" text-anchor=\"middle\" font-size=\"11\">network evaluations (log)</text>\n"
         svg += "<text x=\"14\" y=\"\(h / 2)\" transform=\"rotate(-90 14 \(h / 2))\" text-anchor=\"middle\" font-size=\"11\">max |x_N − x(σ_min)| (log)</text>\n"
+        svg += "<text x=\"\(w)\" y=\"\(pad - 12)\" font-size=\"10\">observed order, N = 20…80 (method's)</text>\n"
         for (i, (c, e)) in runs.enumerated() {
             let colour = colours[i % colours.count], dash = i < colours.count ? "" : " stroke-dasharray=\"5,3\""
             let points = e.map { String(format: "%.1f,%.1f", px($0.evaluations), py($0.error)) }
@@ -166,7 +167,7 @@ struct SamplerFigures: FileCommand {
             for p in points { let xy = p.split(separator: ","); svg += "<circle cx=\"\(xy[0])\" cy=\"\(xy[1])\" r=\"2.2\" fill=\"\(colour)\"/>" }
             let ly = pad + 14 * Double(i)
             svg += "\n<line x1=\"\(w)\" y1=\"\(ly)\" x2=\"\(w + 18)\" y2=\"\(ly)\" stroke=\"\(colour)\" stroke-width=\"2\"\(dash)/>"
-            svg += "<text x=\"\(w + 22)\" y=\"\(ly + 4)\" font-size=\"10\">\(c.name): order \(String(format: "%.2f", SolverConvergence.order(e)))</text>\n"
+            svg += "<text x=\"\(w + 22)\" y=\"\(ly + 4)\" font-size=\"10\">\(c.name): \(String(format: "%.2f", SolverConvergence.order(e))) (\(Int(c.order)))</text>\n"
         }
         try writeText(svg + "</svg>\n", to: path)
         try writeText(tsv, to: tablePath)
