@@ -52,15 +52,6 @@ final class GaussianPredictor: NoisePredictor {
     }
 }
 
-/// A network given as a closure of (x_t, t).
-final class FunctionPredictor: NoisePredictor {
-    let f: (Tensor, [Int]) -> Tensor
-    var isTraining = false
-    init(_ f: @escaping (Tensor, [Int]) -> Tensor) { self.f = f }
-    func namedParameters() -> [(name: String, tensor: Tensor)] { [] }
-    func predictNoise(_ x: Tensor, at t: [Int]) -> Tensor { f(x, t) }
-}
-
 @Suite("σ-view solvers end to end through NetworkDenoiser: ε, x_0 and v models, dynamic thresholding")
 struct NetworkDenoiserTests {
     static let (mu, std) = (0.3, 0.5)
@@ -163,7 +154,7 @@ struct NetworkDenoiserTests {
         let d = try GaussianDiffusion(schedule: .linear(), timesteps: T, dataRange: -1...1, meanType: v ? .velocity : .epsilon, clipDenoised: false)
         // A model whose x̂_0 leaves [−1, 1] by a varying amount: the thresholding scales s fall below 1, between 1
         // and s_max, and at s_max over the run (checked below), so the test sees clamping and scaling.
-        let net = FunctionPredictor { x, t in
+        let net = ClosurePredictor { x, t in
             let c = Double(t[0]) / Double(T)
             return Tensor(shape: x.shape, data: x.data.enumerated().map { j, xv in (v ? -0.8 : 0.6) * xv + 0.7 * c * Foundation.sin(Double(j)) })
         }
