@@ -1,7 +1,7 @@
 import DDPM
 
-// A small model: the demo's 16×16 grey U-Net (preset `small`) over T = 100 diffusion steps.
-let ddpm = try DDPM(preset: .small, timesteps: 100, seed: 0)
+// A small model: the demo's 16×16 grey U-Net (preset `demo`) over T = 100 diffusion steps.
+let ddpm = try DDPM(preset: .demo, timesteps: 100, seed: 0)
 print("network: \(ddpm.model.parameterCount) parameters")
 
 // Training images are N×C×H×W tensors of Double in the data range [0, 1]:

@@ -1,6 +1,6 @@
 // The seed's public API: `DDPM(model:imageSize:channels:timesteps:diffuser:clipDenoised:)`,
 // `loss = ddpm(x)`, `loss.backward()`, `ddpm.sample(batchSize:)`; and entry points from a network
-// configuration or a preset (`DDPM(preset: .small)`). This file only wires parts together:
+// configuration or a preset (`DDPM(preset: .demo)`). This file only wires parts together:
 // the objective and the reverse chain live beside the equations (Sources/Diffusion).
 
 @_exported import Diffusion
@@ -59,7 +59,7 @@ public final class DDPM {
                       timesteps: timesteps, diffuser: d, seed: seed)
     }
 
-    /// A DDPM with a named network: `DDPM(preset: .small, timesteps: 100)` is the demo's 16×16 grey U-Net.
+    /// A DDPM with a named network: `DDPM(preset: .demo, timesteps: 100)` is the demo's 16×16 grey U-Net.
     public convenience init(preset: NetworkPreset, timesteps: Int = 1000, diffuser: Diffuser? = nil,
                             clipDenoised: Bool? = nil, dataRange: ClosedRange<Double>? = nil, seed: UInt64 = 0) throws {
         try self.init(network: preset.configuration, timesteps: timesteps, diffuser: diffuser,

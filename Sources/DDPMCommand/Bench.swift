@@ -8,10 +8,10 @@ struct Bench: FileCommand {
     static let configuration = CommandConfiguration(
         abstract: "Time the U-Net forward and forward+backward passes (float64) and compare with cblas_dgemm.",
         discussion: """
-        FLOPs are counted as 2 × the multiply–adds of every convolution, linear layer and attention product
-        (UNet.forwardMultiplyAdds); forward+backward is counted as 3 × the forward FLOPs (the backward pass
-        computes two products per forward product), and so is the training step (forward+backward, clipping,
-        Adam and the weight average, as `ddpm train` runs it). Elementwise work is not counted. Each figure is the
+        FLOPs are counted as 2 × the multiply–adds of every convolution, linear layer and attention product \
+        (UNet.forwardMultiplyAdds); forward+backward is counted as 3 × the forward FLOPs (the backward pass \
+        computes two products per forward product), and so is the training step (forward+backward, clipping, \
+        Adam and the weight average, as `ddpm train` runs it). Elementwise work is not counted. Each figure is the \
         minimum over --runs timed runs after one warm-up run. Build with -c release.
         """)
 

@@ -13,6 +13,8 @@ struct DDPMTool: ParsableCommand {
 
         \(outputRules)
 
+        \(optionNames)
+
         Ctrl-C during training saves a checkpoint at the current step and exits with status 130.
         """,
         version: "0.1.0",
@@ -25,7 +27,10 @@ struct DDPMTool: ParsableCommand {
     static func main() {
         Machine.prepare()
         do {
-            var command = try parseAsRoot(joiningNegativeNumbers(Array(CommandLine.arguments.dropFirst())))
+            let given = Array(CommandLine.arguments.dropFirst())
+            let renamed = renamingOldSpellings(given, command: subcommandWords(given))
+            for line in renamed.notes { note(line) }
+            var command = try parseAsRoot(joiningNegativeNumbers(renamed.arguments))
             try command.run()
         } catch {
             let code = exitCode(for: error)

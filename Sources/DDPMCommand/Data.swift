@@ -18,19 +18,19 @@ struct DataCommand: ParsableCommand {
             (E. Alpaydin and C. Kaynak, UCI Machine Learning Repository, https://doi.org/10.24432/C50P49, licence \
             CC BY 4.0), shipped inside the package: 1797 images of 17 grey levels 0–16 and their labels 0–9. \
             The split is fixed: images 0–1599 (in the data set's order) are 'train', the last 197 (1600–1796) \
-            'test'. Grey level g is written as g/16, so images lie in [0, 1]; --size 16 repeats every pixel in \
+            'test'. Grey level g is written as g/16, so images lie in [0, 1]; --image-size 16 repeats every pixel in \
             a 2×2 block (nearest-neighbour upsampling ×2). The file holds 'images' (N×1×S×S float64) and \
             'labels' (N int64), with attributes naming the source, licence, split and size.
             """)
 
         @Option(help: "The HDF5 file to write.") var out: String
         @Option(help: "Which images: train (0–1599), test (the last 197) or all.") var split: String = "train"
-        @Option(parsing: .unconditional, help: "Image side: 8 (as recorded) or 16 (each pixel repeated 2×2).") var size: Int = 16
+        @Option(name: .customLong("image-size"), parsing: .unconditional, help: "Image side length: 8 (as recorded) or 16 (each pixel repeated 2×2).") var size: Int = 16
         @Flag(help: "Replace --out if it exists.") var force = false
 
         func checkOptions() throws {
             _ = try chosenSplit()
-            guard size == 8 || size == 16 else { throw DDPMError(.invalidValue, "--size: expected 8 or 16, got \(size)") }
+            guard size == 8 || size == 16 else { throw DDPMError(.invalidValue, "--image-size: expected 8 or 16, got \(size)") }
         }
 
         func chosenSplit() throws -> UCIDigits.Split {
@@ -49,7 +49,7 @@ struct DataCommand: ParsableCommand {
 
         func footprint() throws -> Footprint {
             var f = Footprint()
-            f.add("--split \(split) --size \(size) images", doubles: [try chosenSplit().indices.count, 1, size, size], copies: 2)
+            f.add("--split \(split) --image-size \(size) images", doubles: [try chosenSplit().indices.count, 1, size, size], copies: 2)
             return f
         }
 

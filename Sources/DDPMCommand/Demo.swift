@@ -28,7 +28,7 @@ struct Demo: FileCommand {
         """)
 
     @Option(help: "Folder to write the results into (created if missing).") var out: String = "demo-out"
-    @Option(parsing: .unconditional, help: "Optimisation steps.") var steps: Int = 900
+    @Option(name: .customLong("train-steps"), parsing: .unconditional, help: "Optimisation steps.") var steps: Int = 900
     @Option(parsing: .unconditional, help: "Images per step.") var batchSize: Int = 32
     @Option(parsing: .unconditional, help: "Adam learning rate, in (0, 1].") var lr: Double = 1e-3
     @Option(parsing: .unconditional, help: "Decay of the exponential moving average of the weights.") var emaDecay: Double = 0.995
@@ -54,7 +54,7 @@ struct Demo: FileCommand {
 
     func checkOptions() throws {
         guard ["uci", "procedural"].contains(digits) else { throw DDPMError(.unknownName, "--digits: expected uci or procedural, got '\(digits)'") }
-        for (name, v) in [("--steps", steps), ("--batch-size", batchSize), ("--timesteps", timesteps), ("--images", imageCount), ("--count", count)] {
+        for (name, v) in [("--train-steps", steps), ("--batch-size", batchSize), ("--timesteps", timesteps), ("--images", imageCount), ("--count", count)] {
             try requireRange(name, v, 1...Int.max)
         }
         try requireRange("--bound-images", boundImages, 1...heldOutCount, "1 to \(heldOutCount) (the held-out images)")
@@ -86,8 +86,8 @@ struct Demo: FileCommand {
         f.add("--bound-images \(boundImages): one bound term per image and timestep", doubles: [boundImages, timesteps], copies: 4)
         f.add("--count \(count) samples", doubles: [count, 1, 16, 16], copies: 3)
         f.diffusion(timesteps: timesteps, "--timesteps \(timesteps) diffusion tables")
-        f.network(try Presets.network("small"), batch: batchSize, training: true, network: "the small network", images: "--batch-size \(batchSize)")
-        f.network(try Presets.network("small"), batch: boundImages, training: false, network: "the small network (bound)", images: "--bound-images \(boundImages)")
+        f.network(try Presets.network("demo"), batch: batchSize, training: true, network: "the demo network", images: "--batch-size \(batchSize)")
+        f.network(try Presets.network("demo"), batch: boundImages, training: false, network: "the demo network (bound)", images: "--bound-images \(boundImages)")
         return f
     }
 
@@ -103,7 +103,7 @@ struct Demo: FileCommand {
         let (betaStart, betaEnd) = (1e-4 * scale, min(0.02 * scale, 0.999))
         var diffusion = DiffusionConfiguration(schedule: .linear(start: betaStart, end: betaEnd), timesteps: timesteps)
         try objective.apply(to: &diffusion)
-        let config = ModelConfiguration(network: try Presets.network("small"), diffusion: diffusion)
+        let config = ModelConfiguration(network: try Presets.network("demo"), diffusion: diffusion)
         let trainer = try Trainer(config: config, options: options, seed: seed)
         note("demo: \(train.shape[0]) \(usesUCI ? "UCI handwritten" : "procedurally drawn") digit images 16×16, network \(trainer.network.parameterCount) parameters, T = \(timesteps), \(steps) steps of \(batchSize)")
         try PNGWriter.writeGrid(train.slice(axis: 0, start: 0, length: count), range: 0...1,
@@ -174,7 +174,7 @@ struct Demo: FileCommand {
         |---|---|---|
         | seed | \(seed) | |
         | training images | \(usesUCI ? "\(train.shape[0]) UCI handwritten digits (training split, images 0–\(train.shape[0] - 1); E. Alpaydin and C. Kaynak, UCI ML Repository, CC BY 4.0), 8×8 upsampled to 1×16×16 by repeating pixels, 17 grey levels in [0, 1]" : "\(train.shape[0]) procedurally drawn digits, 1×16×16, values 0 and 1") | |
-        | network | preset `small`, \(trainer.network.parameterCount) parameters | |
+        | network | preset `demo`, \(trainer.network.parameterCount) parameters | |
         | diffusion | T = \(timesteps), linear β from \(betaStart) to \(betaEnd), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), clipping to [0, 1] | |
         | optimisation | \(steps) Adam steps of \(batchSize) images, lr \(lr), gradient norm clipped at 1, EMA decay \(emaDecay) (warm-up \(options.emaWarmup.rawValue): min(d, (1 + n)/(10 + n)) at update n; last decay \(f4(options.emaWarmup.decay(emaDecay, afterUpdates: trainer.emaUpdates - 1)))) | |
         | training time | \(String(format: "%.1f", trainSeconds)) s | |

@@ -11,7 +11,7 @@ struct Evaluate: FileCommand {
         For each image x_0: L_0 (the discretised decoder −log p(x_0 | x_1)), every KL L_1 … L_{T−1} with one draw of \
         x_t ~ q(x_t | x_0) each, and the prior L_T = KL(q(x_T | x_0) ‖ 𝒩(0, I)), summed and divided by D ln 2 \
         (D = C·H·W): improved-diffusion's calc_bpd_loop. The noise of image n comes from its own generator seeded \
-        --seed + n, so an image's figure does not depend on --batch-size or --count. The cost is T network \
+        --seed + n, so an image's figure does not depend on --batch-size or --images. The cost is T network \
         evaluations per image (printed before the work starts). Prints the mean over images with its standard \
         error (s/√n), the same bound for a model whose output is all zeros (ε̂ = 0 for ε-prediction; no network), \
         and the terms; --out writes them as a Markdown report, --figure the mean L_t per t as an SVG (log scale). \
@@ -22,7 +22,7 @@ struct Evaluate: FileCommand {
     @Option(help: "HDF5 data file (N×C×H×W in the data range, e.g. from `ddpm data digits --split test`).") var data: String
     @Option(help: "Dataset in the file (default: 'images', or the only root dataset).") var dataset: String?
     @Flag(help: "Use the exponential moving average of the weights.") var ema = false
-    @Option(parsing: .unconditional, help: "Evaluate only the first N images (default: all).") var count: Int?
+    @Option(name: .customLong("images"), parsing: .unconditional, help: "Number of images: evaluate only the first N of --data (default: all).") var count: Int?
     @Option(parsing: .unconditional, help: "Images per network evaluation.") var batchSize: Int = 32
     @Option(parsing: .unconditional, help: "Seed of the Monte-Carlo noise (image n uses seed + n).") var seed: Int = 0
     @Option(help: "Markdown report to write.") var out: String?
@@ -30,7 +30,7 @@ struct Evaluate: FileCommand {
     @Flag(help: "Replace --out and --figure if they exist.") var force = false
 
     func checkOptions() throws {
-        if let count { try requireRange("--count", count, 1...Int.max) }
+        if let count { try requireRange("--images", count, 1...Int.max) }
         try requireRange("--batch-size", batchSize, 1...Int.max)
         _ = try seedValue(seed)
     }
@@ -44,7 +44,7 @@ struct Evaluate: FileCommand {
         return plan
     }
 
-    /// The images to evaluate, from the file's metadata: N (after --count) and the image shape.
+    /// The images to evaluate, from the file's metadata: N (after --images) and the image shape.
     func dataShape() throws -> [Int] {
         try namingFile(data) {
             let file = try HDF5File(path: data)
@@ -58,10 +58,10 @@ struct Evaluate: FileCommand {
         var f = Footprint()
         let config = try checkpointConfiguration(checkpoint, option: "--checkpoint", into: &f), c = config.network
         let shape = try dataShape()
-        if let count, let n = shape.first, count > n { throw DDPMError(.invalidValue, "--count \(count): expected at most the \(n) images of \(data)") }
+        if let count, let n = shape.first, count > n { throw DDPMError(.invalidValue, "--images \(count): expected at most the \(n) images of \(data)") }
         let n = shape.first.map { min($0, count ?? $0) } ?? 1
         f.add("--data \(data): the images", doubles: [shape.first ?? 1, c.channels, c.imageSize, c.imageSize], copies: 2)
-        f.add("--count \(n): one bound term per image and timestep", doubles: [n, config.timesteps], copies: 2)
+        f.add("--images \(n): one bound term per image and timestep", doubles: [n, config.timesteps], copies: 2)
         f.network(c, batch: min(batchSize, n), training: false, network: "the network of --checkpoint \(checkpoint)", images: "--batch-size \(min(batchSize, n))")
         return f
     }

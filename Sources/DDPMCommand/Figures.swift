@@ -16,7 +16,7 @@ struct Figures: FileCommand {
         abstract: "Write the Notes' figures (samples, x_t and x̂_0 along the chain, the bound per timestep) from a checkpoint.")
 
     @Option(help: "Checkpoint written by `ddpm demo` or `ddpm train`.") var checkpoint: String = "demo-out/checkpoint.h5"
-    @Option(help: "Folder to write the figures into.") var out: String = "Notes/figures"
+    @Option(help: "Folder to write the figures into (created if missing; the Notes' figures are Notes/figures).") var out: String
     @Option(help: "Seed the demo was run with (the samples use seed + 11 and the held-out images are drawn from seed, as in the demo).") var seed: Int = 0
     @Option(help: "Number of samples.") var count: Int = 36
     @Option(help: "Held-out images for the bound (digits drawn as the demo's held-out set).") var boundImages: Int = 64

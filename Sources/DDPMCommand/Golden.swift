@@ -13,9 +13,9 @@ struct Golden: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write a golden file from our own initialised network, with every output.")
         @Option(help: "The golden file to write.") var out: String
-        @Option(help: "Network preset: tiny, small or default.") var preset: String = "tiny"
+        @Option(help: "Network preset: golden (the golden-file network), demo or default (`ddpm --help`).") var preset: String = "golden"
         @Option(parsing: .unconditional, help: "Seed of the weights and inputs.") var seed: Int = 0
-        @Option(parsing: .unconditional, help: "Batch size N of the inputs.") var batch: Int = 2
+        @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Images per batch: the batch size N of the inputs.") var batch: Int = 2
         @Flag(help: "Replace --out if it exists.") var force = false
         @Flag(help: "Also store every module's output and the loss's gradient with respect to it (/activations, /activation_gradients).")
         var activations = false
@@ -30,7 +30,7 @@ struct Golden: ParsableCommand {
         var zeroTerminalSnr = false
 
         func checkOptions() throws {
-            try requireRange("--batch", batch, 1...Int.max)
+            try requireRange("--batch-size", batch, 1...Int.max)
             if let t = diffusionOptions.timesteps { try requireRange("--timesteps", t, 1...Int.max) }
             _ = try seedValue(seed)
             _ = try Presets.network(preset)
@@ -66,7 +66,7 @@ struct Golden: ParsableCommand {
             try f.check()   // before building the schedule, which allocates T values
             let config = try configuration()
             // The inputs, every output and the gradients (and with --activations every module's output): a training step's worth.
-            f.network(config.network, batch: batch, training: true, network: "the network", images: "--batch \(batch) inputs (outputs and gradients)")
+            f.network(config.network, batch: batch, training: true, network: "the network", images: "--batch-size \(batch) inputs (outputs and gradients)")
             return f
         }
 

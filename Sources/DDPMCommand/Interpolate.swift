@@ -9,9 +9,9 @@ struct Interpolate: FileCommand {
     static let configuration = CommandConfiguration(
         abstract: "Interpolate between two latents (seeds) or two images (encoded by DDIM inversion) and write a PNG strip.",
         discussion: """
-        Without --data, --from and --to are seeds of two latents x_T ~ N(0, I). With --data, they are indices of two
-        images in that HDF5 file, encoded into latents by deterministic DDIM inversion over the same chain (the image
-        is the state at chain index 0; improved-diffusion's convention). The latents are joined by spherical
+        Without --data, --from and --to are seeds of two latents x_T ~ N(0, I). With --data, they are indices of two \
+        images in that HDF5 file, encoded into latents by deterministic DDIM inversion over the same chain (the image \
+        is the state at chain index 0; improved-diffusion's convention). The latents are joined by spherical \
         interpolation and every frame is decoded with DDIM η = 0 (x̂_0 processed as the checkpoint clips).
         """)
 
@@ -21,7 +21,7 @@ struct Interpolate: FileCommand {
     @Option(help: "HDF5 file of images (N×C×H×W) to encode instead of drawing latents.") var data: String?
     @Option(help: "Dataset in --data (default: 'images', or the only root dataset).") var dataset: String?
     @Option(help: "Frames in the strip, both ends included.") var frames: Int = 8
-    @Option(help: "DDIM steps N (improved-diffusion 'ddimN' spacing).") var steps: Int = 50
+    @Option(name: .customLong("sample-steps"), help: "Sampling steps N of the DDIM chain (improved-diffusion 'ddimN' spacing).") var steps: Int = 50
     @Flag(help: "Use the exponential moving average of the weights.") var ema = false
     @Option(help: "PNG strip to write.") var out: String
     @Flag(help: "Replace --out if it exists.") var force = false
@@ -29,7 +29,7 @@ struct Interpolate: FileCommand {
 
     func checkOptions() throws {
         try requireRange("--frames", frames, 2...Int.max)
-        try requireRange("--steps", steps, 2...Int.max)
+        try requireRange("--sample-steps", steps, 2...Int.max)
         _ = try random.kind()
         if data == nil {
             _ = try seedValue(from, option: "--from"); _ = try seedValue(to, option: "--to")
@@ -49,7 +49,7 @@ struct Interpolate: FileCommand {
         var f = Footprint()
         let config = try checkpointConfiguration(checkpoint, option: "--checkpoint", into: &f)
         let c = config.network
-        guard steps <= config.timesteps else { throw DDPMError(.invalidValue, "--steps: expected between 2 and \(config.timesteps) (the checkpoint's T), got \(steps)") }
+        guard steps <= config.timesteps else { throw DDPMError(.invalidValue, "--sample-steps: expected between 2 and \(config.timesteps) (the checkpoint's T), got \(steps)") }
         // The latents of the strip, its decoded frames and the grid's bytes.
         f.add("--frames \(frames) frames of \(c.channels)×\(c.imageSize)×\(c.imageSize)", doubles: [frames + 2, c.channels, c.imageSize, c.imageSize], copies: 3)
         f.add("--frames \(frames): the PNG strip", Double((frames + 2) * c.channels) * Double((2 * c.imageSize + 1) * (2 * c.imageSize + 1)))

@@ -5,7 +5,7 @@ import DDPM
 /// Numbers are parsed unconditionally, so that `--channels -1` reaches the range check instead of being
 /// taken for an option.
 struct NetworkOptions: ParsableArguments {
-    @Option(help: "Starting configuration: default (the seed's 20.9 M U-Net), tiny (for tests and golden files), or small (the demo's). (default: default)")
+    @Option(help: "Starting configuration: default (the seed's 20.9 M U-Net), golden (the golden-file and test network) or demo (the demo's); `ddpm --help` lists them. (default: default)")
     var preset: String?
     @Option(parsing: .unconditional, help: "Image channels (the seed's documented 20,907,649 parameters is --channels 1).") var channels: Int?
     @Option(parsing: .unconditional, help: "Image side length.") var imageSize: Int?

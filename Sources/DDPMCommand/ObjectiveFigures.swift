@@ -49,14 +49,14 @@ struct LogChart {
 struct WeightsFigure: FileCommand {
     static let configuration = CommandConfiguration(commandName: "weights",
         abstract: "Write an SVG of the per-t weight on ‖x̂_0 − x_0‖² that L_simple implies for each parameterisation, min-SNR-γ, and the bound.")
-    @Option(help: "The SVG file to write.") var out: String = "Notes/loss-weights.svg"
+    @Option(help: "The SVG file to write (the Notes' figure is Notes/loss-weights.svg).") var out: String
     @Option(help: "Diffusion steps T (linear schedule, β from 1e-4 to 0.02).") var timesteps: Int = 1000
-    @Option(help: "Min-SNR γ.") var gamma: Double = 5
+    @Option(name: .customLong("min-snr"), help: "The γ of the min-SNR-γ weighting curve (Hang et al. 2023).") var gamma: Double = 5
     @Flag(help: "Replace --out if it exists.") var force = false
 
     func checkOptions() throws {
         try requireRange("--timesteps", timesteps, 1...Int.max)
-        guard gamma > 0, gamma.isFinite else { throw DDPMError(.invalidValue, "--gamma: expected a positive finite number, got \(gamma)") }
+        guard gamma > 0, gamma.isFinite else { throw DDPMError(.invalidValue, "--min-snr: expected a positive finite number, got \(gamma)") }
     }
 
     func files() throws -> OutputPlan {

@@ -10,22 +10,26 @@ struct SamplerFigures: FileCommand {
         abstract: "Write the sampler figures of the Notes: zero-terminal-snr.svg, solver-convergence.svg/.tsv, and with --checkpoint ddim-steps.png, interpolation.png and solver-steps.png.",
         discussion: """
         zero-terminal-snr.svg: ᾱ_t and log SNR_t of the linear schedule (T = 1000) before and after Lin et al.'s rescaling.
-        ddim-steps.png: the same starts x_T sampled with DDIM (η = 0) in 10, 25, 50 and T steps (one row each;
-        improved-diffusion 'ddimN' spacing, evenly spaced sections when no stride fits). interpolation.png: DDIM η = 0
-        in 50 steps along the slerp between the latents of seeds --from and --to.
-        solver-convergence.svg and .tsv: the terminal error of every deterministic σ-view solver against its network
-        evaluations on Gaussian data 𝒩(0.3, 0.5²), where the probability-flow ODE is solved exactly (Karras σ, ρ = 7,
-        10 → 0.05, N = 5 … 80 steps; log–log), with the observed orders. solver-steps.png: the same starts x_T through
-        DDIM (η = 0), Euler, Heun and DPM-Solver++(2M) in 5, 10 and 20 steps (one row each; Karras σ for the three
-        σ-view solvers).
+
+        ddim-steps.png: the same starts x_T sampled with DDIM (η = 0) in 10, 25, 50 and T steps (one row each; \
+        improved-diffusion 'ddimN' spacing, evenly spaced sections when no stride fits).
+
+        interpolation.png: DDIM η = 0 in 50 steps along the slerp between the latents of seeds --from and --to.
+
+        solver-convergence.svg and .tsv: the terminal error of every deterministic σ-view solver against its network \
+        evaluations on Gaussian data 𝒩(0.3, 0.5²), where the probability-flow ODE is solved exactly (Karras σ, ρ = 7, \
+        10 → 0.05, N = 5 … 80 steps; log–log), with the observed orders.
+
+        solver-steps.png: the same starts x_T through DDIM (η = 0), Euler, Heun and DPM-Solver++(2M) in 5, 10 and 20 \
+        steps (one row each; Karras σ for the three σ-view solvers).
         """)
-    @Option(help: "Folder to write the figures into.") var outDir: String = "Notes"
+    @Option(name: .customLong("out"), help: "Folder to write the figures into (created if missing; the Notes' figures are regenerated with --out Notes).") var outDir: String
     @Option(help: "Checkpoint for the sample figures (e.g. the demo's checkpoint.h5); without it only the SVG is written.") var checkpoint: String?
     @Option(help: "Seed of the starts x_T of ddim-steps.png.") var seed: Int = 0
-    @Option(help: "Images per row of ddim-steps.png.") var count: Int = 6
+    @Option(help: "Number of samples per row of ddim-steps.png (one per start x_T).") var count: Int = 6
     @Option(help: "Seed of the first latent of interpolation.png.") var from: Int = 1
     @Option(help: "Seed of the second latent of interpolation.png.") var to: Int = 2
-    @Flag(help: "Replace figures already in --out-dir.") var force = false
+    @Flag(help: "Replace figures already in --out.") var force = false
 
     func checkOptions() throws {
         try requireRange("--count", count, 1...Int.max)
@@ -39,7 +43,7 @@ struct SamplerFigures: FileCommand {
     func files() throws -> OutputPlan {
         var plan = OutputPlan()
         plan.input("--checkpoint", checkpoint)
-        plan.output("--out-dir", outDir, kind: .folder(files: names), mayReplace: force)
+        plan.output("--out", outDir, kind: .folder(files: names), mayReplace: force)
         return plan
     }
 

@@ -8,12 +8,12 @@ struct SamplerOptions: ParsableArguments {
         or a σ-view solver (--sigmas; default 20 steps): \(SolverOptions.names).
         """)
     var sampler: String = "ancestral"
-    @Option(help: "Sampling steps N (default: T, the full chain).")
+    @Option(name: .customLong("sample-steps"), help: "Sampling steps N (default: T, the full chain; the σ-view solvers 20).")
     var steps: Int?
     @Option(help: """
         Which timesteps N steps keep: ddim (improved-diffusion 'ddimN', stride ⌊…⌋ from 0), sections:<c1,c2,…> \
         (improved-diffusion section counts), linspace, leading[:offset], trailing (diffusers' timestep_spacing). \
-        Needs --steps. (default: ddim)
+        Needs --sample-steps. (default: ddim)
         """)
     var spacing: String?
     @Option(help: "DDIM η: 0 (default) is deterministic, 1 on the full chain is the ancestral sampler with fixed-small variance. For euler-ancestral, dpm++2s and dpm++2m-sde: k-diffusion's η (default 1).")
@@ -42,7 +42,7 @@ struct SamplerOptions: ParsableArguments {
         let isSolver = c.solver != nil, ddim = !isSolver && c.kind == .ddim
         let rules: [(String, Bool, Bool, String)] = [
             ("--spacing", spacing != nil, steps != nil && (!isSolver || trainedSigmas),
-             isSolver ? "applies to the σ-view solvers only with --sigmas trained and --steps N" : "needs --steps N: the full chain keeps every timestep"),
+             isSolver ? "applies to the σ-view solvers only with --sigmas trained and --sample-steps N" : "needs --sample-steps N: the full chain keeps every timestep"),
             ("--eta", eta != nil, ddim || (isSolver && Self.solversWithEta.contains(sampler)),
              "applies to --sampler ddim, euler-ancestral, dpm++2s and dpm++2m-sde; --sampler \(sampler) has no η"),
             ("--epsilon", epsilon != nil, ddim, "applies to --sampler ddim; --sampler \(sampler) does not rederive ε"),
@@ -54,7 +54,7 @@ struct SamplerOptions: ParsableArguments {
 
     /// The choice these options describe; errors name the option.
     func choice() throws -> SamplerChoice {
-        if let steps { try requireRange("--steps", steps, 1...Int.max) }
+        if let steps { try requireRange("--sample-steps", steps, 1...Int.max) }
         if let eta { guard eta >= 0, eta.isFinite else { throw DDPMError(.invalidValue, "--eta: expected a finite value ≥ 0, got \(eta)") } }
         let spacing = try Self.spacing(self.spacing ?? "ddim", steps: steps ?? 1)   // parsed even when unused: a bad value is refused
         if let solver = try solverOptions.choice(sampler: sampler, eta: eta) {

@@ -7,7 +7,7 @@ import Foundation
 struct SchedulesFigure: FileCommand {
     static let configuration = CommandConfiguration(commandName: "schedules",
         abstract: "Write an SVG of ᾱ_t and log SNR_t = log(ᾱ_t / (1 − ᾱ_t)) for every β schedule.")
-    @Option(help: "The SVG file to write.") var out: String = "Notes/schedules.svg"
+    @Option(help: "The SVG file to write (the Notes' figure is Notes/schedules.svg).") var out: String
     @Option(help: "Diffusion steps T.") var timesteps: Int = 1000
     @Flag(help: "Replace --out if it exists.") var force = false
     @Option(help: "Also write the forward-process figure (x_t at several t on the demo's first three digits; Notes/03) to this PNG.") var forwardOut: String?

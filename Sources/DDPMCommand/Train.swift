@@ -5,7 +5,7 @@ import Foundation
 
 /// Arrays kept per level element in a training step (see `Footprint.network`). Measured peak resident memory
 /// per extra image of one step (`/usr/bin/time -f %M ddpm train --steps 1 --timesteps 10`, debug build, batch
-/// sizes 4 and 64 for `--preset tiny`, 1 and 4 for the default preset): tiny 7.9 MiB per image = 27.6 level
+/// sizes 4 and 64 for `--preset tiny` (now golden), 1 and 4 for the default preset): tiny 7.9 MiB per image = 27.6 level
 /// arrays, default 65 MB per image = 7.6 level arrays. 32 covers both.
 let activationFactor = 32.0
 
@@ -27,7 +27,7 @@ struct Train: FileCommand {
     @Option(help: "HDF5 file of training images.") var data: String
     @Option(help: "Dataset in the file (default: 'images', or the only root dataset).") var dataset: String?
     @Option(help: "Checkpoint to write (atomically; periodically and at the end).") var out: String
-    @Option(parsing: .unconditional, help: "Total optimisation steps to reach (a resumed run continues up to this step).") var steps: Int = 1000
+    @Option(name: .customLong("train-steps"), parsing: .unconditional, help: "Total optimisation steps to reach (a resumed run continues up to this step).") var steps: Int = 1000
     @Option(parsing: .unconditional, help: "Images per step. (default: 32)") var batchSize: Int?
     @Option(parsing: .unconditional, help: "Adam learning rate, in (0, 1]. (default: 0.0002)") var lr: Double?
     @Option(parsing: .unconditional, help: "Seed of the weights and of all training randomness. (default: 0)") var seed: Int?
@@ -49,7 +49,7 @@ struct Train: FileCommand {
     }
 
     func checkOptions() throws {
-        try requireRange("--steps", steps, 1...Int.max)
+        try requireRange("--train-steps", steps, 1...Int.max)
         try requireRange("--checkpoint-every", checkpointEvery, 0...Int.max, "0 or a positive number")
         if let t = diffusion.timesteps { try requireRange("--timesteps", t, 1...Int.max) }
         try naming(Self.flagNames) { try trainingOptions.validate() }
@@ -101,7 +101,7 @@ struct Train: FileCommand {
         } catch let e as DDPMError where e.kind == .malformedFile && e.message.hasSuffix("name the dataset to use") {
             throw DDPMError(e.kind, e.message + " with --dataset")
         }
-        guard trainer.step < steps else { throw DDPMError(.invalidValue, "--steps \(steps): the checkpoint is already at step \(trainer.step)") }
+        guard trainer.step < steps else { throw DDPMError(.invalidValue, "--train-steps \(steps): the checkpoint is already at step \(trainer.step)") }
         note("training \(trainer.network.parameterCount) parameters on \(images.shape[0]) images from step \(trainer.step) to \(steps)")
         try Self.loop(trainer, images: images, until: steps, checkpointEvery: checkpointEvery, out: out)
         announce("wrote \(out) at step \(trainer.step)")
@@ -156,7 +156,7 @@ struct Sample: FileCommand {
         """)
 
     @Option(help: "Checkpoint written by `ddpm train`.") var checkpoint: String
-    @Option(parsing: .unconditional, help: "Number of images.") var count: Int = 16
+    @Option(parsing: .unconditional, help: "Number of samples.") var count: Int = 16
     @Option(parsing: .unconditional, help: "Seed of the sampling noise.") var seed: Int = 0
     @Flag(help: "Use the exponential moving average of the weights.") var ema = false
     @Option(help: "PNG grid to write.") var out: String
@@ -187,7 +187,7 @@ struct Sample: FileCommand {
         var f = Footprint()
         let config = try checkpointConfiguration(checkpoint, option: "--checkpoint", into: &f), c = config.network
         if let steps = sampling.steps, steps > config.timesteps {
-            throw DDPMError(.invalidValue, "--steps: expected between 1 and \(config.timesteps) (the checkpoint's T), got \(steps)")
+            throw DDPMError(.invalidValue, "--sample-steps: expected between 1 and \(config.timesteps) (the checkpoint's T), got \(steps)")
         }
         // The samples twice (the batches and the joined tensor) and the grid's bytes.
         f.add("--count \(count) samples of \(c.channels)×\(c.imageSize)×\(c.imageSize)", doubles: [count, c.channels, c.imageSize, c.imageSize], copies: h5 == nil ? 2 : 4)

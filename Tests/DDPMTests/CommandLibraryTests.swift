@@ -23,9 +23,9 @@ func digits8(_ n: Int) -> Tensor {
 struct GoldenFileTests {
     @Test func exportThenCheckPasses() throws {
         let path = scratchFolder() + "/g.h5"
-        try GoldenFile.export(to: path, config: ModelConfiguration(network: Presets.network("tiny")), seed: 3, batch: 2)
+        try GoldenFile.export(to: path, config: ModelConfiguration(network: Presets.network("golden")), seed: 3, batch: 2)
         let rows = try GoldenFile.check(path: path, tolerance: .independentImplementation)
-        #expect(rows.count == GoldenFile.outputNames.count + (try UNet(Presets.network("tiny")).namedParameters().count))
+        #expect(rows.count == GoldenFile.outputNames.count + (try UNet(Presets.network("golden")).namedParameters().count))
         for r in rows { #expect(r.comparison.passed, "\(r.comparison)") }
         let file = try HDF5File(path: path)
         #expect(try file.stringAttribute("format") == "ddpm-golden" && file.int64Attribute("version") == GoldenFile.version)
@@ -35,7 +35,7 @@ struct GoldenFileTests {
 
     @Test func perturbedOutputFailsByName() throws {
         let dir = scratchFolder(), good = dir + "/g.h5", bad = dir + "/bad.h5"
-        try GoldenFile.export(to: good, config: ModelConfiguration(network: Presets.network("tiny")), seed: 3, batch: 2)
+        try GoldenFile.export(to: good, config: ModelConfiguration(network: Presets.network("golden")), seed: 3, batch: 2)
         try copyGolden(from: good, to: bad) { name, values in name == "/outputs/eps_pred" ? values.enumerated().map { $0.offset == 5 ? $0.element * (1 + 1e-8) : $0.element } : values }
         let rows = try GoldenFile.check(path: bad, tolerance: .independentImplementation)
         let failed = rows.filter { !$0.comparison.passed }.map(\.name)
@@ -45,7 +45,7 @@ struct GoldenFileTests {
     @Test("a golden difference inside rtol but outside atol passes; ten times rtol fails")
     func toleranceRuleInTheCheck() throws {
         let dir = scratchFolder(), good = dir + "/g.h5"
-        try GoldenFile.export(to: good, config: ModelConfiguration(network: Presets.network("tiny")), seed: 3, batch: 2)
+        try GoldenFile.export(to: good, config: ModelConfiguration(network: Presets.network("golden")), seed: 3, batch: 2)
         // x_t has entries of order 1: a relative change of 5e-11 is an absolute change far above atol 1e-12.
         func perturbed(_ relative: Double) throws -> [GoldenFile.Row] {
             let path = dir + "/p\(relative).h5"
@@ -61,7 +61,7 @@ struct GoldenFileTests {
     @Test("a version-1 golden file (no diffusion types in /config) still reads and checks; version 4 is refused")
     func versionOneStillChecks() throws {
         let dir = scratchFolder(), good = dir + "/g.h5", old = dir + "/v1.h5", future = dir + "/v4.h5"
-        try GoldenFile.export(to: good, config: ModelConfiguration(network: Presets.network("tiny")), seed: 3, batch: 2)
+        try GoldenFile.export(to: good, config: ModelConfiguration(network: Presets.network("golden")), seed: 3, batch: 2)
         try copyGolden(from: good, to: old, { _, v in v }, asVersionOne: true)
         let file = try HDF5File(path: old)
         #expect(try file.int64Attribute("version") == 1 && !(try file.attributeNames(of: "/config")).contains("mean_type"))
@@ -73,7 +73,7 @@ struct GoldenFileTests {
 
     @Test func malformedFilesAreReportedByName() throws {
         let dir = scratchFolder(), good = dir + "/g.h5"
-        try GoldenFile.export(to: good, config: ModelConfiguration(network: Presets.network("tiny")), seed: 3, batch: 2)
+        try GoldenFile.export(to: good, config: ModelConfiguration(network: Presets.network("golden")), seed: 3, batch: 2)
         func expectError(_ contains: String, _ edit: @escaping (String, [Double]) -> [Double]?, extra: ((HDF5Writer) throws -> Void)? = nil) throws {
             let path = dir + "/case-\(UUID().uuidString).h5"
             try copyGolden(from: good, to: path, edit, extra: extra)
@@ -88,7 +88,7 @@ struct GoldenFileTests {
 
     @Test func unsupportedConfigurationIsReported() throws {
         let dir = scratchFolder(), good = dir + "/g.h5", bad = dir + "/b.h5"
-        try GoldenFile.export(to: good, config: ModelConfiguration(network: Presets.network("tiny")), seed: 3, batch: 1)
+        try GoldenFile.export(to: good, config: ModelConfiguration(network: Presets.network("golden")), seed: 3, batch: 1)
         try copyGolden(from: good, to: bad, { _, v in v }, configEdit: { $0.network.baseChannels = 20 })
         #expect(throws: DDPMError.self) { _ = try GoldenFile.check(path: bad, tolerance: .independentImplementation) }
         expectError(.invalidConfiguration, mentioning: ["unsupported configuration", "not divisible by the 32 norm groups"]) {

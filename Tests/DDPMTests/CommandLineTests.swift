@@ -39,7 +39,7 @@ func expectUserError(_ arguments: [String], _ text: String, sourceLocation: Sour
 struct CommandLineTests {
     @Test func missingFile() throws {
         let dir = scratchFolder()
-        try expectUserError(["train", "--data", dir + "/absent.h5", "--out", dir + "/c.h5", "--preset", "tiny"], "no such file")
+        try expectUserError(["train", "--data", dir + "/absent.h5", "--out", dir + "/c.h5", "--preset", "golden"], "no such file")
         try expectUserError(["golden", "check", dir + "/absent.h5"], "no such file")
         #expect(!FileManager.default.fileExists(atPath: dir + "/c.h5"))
     }
@@ -55,9 +55,9 @@ struct CommandLineTests {
     @Test func wrongShapeOrDtype() throws {
         let dir = scratchFolder()
         try HDF5Writer.write(to: dir + "/d.h5") { try $0.write([Double](repeating: 0, count: 8 * 8), shape: [1, 1, 8, 8], to: "/images") }
-        try expectUserError(["train", "--data", dir + "/d.h5", "--out", dir + "/c.h5", "--preset", "tiny"], "expected shape [N, 1, 16, 16] with N ≥ 1, found [1, 1, 8, 8]")
+        try expectUserError(["train", "--data", dir + "/d.h5", "--out", dir + "/c.h5", "--preset", "golden"], "expected shape [N, 1, 16, 16] with N ≥ 1, found [1, 1, 8, 8]")
         try HDF5Writer.write(to: dir + "/i.h5") { try $0.write([Int64](repeating: 0, count: 256), shape: [1, 1, 16, 16], to: "/images") }
-        try expectUserError(["train", "--data", dir + "/i.h5", "--out", dir + "/c.h5", "--preset", "tiny"], "expected float64, float32 or uint8 images, found int64")
+        try expectUserError(["train", "--data", dir + "/i.h5", "--out", dir + "/c.h5", "--preset", "golden"], "expected float64, float32 or uint8 images, found int64")
         #expect(!FileManager.default.fileExists(atPath: dir + "/c.h5"))
     }
 
@@ -65,7 +65,7 @@ struct CommandLineTests {
         let dir = scratchFolder()
         var v = [Double](repeating: 0.5, count: 256); v[17] = .infinity
         try HDF5Writer.write(to: dir + "/n.h5") { try $0.write(v, shape: [1, 1, 16, 16], to: "/images") }
-        try expectUserError(["train", "--data", dir + "/n.h5", "--out", dir + "/c.h5", "--preset", "tiny"], "value inf at element 17 is not finite")
+        try expectUserError(["train", "--data", dir + "/n.h5", "--out", dir + "/c.h5", "--preset", "golden"], "value inf at element 17 is not finite")
     }
 
     @Test func unknownPreset() throws {
@@ -75,8 +75,8 @@ struct CommandLineTests {
 
     @Test func nonPositiveCounts() throws {
         let dir = scratchFolder()
-        try expectUserError(["golden", "export", "--out", dir + "/g.h5", "--batch", "0"], "--batch: expected a positive number, got 0")
-        try expectUserError(["demo", "--out", dir + "/demo", "--steps", "0"], "--steps: expected a positive number, got 0")
+        try expectUserError(["golden", "export", "--out", dir + "/g.h5", "--batch-size", "0"], "--batch-size: expected a positive number, got 0")
+        try expectUserError(["demo", "--out", dir + "/demo", "--train-steps", "0"], "--train-steps: expected a positive number, got 0")
         try expectUserError(["params", "--channels", "0"], "channels: expected a positive number, got 0")
         #expect(!FileManager.default.fileExists(atPath: dir + "/g.h5") && !FileManager.default.fileExists(atPath: dir + "/demo"))
     }
@@ -84,17 +84,17 @@ struct CommandLineTests {
     @Test func existingOutputSurvivesAFailedRun() throws {
         let dir = scratchFolder(), out = dir + "/keep.h5"
         try "precious".write(toFile: out, atomically: true, encoding: .utf8)
-        try expectUserError(["train", "--data", dir + "/absent.h5", "--out", out, "--preset", "tiny", "--force"], "no such file")
+        try expectUserError(["train", "--data", dir + "/absent.h5", "--out", out, "--preset", "golden", "--force"], "no such file")
         #expect(try String(contentsOfFile: out, encoding: .utf8) == "precious")
     }
 
     @Test func goldenRoundTripThroughTheCommand() throws {
         let dir = scratchFolder()
-        let export = try runDDPM(["golden", "export", "--out", dir + "/g.h5", "--preset", "tiny"])
+        let export = try runDDPM(["golden", "export", "--out", dir + "/g.h5", "--preset", "golden"])
         #expect(export.status == 0, "\(export.stderr)")
         let check = try runDDPM(["golden", "check", dir + "/g.h5"])
-        // every output the schema defines plus one gradient per parameter tensor of the tiny preset
-        let expected = GoldenFile.outputNames.count + (try UNet(Presets.network("tiny")).namedParameters().count)
+        // every output the schema defines plus one gradient per parameter tensor of the golden preset
+        let expected = GoldenFile.outputNames.count + (try UNet(Presets.network("golden")).namedParameters().count)
         #expect(check.status == 0 && check.stdout.contains("\(expected) passed, 0 failed"), "\(check.stdout)\(check.stderr)")
     }
 

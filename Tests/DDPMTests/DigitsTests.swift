@@ -95,12 +95,12 @@ struct DigitsTests {
         #expect(images.shape == [197, 1, 16, 16] && images.values == expected.images.data)
         #expect(labels.shape == [197] && labels.values.map { Int($0) } == expected.labels)
         #expect(try ImageData.loadLabels(path: dir + "/test.h5", count: 197) == expected.labels)
-        let small = try runDDPM(["data", "digits", "--split", "all", "--size", "8", "--out", dir + "/all8.h5"])
+        let small = try runDDPM(["data", "digits", "--split", "all", "--image-size", "8", "--out", dir + "/all8.h5"])
         #expect(small.status == 0, "\(small.stderr)")
         let smallShape = try HDF5File(path: dir + "/all8.h5").shape(of: "/images")
         #expect(smallShape == [1797, 1, 8, 8])
         try expectUserError(["data", "digits", "--split", "validation", "--out", dir + "/x.h5"], "--split: expected train, test or all, got 'validation'")
-        try expectUserError(["data", "digits", "--size", "12", "--out", dir + "/x.h5"], "--size: expected 8 or 16, got 12")
+        try expectUserError(["data", "digits", "--image-size", "12", "--out", dir + "/x.h5"], "--image-size: expected 8 or 16, got 12")
         try expectUserError(["data", "digits"], "--out")
         try expectUserError(["data", "digits", "--split", "test", "--out", dir + "/test.h5"], "exists")
         #expect(!FileManager.default.fileExists(atPath: dir + "/x.h5"))
@@ -127,7 +127,7 @@ struct DigitsTests {
         let negative = try file("negative.h5") { try $0.write([Int64(0), -1, 2], shape: [3], to: "/labels") }
         expectError(.invalidData, mentioning: [negative, "labels", "-1", "element 1"]) { try ImageData.load(path: negative, dataset: nil, channels: 1, imageSize: 8) }
         // Through a command: one error line naming the file's labels.
-        try expectUserError(["train", "--data", short, "--out", dir + "/c.h5", "--steps", "1", "--preset", "tiny", "--image-size", "8", "--timesteps", "10"], "dataset 'labels'")
+        try expectUserError(["train", "--data", short, "--out", dir + "/c.h5", "--train-steps", "1", "--preset", "golden", "--image-size", "8", "--timesteps", "10"], "dataset 'labels'")
     }
 }
 
@@ -136,7 +136,7 @@ struct DemoDataTests {
     @Test("the demo trains on the UCI training split by default and reports the held-out bound and the memorisation check; procedural digits stay an option")
     func demoDataChoice() throws {
         let dir = scratchFolder()
-        let quick = ["--steps", "2", "--count", "4", "--timesteps", "10", "--batch-size", "2", "--bound-images", "3"]
+        let quick = ["--train-steps", "2", "--count", "4", "--timesteps", "10", "--batch-size", "2", "--bound-images", "3"]
         let r = try runDDPM(["demo"] + quick + ["--out", dir + "/uci"])
         #expect(r.status == 0, "\(r.stderr)")
         let report = try String(contentsOfFile: dir + "/uci/report.md", encoding: .utf8)

@@ -152,7 +152,7 @@ struct EvaluateCommandTests {
         let dir = scratchFolder()
         let checkpoint = try makeCheckpoint(dir)
         let data = dir + "/data.h5"
-        let r = try runDDPM(["evaluate", "--checkpoint", checkpoint, "--data", data, "--count", "3", "--batch-size", "2", "--out", dir + "/e.md", "--figure", dir + "/e.svg"])
+        let r = try runDDPM(["evaluate", "--checkpoint", checkpoint, "--data", data, "--images", "3", "--batch-size", "2", "--out", dir + "/e.md", "--figure", dir + "/e.svg"])
         #expect(r.status == 0, "\(r.stderr)")
         print(r.stdout)
         let cost = r.stderr.split(separator: "\n").first.map(String.init) ?? ""
@@ -160,7 +160,7 @@ struct EvaluateCommandTests {
         #expect(r.stdout.contains("bits/dim (mean ± standard error over 3 images)") && r.stdout.contains("all zeros"))
         let report = try String(contentsOfFile: dir + "/e.md", encoding: .utf8), svg = try String(contentsOfFile: dir + "/e.svg", encoding: .utf8)
         #expect(report.contains("bound: ") && svg.hasPrefix("<svg") && svg.contains("polyline"))
-        try expectUserError(["evaluate", "--checkpoint", checkpoint, "--data", data, "--count", "1000"], "--count 1000: expected at most the")
+        try expectUserError(["evaluate", "--checkpoint", checkpoint, "--data", data, "--images", "1000"], "--images 1000: expected at most the")
         try expectUserError(["evaluate", "--checkpoint", checkpoint, "--data", data, "--batch-size", "0"], "--batch-size: expected a positive number, got 0")
         try expectUserError(["evaluate", "--checkpoint", checkpoint, "--data", data, "--out", dir + "/e.md"], "exists")
     }

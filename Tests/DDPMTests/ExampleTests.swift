@@ -57,7 +57,7 @@ struct ExampleTests {
         print("ddpm-example printed:\n\(o)\(e)")
         #expect(p.terminationStatus == 0, "\(e)")
         let lines = o.split(separator: "\n").map(String.init)
-        #expect(lines.first == "network: \(try UNet(NetworkPreset.small.configuration).parameterCount) parameters")
+        #expect(lines.first == "network: \(try UNet(NetworkPreset.demo.configuration).parameterCount) parameters")
         #expect(lines.filter { $0.hasPrefix("step ") && $0.contains(": loss ") }.count == 4)
         // DDIM on T = 100 with 10 steps (ddim10: stride 10) visits t = 90, 80, …, 0.
         let ddim = lines.filter { $0.hasPrefix("DDIM step ") }

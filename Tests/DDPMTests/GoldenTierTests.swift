@@ -218,9 +218,9 @@ struct ErrorStatisticsTests {
         // Accumulating in float16 too: 3·√((49 + 1152)·2⁻²²) = 0.0507648 (python: 3*math.sqrt(1201*2**-22)).
         #expect(abs(GoldenTier(storage: .float16, accumulation: .float16).normwiseBound(b) - 0.0507648) < 1e-7)
         #expect(GoldenTier.extremeValueFactor(count: 1) == (2 * log(2.0)).squareRoot() && GoldenTier.extremeValueFactor(count: 0) >= 1)
-        // The tiny preset at batch 2: 98 parameter tensors → 49 layers; the longest forward sum is the first up
+        // The golden preset at batch 2: 98 parameter tensors → 49 layers; the longest forward sum is the first up
         // block's conv1, 9·(64 + 64) = 1152; the backward's N·H·W = 2·256 = 512 is shorter.
-        let tiny = RoundingBudgets(network: try Presets.network("tiny"), batch: 2, parameterCount: 98)
+        let tiny = RoundingBudgets(network: try Presets.network("golden"), batch: 2, parameterCount: 98)
         #expect(tiny.network == RoundingBudget(depth: 49, reduction: 1152) && tiny.gradient == RoundingBudget(depth: 98, reduction: 1152))
         #expect(tiny.elementwise == RoundingBudget(depth: 4, reduction: 1))
     }

@@ -8,23 +8,23 @@ struct LibraryEntryTests {
     @Test("every preset is a configuration Presets.network knows; DDPM(preset:) takes its size and channels")
     func presets() throws {
         for p in NetworkPreset.allCases { #expect(try Presets.network(p.rawValue) == p.configuration, "\(p)") }
-        let small = try DDPM(preset: .small, timesteps: 10, seed: 4)
+        let small = try DDPM(preset: .demo, timesteps: 10, seed: 4)
         let net = try #require(small.model as? UNet)
         #expect(small.imageSize == 16 && small.channels == 1 && small.timesteps == 10)
-        #expect(net.configuration == NetworkPreset.small.configuration)
+        #expect(net.configuration == NetworkPreset.demo.configuration)
         // The same weights as the network built directly from the configuration and seed.
-        #expect(net.parameters.map(\.data) == (try UNet(NetworkPreset.small.configuration, seed: 4)).parameters.map(\.data))
+        #expect(net.parameters.map(\.data) == (try UNet(NetworkPreset.demo.configuration, seed: 4)).parameters.map(\.data))
     }
 
     @Test("DDPM(network:) doubles the output channels when the diffuser learns the variance, and checks T")
     func networkConfiguration() throws {
         let learned = try GaussianDiffusion(DiffusionConfiguration(timesteps: 10, varianceType: .learnedRange, lossType: .hybrid))
-        let ddpm = try DDPM(network: NetworkPreset.tiny.configuration, timesteps: 10, diffuser: learned)
+        let ddpm = try DDPM(network: NetworkPreset.golden.configuration, timesteps: 10, diffuser: learned)
         #expect((ddpm.model as? UNet)?.configuration.outputChannels == 2)
         expectError(.invalidConfiguration, mentioning: ["10 timesteps", "expected 20"]) {
-            _ = try DDPM(network: NetworkPreset.tiny.configuration, timesteps: 20, diffuser: learned)
+            _ = try DDPM(network: NetworkPreset.golden.configuration, timesteps: 20, diffuser: learned)
         }
-        expectError(.invalidValue, mentioning: ["timesteps", "got 0"]) { _ = try DDPM(preset: .tiny, timesteps: 0) }
+        expectError(.invalidValue, mentioning: ["timesteps", "got 0"]) { _ = try DDPM(preset: .golden, timesteps: 0) }
     }
 
     @Test("samplers by value: .ancestral() is sample(batchSize:), .ddim(steps:) is the DDIM sampler, no downcast")

@@ -153,7 +153,7 @@ struct ObjectivePersistenceTests {
     func golden(_ m: ModelMeanType, _ v: ModelVarianceType, _ loss: LossType, _ w: LossWeighting) throws {
         var diffusion = DiffusionConfiguration()
         diffusion.meanType = m; diffusion.varianceType = v; diffusion.lossType = loss; diffusion.weighting = w
-        let config = ModelConfiguration(network: try Presets.network("tiny"), diffusion: diffusion)
+        let config = ModelConfiguration(network: try Presets.network("golden"), diffusion: diffusion)
         let path = scratchFolder() + "/g.h5"
         try GoldenFile.export(to: path, config: config, seed: 3, batch: 2)
         let rows = try GoldenFile.check(path: path, tolerance: .independentImplementation)
@@ -174,7 +174,7 @@ struct ObjectivePersistenceTests {
 struct ObjectiveCommandTests {
     @Test func badCombinationsAreOneErrorLine() throws {
         let dir = scratchFolder()
-        let base = ["train", "--data", dir + "/absent.h5", "--out", dir + "/c.h5", "--preset", "tiny"]
+        let base = ["train", "--data", dir + "/absent.h5", "--out", dir + "/c.h5", "--preset", "golden"]
         try expectUserError(base + ["--loss", "hybrid"], "hybrid")
         try expectUserError(base + ["--variance", "learned-range"], "simple")
         try expectUserError(base + ["--mean-type", "xprev", "--min-snr", "5"], "xprev")
@@ -191,8 +191,8 @@ struct ObjectiveCommandTests {
                                   "--loss", "hybrid", "--min-snr", "5"])
         #expect(export.status == 0, "\(export.stderr)")
         let check = try runDDPM(["golden", "check", dir + "/g.h5"])
-        // every output the schema defines plus one gradient per parameter tensor of the tiny preset
-        let expected = GoldenFile.outputNames.count + (try UNet(Presets.network("tiny")).namedParameters().count)
+        // every output the schema defines plus one gradient per parameter tensor of the golden preset
+        let expected = GoldenFile.outputNames.count + (try UNet(Presets.network("golden")).namedParameters().count)
         #expect(check.status == 0 && check.stdout.contains("\(expected) passed, 0 failed"), "\(check.stdout)\(check.stderr)")
     }
 }

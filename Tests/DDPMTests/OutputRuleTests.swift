@@ -35,21 +35,21 @@ final class SharedInputs: @unchecked Sendable {
 /// ``OutputRuleTests/everySubcommandHasAQuickRunAndGoesThroughThePlan``, so a new command cannot skip the cases.
 func quickRun(_ name: String, out dir: String, inputs i: SharedInputs) -> [String]? {
     switch name {
-    case "demo": return ["demo", "--steps", "1", "--images", "4", "--count", "1", "--timesteps", "10", "--batch-size", "2", "--bound-images", "1", "--out", dir + "/demo"]
-    case "train": return ["train", "--data", i.data, "--out", dir + "/t.h5", "--steps", "1"] + tinyRun
+    case "demo": return ["demo", "--train-steps", "1", "--images", "4", "--count", "1", "--timesteps", "10", "--batch-size", "2", "--bound-images", "1", "--out", dir + "/demo"]
+    case "train": return ["train", "--data", i.data, "--out", dir + "/t.h5", "--train-steps", "1"] + tinyRun
     case "sample": return ["sample", "--checkpoint", i.checkpoint, "--count", "1", "--out", dir + "/s.png", "--h5", dir + "/s.h5"]
-    case "interpolate": return ["interpolate", "--checkpoint", i.checkpoint, "--data", i.data, "--from", "0", "--to", "1", "--frames", "2", "--steps", "2", "--out", dir + "/i.png"]
+    case "interpolate": return ["interpolate", "--checkpoint", i.checkpoint, "--data", i.data, "--from", "0", "--to", "1", "--frames", "2", "--sample-steps", "2", "--out", dir + "/i.png"]
     case "golden export": return ["golden", "export", "--out", dir + "/g.h5"]
     case "golden check": return ["golden", "check", i.golden, "--report", dir + "/r.md"]
-    case "params": return ["params", "--preset", "tiny"]
-    case "bench": return ["bench", "--preset", "tiny", "--batches", "1", "--runs", "1", "--gemm-size", "8"]
+    case "params": return ["params", "--preset", "golden"]
+    case "bench": return ["bench", "--preset", "golden", "--batches", "1", "--runs", "1", "--gemm-size", "8"]
     case "schedules": return ["schedules", "--out", dir + "/sch.svg", "--timesteps", "10"]
     case "figures": return ["figures", "--checkpoint", i.checkpoint, "--out", dir + "/figs", "--count", "2", "--bound-images", "1"]
     case "weights": return ["weights", "--out", dir + "/w.svg", "--timesteps", "10"]
     case "bound": return ["bound", "--checkpoint", i.checkpoint, "--out", dir + "/b.svg", "--images", "1"]
-    case "data digits": return ["data", "digits", "--split", "test", "--size", "8", "--out", dir + "/digits.h5"]
-    case "evaluate": return ["evaluate", "--checkpoint", i.checkpoint, "--data", i.data, "--count", "1", "--out", dir + "/e.md", "--figure", dir + "/e.svg"]
-    case "sampler-figures": return ["sampler-figures", "--checkpoint", i.checkpoint, "--out-dir", dir + "/sf", "--count", "1"]
+    case "data digits": return ["data", "digits", "--split", "test", "--image-size", "8", "--out", dir + "/digits.h5"]
+    case "evaluate": return ["evaluate", "--checkpoint", i.checkpoint, "--data", i.data, "--images", "1", "--out", dir + "/e.md", "--figure", dir + "/e.svg"]
+    case "sampler-figures": return ["sampler-figures", "--checkpoint", i.checkpoint, "--out", dir + "/sf", "--count", "1"]
     default: return nil
     }
 }
@@ -309,22 +309,22 @@ struct OutputRuleTests {
 @Suite("Issue 22: every size option is estimated before allocating")
 struct SizeOptionTests {
     static func cases(_ i: SharedInputs, _ dir: String) -> [(String, [String])] {
-        let data = i.data, c = i.checkpoint, tiny = ["--preset", "tiny"]
+        let data = i.data, c = i.checkpoint, tiny = ["--preset", "golden"]
         return [
             ("train --batch-size", ["train", "--data", data, "--out", dir + "/o.h5", "--batch-size", "1000000000"] + tiny),
             ("train --timesteps", ["train", "--data", data, "--out", dir + "/o.h5", "--timesteps", "100000000"] + tiny),
-            ("train --base-channels", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "tiny", "--base-channels", "1000000"]),
-            ("train --image-size", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "tiny", "--image-size", "1048576", "--attention-resolutions", ""]),
-            ("train --channels", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "tiny", "--channels", "1000000"]),
-            ("train --time-emb-dim", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "tiny", "--time-emb-dim", "1000000"]),
-            ("train --channel-mults", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "tiny", "--channel-mults", "1,1000000"]),
-            ("train --num-res-blocks", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "tiny", "--num-res-blocks", "1000000"]),
-            ("train --resume, a checkpoint's T", ["train", "--data", data, "--resume", dir + "/bigT.h5", "--out", dir + "/o.h5", "--steps", "5"]),
-            ("train --resume, a checkpoint's batch size", ["train", "--data", data, "--resume", dir + "/bigB.h5", "--out", dir + "/o.h5", "--steps", "5"]),
+            ("train --base-channels", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "golden", "--base-channels", "1000000"]),
+            ("train --image-size", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "golden", "--image-size", "1048576", "--attention-resolutions", ""]),
+            ("train --channels", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "golden", "--channels", "1000000"]),
+            ("train --time-emb-dim", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "golden", "--time-emb-dim", "1000000"]),
+            ("train --channel-mults", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "golden", "--channel-mults", "1,1000000"]),
+            ("train --num-res-blocks", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "golden", "--num-res-blocks", "1000000"]),
+            ("train --resume, a checkpoint's T", ["train", "--data", data, "--resume", dir + "/bigT.h5", "--out", dir + "/o.h5", "--train-steps", "5"]),
+            ("train --resume, a checkpoint's batch size", ["train", "--data", data, "--resume", dir + "/bigB.h5", "--out", dir + "/o.h5", "--train-steps", "5"]),
             ("sample --count", ["sample", "--checkpoint", c, "--out", dir + "/s.png", "--count", "1000000000"]),
             ("sample, a checkpoint's T", ["sample", "--checkpoint", dir + "/bigT.h5", "--out", dir + "/s.png"]),
-            ("interpolate --frames", ["interpolate", "--checkpoint", c, "--from", "1", "--to", "2", "--steps", "2", "--frames", "100000000", "--out", dir + "/i.png"]),
-            ("golden export --batch", ["golden", "export", "--out", dir + "/g.h5", "--batch", "100000000"]),
+            ("interpolate --frames", ["interpolate", "--checkpoint", c, "--from", "1", "--to", "2", "--sample-steps", "2", "--frames", "100000000", "--out", dir + "/i.png"]),
+            ("golden export --batch-size", ["golden", "export", "--out", dir + "/g.h5", "--batch-size", "100000000"]),
             ("params --base-channels", ["params", "--base-channels", "100000"]),
             ("bench --gemm-size", ["bench", "--gemm-size", "100000"]),
             ("bench --batches", ["bench", "--batches", "100000000"]),
@@ -333,7 +333,7 @@ struct SizeOptionTests {
             ("weights --timesteps", ["weights", "--out", dir + "/w.svg", "--timesteps", "100000000"]),
             ("bound --images", ["bound", "--checkpoint", c, "--out", dir + "/b.svg", "--images", "1000000000"]),
             ("figures --count", ["figures", "--checkpoint", c, "--out", dir + "/f", "--count", "1000000000"]),
-            ("sampler-figures --count", ["sampler-figures", "--checkpoint", c, "--out-dir", dir + "/sf", "--count", "1000000000"]),
+            ("sampler-figures --count", ["sampler-figures", "--checkpoint", c, "--out", dir + "/sf", "--count", "1000000000"]),
             ("demo --images", ["demo", "--digits", "procedural", "--out", dir + "/d", "--images", "1000000000", "--count", "1"]),
             ("demo --count", ["demo", "--digits", "procedural", "--out", dir + "/d", "--count", "1000000000", "--images", "1000000000"]),
             ("demo --batch-size", ["demo", "--out", dir + "/d", "--batch-size", "1000000000"]),
@@ -371,7 +371,7 @@ struct SizeOptionTests {
 
     @Test("the parameter estimate is within 5 % of the built network's count for every preset")
     func parameterEstimateIsClose() throws {
-        for name in ["tiny", "small", "default"] {
+        for name in Presets.names {
             let c = try Presets.network(name)
             let built = Double(try UNet(c).parameterCount), estimate = Footprint.parameters(c)
             print("preset \(name): \(Int(built)) parameters, estimate \(Int(estimate)), ratio \(estimate / built)")
@@ -392,7 +392,7 @@ struct OutputRuleDefectTests {
     func defect01InterpolateOverItsInputs() throws {
         try i.make()
         let dir = scratchFolder(), before = inputBytes()
-        let run = ["interpolate", "--checkpoint", i.checkpoint, "--from", "1", "--to", "2", "--frames", "2", "--steps", "2"]
+        let run = ["interpolate", "--checkpoint", i.checkpoint, "--from", "1", "--to", "2", "--frames", "2", "--sample-steps", "2"]
         try expectUserError(run + ["--out", i.checkpoint, "--force"], "is also an input (--checkpoint")
         try expectUserError(run + ["--data", i.data, "--out", i.data, "--force"], "is also an input (--data")
         try "mine".write(toFile: dir + "/strip.png", atomically: false, encoding: .utf8)
@@ -437,7 +437,7 @@ struct OutputRuleDefectTests {
         try "keep".write(toFile: dir + "/figs/chain-x0.png", atomically: false, encoding: .utf8)
         try expectUserError(["figures", "--checkpoint", i.checkpoint, "--out", dir + "/figs", "--count", "2", "--bound-images", "1"], "chain-x0.png: exists")
         try "keep".write(toFile: dir + "/zero-terminal-snr.svg", atomically: false, encoding: .utf8)
-        try expectUserError(["sampler-figures", "--out-dir", dir], "zero-terminal-snr.svg: exists")
+        try expectUserError(["sampler-figures", "--out", dir], "zero-terminal-snr.svg: exists")
         try "keep".write(toFile: dir + "/target.svg", atomically: false, encoding: .utf8)
         try FileManager.default.createSymbolicLink(atPath: dir + "/w.svg", withDestinationPath: "target.svg")
         try expectUserError(["weights", "--out", dir + "/w.svg", "--timesteps", "10"], "pass --force to replace it")
@@ -475,9 +475,9 @@ struct OutputRuleDefectTests {
         try i.make()
         let dir = scratchFolder()
         try expectUserError(["sample", "--checkpoint", i.checkpoint, "--count", "1", "--out", dir + "/s.png", "--h5", dir + "/nodir/s.h5"], "does not exist")
-        try expectUserError(["sampler-figures", "--checkpoint", dir + "/missing.h5", "--out-dir", dir + "/sf"], "no such file")
+        try expectUserError(["sampler-figures", "--checkpoint", dir + "/missing.h5", "--out", dir + "/sf"], "no such file")
         try expectUserError(["figures", "--checkpoint", dir + "/missing.h5", "--out", dir + "/figs"], "no such file")
-        try expectUserError(["sampler-figures", "--checkpoint", i.checkpoint, "--out-dir", dir + "/sf", "--from", "-1"], "--from: expected a non-negative integer, got -1")
+        try expectUserError(["sampler-figures", "--checkpoint", i.checkpoint, "--out", dir + "/sf", "--from", "-1"], "--from: expected a non-negative integer, got -1")
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
         // The plan itself: a failure after the first of two writes leaves neither; a commit that fails on the
         // second output (created meanwhile by someone else) undoes the first and restores what it replaced.
@@ -513,7 +513,7 @@ struct OutputRuleDefectTests {
             switch command {
             case "golden export": args = ["golden", "export", "--out", out]
             case "sample": args = ["sample", "--checkpoint", i.checkpoint, "--count", "1", "--out", out + ".png", "--h5", out]
-            default: args = ["train", "--data", i.data, "--out", out, "--steps", "1"] + tinyRun
+            default: args = ["train", "--data", i.data, "--out", out, "--train-steps", "1"] + tinyRun
             }
             var runs: [Process] = []
             for k in 0..<2 {
@@ -549,7 +549,7 @@ struct OutputRuleDefectTests {
         let dir = scratchFolder()
         try FileManager.default.copyItem(atPath: i.checkpoint, toPath: dir + "/c.h5")
         let before = fileBytes(dir + "/c.h5")
-        let resume = ["train", "--data", i.data, "--resume", dir + "/c.h5", "--out", dir + "/c.h5", "--steps", "2"]
+        let resume = ["train", "--data", i.data, "--resume", dir + "/c.h5", "--out", dir + "/c.h5", "--train-steps", "2"]
         for (option, value) in [("--mean-type", "x0"), ("--variance", "large"), ("--loss", "kl"), ("--min-snr", "5"), ("--timestep-sampler", "loss-second-moment")] {
             try expectUserError(resume + [option, value], "\(option) \(value)")
         }
@@ -564,13 +564,13 @@ struct OutputRuleDefectTests {
         let dir = scratchFolder()
         let sample = ["sample", "--checkpoint", i.checkpoint, "--out", dir + "/s.png", "--count", "1"]
         try expectUserError(sample + ["--spacing", "bogus"], "--spacing 'bogus'")
-        try expectUserError(sample + ["--steps", "5", "--spacing", "bogus"], "--spacing 'bogus'")
-        try expectUserError(sample + ["--spacing", "trailing"], "--spacing needs --steps N")
+        try expectUserError(sample + ["--sample-steps", "5", "--spacing", "bogus"], "--spacing 'bogus'")
+        try expectUserError(sample + ["--spacing", "trailing"], "--spacing needs --sample-steps N")
         try expectUserError(sample + ["--eta", "0.5"], "--eta applies to --sampler ddim")
         try expectUserError(sample + ["--epsilon", "original"], "--epsilon applies to --sampler ddim")
-        try expectUserError(sample + ["--sampler", "ddim", "--steps", "5", "--no-set-alpha-to-one"], "applies to --sampler ddim with a diffusers spacing")
-        try expectUserError(sample + ["--steps", "5", "--spacing", "leading:"], "--spacing 'leading:'")
-        try expectUserError(sample + ["--steps", "5", "--spacing", "sections:"], "--spacing 'sections:'")
+        try expectUserError(sample + ["--sampler", "ddim", "--sample-steps", "5", "--no-set-alpha-to-one"], "applies to --sampler ddim with a diffusers spacing")
+        try expectUserError(sample + ["--sample-steps", "5", "--spacing", "leading:"], "--spacing 'leading:'")
+        try expectUserError(sample + ["--sample-steps", "5", "--spacing", "sections:"], "--spacing 'sections:'")
         try expectUserError(sample + ["--threshold", "clip:"], "--threshold 'clip:'")
         try expectUserError(sample + ["--threshold", "dynamic:"], "--threshold 'dynamic:'")
         for bench in [["--ddim-steps", "-5"], ["--ddim-steps", "2000"], ["--preset", "bogus"]] {
@@ -584,7 +584,7 @@ struct OutputRuleDefectTests {
     func defect11NegativeNumbersAsSeparateWords() throws {
         try i.make()
         let dir = scratchFolder()
-        try expectUserError(["sample", "--checkpoint", i.checkpoint, "--out", dir + "/s.png", "--steps", "-1"], "--steps: expected a positive number, got -1")
+        try expectUserError(["sample", "--checkpoint", i.checkpoint, "--out", dir + "/s.png", "--sample-steps", "-1"], "--sample-steps: expected a positive number, got -1")
         try expectUserError(["sample", "--checkpoint", i.checkpoint, "--out", dir + "/s.png", "--sampler", "ddim", "--eta", "-1"], "--eta: expected a finite value ≥ 0, got -1.0")
         try expectUserError(["train", "--data", i.data, "--out", dir + "/o.h5", "--min-snr", "-1"] + tinyRun, "--min-snr -1.0: expected a positive finite number")
         try expectUserError(["interpolate", "--checkpoint", i.checkpoint, "--from", "1", "--to", "2", "--out", dir + "/i.png", "--frames", "-1"], "--frames: expected at least 2, got -1")
@@ -619,7 +619,7 @@ struct OutputRuleDefectTests {
         try copyHDF5(i.checkpoint, to: dir + "/sched.h5", attributes: ["/config beta_schedule": "bogus"])
         try expectUserError(["sample", "--checkpoint", dir + "/sched.h5", "--out", dir + "/s.png"], dir + "/sched.h5 /config attribute 'beta_schedule': ")
         try copyHDF5(i.checkpoint, to: dir + "/batch.h5", attributes: ["/training batch_size": Int64(1_000_000_000_000)])
-        let r = try runDDPM(["train", "--data", i.data, "--resume", dir + "/batch.h5", "--out", dir + "/batch.h5", "--steps", "5"])
+        let r = try runDDPM(["train", "--data", i.data, "--resume", dir + "/batch.h5", "--out", dir + "/batch.h5", "--train-steps", "5"])
         #expect(r.status == 1 && r.stderr.contains("the checkpoint's batch size 1000000000000") && !r.stderr.contains("--batch-size"), "\(r.stderr)")
         if mountSmallFileSystem(at: dir + "/full", readOnly: false) == nil {
             defer { unmount(dir + "/full") }

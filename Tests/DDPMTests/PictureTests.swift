@@ -56,7 +56,7 @@ struct PictureTests {
     @Test("the demo's pictures: sizes, captions and the chain's eleven labels, read from the written files")
     func demoPictures() throws {
         let dir = scratchFolder() + "/demo"
-        let r = try runDDPM(["demo", "--steps", "2", "--images", "16", "--count", "4", "--timesteps", "20", "--batch-size", "2", "--bound-images", "2", "--out", dir])
+        let r = try runDDPM(["demo", "--train-steps", "2", "--images", "16", "--count", "4", "--timesteps", "20", "--batch-size", "2", "--bound-images", "2", "--out", dir])
         #expect(r.status == 0, "\(r.stderr)")
         // 4 tiles in 2 columns of 65: 131 by 131, plus a caption of one or two lines.
         for name in ["data.png", "samples.png", "samples-ddim.png", "samples-dpmpp.png"] {

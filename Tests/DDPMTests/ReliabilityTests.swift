@@ -9,7 +9,7 @@ import Testing
 import DDPM
 
 /// A tiny network and chain, so that each command takes seconds.
-let tinyRun = ["--preset", "tiny", "--timesteps", "10", "--batch-size", "2"]
+let tinyRun = ["--preset", "golden", "--timesteps", "10", "--batch-size", "2"]
 
 /// Eight 1×16×16 training images with values in [0, 1] (or a given range).
 func writeImages(_ path: String, range: ClosedRange<Double> = 0...1) throws {
@@ -20,7 +20,7 @@ func writeImages(_ path: String, range: ClosedRange<Double> = 0...1) throws {
 /// A checkpoint of the tiny network after `steps` steps, made by the command.
 func makeCheckpoint(_ dir: String, steps: Int = 1) throws -> String {
     try writeImages(dir + "/data.h5")
-    let r = try runDDPM(["train", "--data", dir + "/data.h5", "--out", dir + "/c.h5", "--steps", "\(steps)"] + tinyRun)
+    let r = try runDDPM(["train", "--data", dir + "/data.h5", "--out", dir + "/c.h5", "--train-steps", "\(steps)"] + tinyRun)
     #expect(r.status == 0, "\(r.stderr)")
     return dir + "/c.h5"
 }
@@ -111,7 +111,7 @@ struct ReliabilityTests {
         try "my thesis".write(toFile: dir + "/thesis.txt", atomically: true, encoding: .utf8)
         try fm.createDirectory(atPath: dir + "/sub", withIntermediateDirectories: false)
         try "data".write(toFile: dir + "/sub/data.txt", atomically: true, encoding: .utf8)
-        let demo = ["demo", "--steps", "2", "--images", "16", "--count", "1", "--timesteps", "10", "--batch-size", "2", "--bound-images", "2"]
+        let demo = ["demo", "--train-steps", "2", "--images", "16", "--count", "1", "--timesteps", "10", "--batch-size", "2", "--bound-images", "2"]
         let r = try runDDPM(demo + ["--out", dir])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try String(contentsOfFile: dir + "/thesis.txt", encoding: .utf8) == "my thesis")
@@ -144,10 +144,10 @@ struct ReliabilityTests {
     @Test func nonFiniteAndAbsurdValuesAreRefused() throws {
         let dir = scratchFolder()
         let checkpoint = try makeCheckpoint(dir)
-        try expectUserError(["train", "--data", dir + "/data.h5", "--out", dir + "/o.h5", "--lr", "inf", "--steps", "1"] + tinyRun, "--lr: expected a finite number in (0, 1], got inf")
-        try expectUserError(["train", "--data", dir + "/data.h5", "--out", dir + "/o.h5", "--lr", "1e30", "--steps", "1"] + tinyRun, "--lr: expected a finite number in (0, 1]")
+        try expectUserError(["train", "--data", dir + "/data.h5", "--out", dir + "/o.h5", "--lr", "inf", "--train-steps", "1"] + tinyRun, "--lr: expected a finite number in (0, 1], got inf")
+        try expectUserError(["train", "--data", dir + "/data.h5", "--out", dir + "/o.h5", "--lr", "1e30", "--train-steps", "1"] + tinyRun, "--lr: expected a finite number in (0, 1]")
         try copyHDF5(checkpoint, to: dir + "/minus7.h5", attributes: ["/ step": Int64(-7)])
-        try expectUserError(["train", "--data", dir + "/data.h5", "--out", dir + "/minus7.h5", "--resume", dir + "/minus7.h5", "--steps", "3"], "attribute 'step' is -7")
+        try expectUserError(["train", "--data", dir + "/data.h5", "--out", dir + "/minus7.h5", "--resume", dir + "/minus7.h5", "--train-steps", "3"], "attribute 'step' is -7")
         let name = try HDF5File(path: checkpoint).members(ofGroup: "/weights")[0]
         let values = try HDF5File(path: checkpoint).readDoubles("/weights/" + name).values
         try copyHDF5(checkpoint, to: dir + "/nan.h5", datasets: ["/weights/" + name: [.nan] + values.dropFirst()])
@@ -167,7 +167,7 @@ struct ReliabilityTests {
         try copyHDF5(checkpoint, to: dir + "/absurd.h5", datasets: ["/weights/final_conv.bias": bias.map { _ in 1e300 }])
         let before = fileBytes(dir + "/absurd.h5")
         let r = try runDDPM(["train", "--data", dir + "/data.h5", "--resume", dir + "/absurd.h5", "--out", dir + "/absurd.h5",
-                             "--steps", "5", "--checkpoint-every", "1"])
+                             "--train-steps", "5", "--checkpoint-every", "1"])
         let last = r.stderr.split(separator: "\n").last.map(String.init) ?? ""
         #expect(r.status == 1 && last.hasPrefix("error: training diverged at step 2: the loss is inf"), "\(r.stderr)")
         #expect(fileBytes(dir + "/absurd.h5") == before, "the checkpoint was changed")
@@ -179,7 +179,7 @@ struct ReliabilityTests {
         let dir = scratchFolder()
         let checkpoint = try makeCheckpoint(dir)
         try expectUserError(["sample", "--checkpoint", checkpoint, "--out", dir + "/s.png", "--count", "100000000"], "needs about")
-        try expectUserError(["train", "--data", dir + "/data.h5", "--out", dir + "/o.h5", "--preset", "tiny", "--batch-size", "1000000000000"], "needs about")
+        try expectUserError(["train", "--data", dir + "/data.h5", "--out", dir + "/o.h5", "--preset", "golden", "--batch-size", "1000000000000"], "needs about")
         try HDF5Writer.write(to: dir + "/huge.h5") { try $0.reserve(shape: [1_000_000_000, 1, 16, 16], to: "/images") }
         try expectUserError(["train", "--data", dir + "/huge.h5", "--out", dir + "/o.h5"] + tinyRun, "needs about")
         try HDF5Writer.write(to: dir + "/huge17.h5") { try $0.reserve(shape: [1_000_000_000, 1, 17, 17], to: "/images") }
@@ -192,7 +192,7 @@ struct ReliabilityTests {
         let dir = scratchFolder()
         let checkpoint = try makeCheckpoint(dir)
         for out in [dir + "/nodir/o.h5", dir] {
-            let r = try runDDPM(["train", "--data", dir + "/data.h5", "--out", out, "--steps", "50"] + tinyRun)
+            let r = try runDDPM(["train", "--data", dir + "/data.h5", "--out", out, "--train-steps", "50"] + tinyRun)
             #expect(r.status != 0 && r.stderr.hasPrefix("error: --out") && !r.stderr.contains("training"), "\(r.stderr)")
         }
         try expectUserError(["sample", "--checkpoint", checkpoint, "--out", dir + "/s.png", "--h5", dir + "/nodir/s.h5"], "the folder")
@@ -206,7 +206,7 @@ struct ReliabilityTests {
         let dir = scratchFolder()
         for (name, range) in [("bytes-as-floats", 0.0...255.0), ("symmetric", -1.0...1.0)] {
             try writeImages(dir + "/\(name).h5", range: range)
-            try expectUserError(["train", "--data", dir + "/\(name).h5", "--out", dir + "/o.h5", "--steps", "1"] + tinyRun, "is outside the data range [0.0, 1.0]")
+            try expectUserError(["train", "--data", dir + "/\(name).h5", "--out", dir + "/o.h5", "--train-steps", "1"] + tinyRun, "is outside the data range [0.0, 1.0]")
         }
         #expect(!FileManager.default.fileExists(atPath: dir + "/o.h5"))
     }
@@ -216,7 +216,7 @@ struct ReliabilityTests {
         let dir = scratchFolder()
         try writeImages(dir + "/data.h5")
         let run = ["train", "--data", dir + "/data.h5", "--checkpoint-every", "1"] + tinyRun
-        let p = try startDDPM(run + ["--out", dir + "/c.h5", "--steps", "1000"], logs: dir)
+        let p = try startDDPM(run + ["--out", dir + "/c.h5", "--train-steps", "1000"], logs: dir)
         #expect(waitFor(120) { FileManager.default.fileExists(atPath: dir + "/c.h5") }, "no first checkpoint")
         kill(p.processIdentifier, SIGINT)
         p.waitUntilExit()
@@ -227,8 +227,8 @@ struct ReliabilityTests {
         let step = Int(try HDF5File(path: dir + "/c.h5").int64Attribute("step"))
         #expect(step >= 1 && last.contains("at step \(step) of 1000"), "saved step \(step): \(last)")
         // Resume to step + 2 and compare with an uninterrupted run to the same step: identical bytes.
-        let resumed = try runDDPM(["train", "--data", dir + "/data.h5", "--resume", dir + "/c.h5", "--out", dir + "/c.h5", "--steps", "\(step + 2)"])
-        let straight = try runDDPM(run + ["--out", dir + "/straight.h5", "--steps", "\(step + 2)"])
+        let resumed = try runDDPM(["train", "--data", dir + "/data.h5", "--resume", dir + "/c.h5", "--out", dir + "/c.h5", "--train-steps", "\(step + 2)"])
+        let straight = try runDDPM(run + ["--out", dir + "/straight.h5", "--train-steps", "\(step + 2)"])
         #expect(resumed.status == 0 && straight.status == 0, "\(resumed.stderr) \(straight.stderr)")
         #expect(fileBytes(dir + "/c.h5") == fileBytes(dir + "/straight.h5"), "resumed and uninterrupted checkpoints differ")
         #expect(temporaries(dir).isEmpty)
@@ -275,7 +275,7 @@ struct ReliabilityTests {
     @Test func killedRunsLeaveNoTemporariesAfterTheNextRun() throws {
         let dir = scratchFolder()
         try writeImages(dir + "/data.h5")
-        let p = try startDDPM(["train", "--data", dir + "/data.h5", "--out", dir + "/c.h5", "--checkpoint-every", "1", "--steps", "1000"] + tinyRun, logs: dir)
+        let p = try startDDPM(["train", "--data", dir + "/data.h5", "--out", dir + "/c.h5", "--checkpoint-every", "1", "--train-steps", "1000"] + tinyRun, logs: dir)
         _ = waitFor(120) { FileManager.default.fileExists(atPath: dir + "/c.h5") }
         _ = waitFor(30) { !temporaries(dir).isEmpty }   // in the middle of a checkpoint write, if we catch one
         kill(p.processIdentifier, SIGKILL)
@@ -291,7 +291,7 @@ struct ReliabilityTests {
         try Data().write(to: URL(fileURLWithPath: dir + "/notes.tmp-1-2"))
         #expect(temporaries(dir).count >= 3)
         let step = Int(try HDF5File(path: dir + "/c.h5").int64Attribute("step"))
-        let r = try runDDPM(["train", "--data", dir + "/data.h5", "--resume", dir + "/c.h5", "--out", dir + "/c.h5", "--steps", "\(step + 1)"])
+        let r = try runDDPM(["train", "--data", dir + "/data.h5", "--resume", dir + "/c.h5", "--out", dir + "/c.h5", "--train-steps", "\(step + 1)"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(temporaries(dir) == [mine], "left: \(temporaries(dir))")
         #expect(FileManager.default.fileExists(atPath: dir + "/notes.tmp-1-2"))
@@ -301,7 +301,7 @@ struct ReliabilityTests {
     @Test func resumeRefusesConflictingOptions() throws {
         let dir = scratchFolder()
         let checkpoint = try makeCheckpoint(dir)
-        let resume = ["train", "--data", dir + "/data.h5", "--resume", checkpoint, "--out", checkpoint, "--steps", "2"]
+        let resume = ["train", "--data", dir + "/data.h5", "--resume", checkpoint, "--out", checkpoint, "--train-steps", "2"]
         try expectUserError(resume + ["--lr=-1", "--batch-size", "0"], "--lr: expected a finite number in (0, 1], got -1.0")
         try expectUserError(resume + ["--lr", "0.1", "--batch-size", "4", "--preset", "default"], "--batch-size 4 (checkpoint: 2); --lr 0.1 (checkpoint: 0.0002); --preset")
         let same = try runDDPM(resume + tinyRun + ["--seed", "0"])
@@ -327,11 +327,11 @@ struct ReliabilityTests {
     @Test func messagesSayWhatIsWrongAndReplacingKeepsLinksAndModes() throws {
         let dir = scratchFolder()
         let checkpoint = try makeCheckpoint(dir)
-        try expectUserError(["train", "--data", dir + "/data.h5", "--out", dir + "/o.h5", "--steps", "-5"], "--steps: expected a positive number, got -5")
+        try expectUserError(["train", "--data", dir + "/data.h5", "--out", dir + "/o.h5", "--train-steps", "-5"], "--train-steps: expected a positive number, got -5")
         try expectUserError(["train", "--data", dir, "--out", dir + "/o.h5"] + tinyRun, "is a folder, expected an HDF5 file")
         chmod(checkpoint, 0o600)
         try FileManager.default.createSymbolicLink(atPath: dir + "/link.h5", withDestinationPath: "c.h5")
-        let r = try runDDPM(["train", "--data", dir + "/data.h5", "--resume", dir + "/link.h5", "--out", dir + "/link.h5", "--steps", "2"])
+        let r = try runDDPM(["train", "--data", dir + "/data.h5", "--resume", dir + "/link.h5", "--out", dir + "/link.h5", "--train-steps", "2"])
         #expect(r.status == 0, "\(r.stderr)")
         let link = try FileManager.default.attributesOfItem(atPath: dir + "/link.h5")
         let target = try FileManager.default.attributesOfItem(atPath: checkpoint)
@@ -339,7 +339,7 @@ struct ReliabilityTests {
         #expect((target[.posixPermissions] as? Int) == 0o600)
         #expect(try HDF5File(path: checkpoint).int64Attribute("step") == 2)
         let help = try runDDPM(["golden", "export", "--help"])
-        #expect(help.stdout.contains("tiny, small or default") && help.stdout.contains("--force"), "\(help.stdout)")
+        #expect(help.stdout.contains("golden (the golden-file network),") && help.stdout.contains("demo or default") && help.stdout.contains("--force"), "\(help.stdout)")
     }
 }
 

@@ -21,12 +21,12 @@ struct SamplerCommandTests {
     func wiring() throws {
         let (dir, path, trainer) = try checkpoint()
         let cases: [([String], SamplerChoice)] = [
-            (["--sampler", "ddim", "--steps", "5"], SamplerChoice(kind: .ddim, steps: 5, spacing: .improvedDiffusion("ddim5"))),
-            (["--sampler", "ddim", "--steps", "4", "--spacing", "trailing", "--eta", "0.5", "--threshold", "dynamic:0.9"],
+            (["--sampler", "ddim", "--sample-steps", "5"], SamplerChoice(kind: .ddim, steps: 5, spacing: .improvedDiffusion("ddim5"))),
+            (["--sampler", "ddim", "--sample-steps", "4", "--spacing", "trailing", "--eta", "0.5", "--threshold", "dynamic:0.9"],
              SamplerChoice(kind: .ddim, steps: 4, spacing: .diffusersTrailing, eta: 0.5, thresholding: .dynamic(percentile: 0.9, maxScale: .infinity))),
-            (["--sampler", "ancestral", "--steps", "6", "--spacing", "sections:3,3", "--threshold", "none"],
+            (["--sampler", "ancestral", "--sample-steps", "6", "--spacing", "sections:3,3", "--threshold", "none"],
              SamplerChoice(kind: .ancestral, steps: 6, spacing: .improvedDiffusion("3,3"), thresholding: Thresholding.unchanged)),
-            (["--sampler", "ddim", "--steps", "5", "--spacing", "leading:1", "--no-set-alpha-to-one", "--epsilon", "original"],
+            (["--sampler", "ddim", "--sample-steps", "5", "--spacing", "leading:1", "--no-set-alpha-to-one", "--epsilon", "original"],
              SamplerChoice(kind: .ddim, steps: 5, spacing: .diffusersLeading(stepsOffset: 1), rederivation: .original, setAlphaToOne: false)),
         ]
         for (i, (args, choice)) in cases.enumerated() {
@@ -49,28 +49,28 @@ struct SamplerCommandTests {
         let (dir, path, _) = try checkpoint()
         let base = ["sample", "--checkpoint", path, "--out", dir + "/s.png"]
         try expectUserError(base + ["--sampler", "eulr"], "--sampler 'eulr': expected ancestral, ddim, euler")
-        try expectUserError(base + ["--steps", "0"], "--steps: expected a positive number, got 0")
-        try expectUserError(base + ["--steps", "5", "--spacing", "cubic"], "--spacing 'cubic'")
+        try expectUserError(base + ["--sample-steps", "0"], "--sample-steps: expected a positive number, got 0")
+        try expectUserError(base + ["--sample-steps", "5", "--spacing", "cubic"], "--spacing 'cubic'")
         try expectUserError(base + ["--threshold", "dynamic:2"], "--threshold 'dynamic:2'")
         try expectUserError(base + ["--eta=-1"], "--eta: expected a finite value ≥ 0, got -1.0")
-        try expectUserError(base + ["--steps", "30"], "--steps: expected between 1 and 20 (the checkpoint's T), got 30")
-        try expectUserError(base + ["--steps", "6", "--spacing", "ddim"], "no integer stride gives exactly 6 steps out of 20")
+        try expectUserError(base + ["--sample-steps", "30"], "--sample-steps: expected between 1 and 20 (the checkpoint's T), got 30")
+        try expectUserError(base + ["--sample-steps", "6", "--spacing", "ddim"], "no integer stride gives exactly 6 steps out of 20")
         #expect(!FileManager.default.fileExists(atPath: dir + "/s.png"))
     }
 
     @Test("interpolate writes a strip between two seeds' latents and between two images; --help lists it")
     func interpolate() throws {
         let (dir, path, _) = try checkpoint()
-        let r = try runDDPM(["interpolate", "--checkpoint", path, "--from", "1", "--to", "2", "--frames", "3", "--steps", "5", "--out", dir + "/strip.png"])
+        let r = try runDDPM(["interpolate", "--checkpoint", path, "--from", "1", "--to", "2", "--frames", "3", "--sample-steps", "5", "--out", dir + "/strip.png"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(FileManager.default.fileExists(atPath: dir + "/strip.png"))
         let images = digits8(4)
         try HDF5Writer.write(to: dir + "/d.h5") { try $0.write(images.data, shape: images.shape, to: "/images") }
         let r2 = try runDDPM(["interpolate", "--checkpoint", path, "--data", dir + "/d.h5", "--from", "0", "--to", "3", "--frames", "3",
-                              "--steps", "5", "--out", dir + "/strip2.png"])
+                              "--sample-steps", "5", "--out", dir + "/strip2.png"])
         #expect(r2.status == 0, "\(r2.stderr)")
         #expect(FileManager.default.fileExists(atPath: dir + "/strip2.png"))
-        try expectUserError(["interpolate", "--checkpoint", path, "--data", dir + "/d.h5", "--from", "0", "--to", "9", "--steps", "5", "--out", dir + "/x.png"],
+        try expectUserError(["interpolate", "--checkpoint", path, "--data", dir + "/d.h5", "--from", "0", "--to", "9", "--sample-steps", "5", "--out", dir + "/x.png"],
                             "--to 9: expected an image index in [0, 4)")
         #expect(try runDDPM(["--help"]).stdout.contains("interpolate"))
     }
@@ -78,7 +78,7 @@ struct SamplerCommandTests {
     @Test("sampler-figures writes the terminal-SNR figure without a checkpoint")
     func figures() throws {
         let dir = scratchFolder()
-        let r = try runDDPM(["sampler-figures", "--out-dir", dir])
+        let r = try runDDPM(["sampler-figures", "--out", dir])
         #expect(r.status == 0, "\(r.stderr)")
         let svg = try String(contentsOfFile: dir + "/zero-terminal-snr.svg", encoding: .utf8)
         #expect(svg.contains("<polyline") && svg.contains("zero terminal SNR"))
@@ -91,7 +91,7 @@ struct GoldenSamplerTests {
     func respacedTablesInGolden() throws {
         let dir = scratchFolder()
         let path = dir + "/g.h5"
-        try GoldenFile.export(to: path, config: ModelConfiguration(network: Presets.network("tiny")), seed: 3, batch: 2)
+        try GoldenFile.export(to: path, config: ModelConfiguration(network: Presets.network("golden")), seed: 3, batch: 2)
         let file = try HDF5File(path: path)
         let fixture = FixtureFile("samplers.h5")
         #expect(try file.stringAttribute("respacing", of: "/outputs").contains("ddim10"))

@@ -39,7 +39,7 @@ struct SolverCommandTests {
         ]
         var distinct = Set<[Double]>()
         for (i, (args, choice)) in cases.enumerated() {
-            let r = try runDDPM(["sample", "--checkpoint", path, "--count", "2", "--seed", "7", "--steps", "5",
+            let r = try runDDPM(["sample", "--checkpoint", path, "--count", "2", "--seed", "7", "--sample-steps", "5",
                                  "--out", dir + "/s\(i).png", "--h5", dir + "/s\(i).h5"] + args)
             #expect(r.status == 0, "\(args): \(r.stderr)")
             guard r.status == 0 else { continue }
@@ -59,7 +59,7 @@ struct SolverCommandTests {
     @Test("solver options that cannot apply are one error line naming the option, before any work")
     func inapplicableOptions() throws {
         let (dir, path, _) = try checkpoint()
-        let base = ["sample", "--checkpoint", path, "--out", dir + "/s.png", "--steps", "5"]
+        let base = ["sample", "--checkpoint", path, "--out", dir + "/s.png", "--sample-steps", "5"]
         try expectUserError(base + ["--sampler", "euler", "--eta", "0.5"], "--eta: --sampler euler is deterministic")
         try expectUserError(base + ["--sampler", "heun", "--solver-order", "2"], "--solver-order: for unipc and unip")
         try expectUserError(base + ["--sampler", "euler", "--lower-order-final"], "--lower-order-final: for the multistep solvers")

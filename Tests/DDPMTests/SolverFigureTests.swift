@@ -10,7 +10,7 @@ struct SolverFigureTests {
     @Test("solver-convergence.tsv holds every deterministic solver at N = 5 … 80 with its evaluations, the library's errors, and the SVG a line per solver")
     func convergenceFigure() throws {
         let dir = scratchFolder()
-        let r = try runDDPM(["sampler-figures", "--out-dir", dir])
+        let r = try runDDPM(["sampler-figures", "--out", dir])
         #expect(r.status == 0, "\(r.stderr)")
         let rows = try String(contentsOfFile: dir + "/solver-convergence.tsv", encoding: .utf8).split(separator: "\n").filter { !$0.hasPrefix("#") }.dropFirst()
         #expect(rows.count == SolverConvergence.cases.count * SolverConvergence.steps.count)
@@ -33,7 +33,7 @@ struct SolverFigureTests {
     func stepsFigure() throws {
         let (dir, path, trainer) = try microSamplingCheckpoint()
         let out = dir + "/figs"
-        let r = try runDDPM(["sampler-figures", "--checkpoint", path, "--out-dir", out, "--count", "2", "--seed", "3"])
+        let r = try runDDPM(["sampler-figures", "--checkpoint", path, "--out", out, "--count", "2", "--seed", "3"])
         #expect(r.status == 0, "\(r.stderr)")
         let png = try PNGImage.read(path: out + "/solver-steps.png")
         let side = trainer.config.network.imageSize * 3 + 1   // scale 3 and a 1-pixel gap
@@ -60,13 +60,13 @@ struct SolverFigureTests {
 
     @Test("bench --solver-steps: DPM-Solver++(2M) counts N network evaluations and Heun 2N − 1, each against its budget")
     func benchSolvers() throws {
-        let r = try runDDPM(["bench", "--preset", "tiny", "--batches", "1", "--runs", "1", "--gemm-size", "8", "--solver-steps", "3"])
+        let r = try runDDPM(["bench", "--preset", "golden", "--batches", "1", "--runs", "1", "--gemm-size", "8", "--solver-steps", "3"])
         #expect(r.status == 0, "\(r.stderr)")
         let lines = r.stdout.split(separator: "\n")
         print(lines.filter { $0.contains("steps (Karras") }.joined(separator: "\n"))
         #expect(lines.contains { $0.hasPrefix("DPM-Solver++(2M) 3 steps (Karras σ), batch 8: 3 network evaluations (as counted)") })
         #expect(lines.contains { $0.hasPrefix("Heun 3 steps (Karras σ), batch 8: 5 network evaluations (as counted)") })
         #expect(lines.contains { $0.hasPrefix("DPM-Solver++(2M) 3 steps (Karras σ), batch 8:") && $0.contains("budget 3 evaluations × forward") })
-        try expectUserError(["bench", "--preset", "tiny", "--solver-steps", "2000"], "--solver-steps")
+        try expectUserError(["bench", "--preset", "golden", "--solver-steps", "2000"], "--solver-steps")
     }
 }

@@ -16,7 +16,7 @@ struct TorchRandomCommandTests {
         var options = TrainingOptions()
         options.batchSize = 2
         try Trainer(config: config, options: options, seed: 4).save(to: dir + "/c.h5")
-        let base = ["sample", "--checkpoint", dir + "/c.h5", "--count", "16", "--seed", "0", "--sampler", "ddim", "--steps", "2"]
+        let base = ["sample", "--checkpoint", dir + "/c.h5", "--count", "16", "--seed", "0", "--sampler", "ddim", "--sample-steps", "2"]
         let r = try runDDPM(base + ["--rng", "torch", "--out", dir + "/t.png", "--h5", dir + "/t.h5"])
         #expect(r.status == 0, "\(r.stderr)")
         let xT = try HDF5File(path: dir + "/t.h5").readDoubles("/x_T")
