@@ -9,8 +9,14 @@
 @_exported import TensorIO
 @_exported import UNet
 
-extension UNet: NoisePredictor {
+/// The U-Net takes labels when its configuration has classes (`label_emb`); an unconditional U-Net has
+/// ``ConditionalNoisePredictor/classCount`` 0 and accepts only the null label 0 (which it ignores).
+extension UNet: ConditionalNoisePredictor {
+    public var classCount: Int { configuration.classes ?? 0 }
     public func predictNoise(_ x: Tensor, at t: [Int]) -> Tensor { self(x, t) }
+    public func predictNoise(_ x: Tensor, at t: [Int], labels: [Int]) -> Tensor {
+        labelEmbedding == nil ? self(x, t) : self(x, t, labels: labels)
+    }
 }
 
 /// A denoising diffusion probabilistic model: a noise predictor and a diffuser, wired as the seed wires them.
@@ -98,23 +104,34 @@ public final class DDPM {
     /// The training loss for a batch with given timesteps and noise (deterministic): the mean over the
     /// batch of the diffuser's per-sample `TrainingTerms/total` — L_simple against the target the mean
     /// type implies, or the bound terms in bits/dim (see `GaussianDiffusion/trainingLosses(modelOutput:start:noisy:t:noise:)`).
-    public func loss(_ x: Tensor, at t: [Int], noise: Tensor) throws -> Tensor {
+    /// With `labels` (a ``ConditionalNoisePredictor`` model only), the prediction is ε_θ(x_t, t, y).
+    public func loss(_ x: Tensor, at t: [Int], noise: Tensor, labels: [Int]? = nil) throws -> Tensor {
         try validateBatch(x)
         guard noise.shape == x.shape else {
             throw DDPMError(.shapeMismatch, "noise of shape \(noise.shape): expected the batch's shape \(x.shape)")
         }
         let xt = try diffuser.addNoise(x, at: t, noise: noise)
-        let out = model.predictNoise(xt, at: t)
+        let out: Tensor
+        if let labels {
+            guard let m = model as? ConditionalNoisePredictor, m.classCount > 0 else {
+                throw DDPMError(.invalidValue, "class labels: the model is unconditional; labels cannot be used")
+            }
+            try m.validate(labels: labels, batch: x.shape[0], allowNull: true)
+            out = m.predictNoise(xt, at: t, labels: labels)
+        } else {
+            out = model.predictNoise(xt, at: t)
+        }
         return try diffuser.trainingLosses(modelOutput: out, start: x, noisy: xt, t: t, noise: noise).total.mean()
     }
 
     /// `loss = ddpm(x)`: draws t uniformly and ε ~ 𝒩(0, I) from ``generator`` (t first, then ε), and
     /// returns the scalar loss whose `backward()` fills the model's gradients.
-    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    /// `labels` as in ``loss(_:at:noise:labels:)``.
+    public func callAsFunction(_ x: Tensor, labels: [Int]? = nil) throws -> Tensor {
         try validateBatch(x)
         let t = diffuser.sampleTimesteps(batchSize: x.shape[0], generator: &generator)
         let noise = Tensor.randomNormal(x.shape, generator: &generator)
-        return try loss(x, at: t, noise: noise)
+        return try loss(x, at: t, noise: noise, labels: labels)
     }
 
     /// The full reverse chain (`Diffuser.sampleLoop(model:shape:generator:sampler:onStep:)`, the full ancestral chain) from x_T ~ 𝒩(0, I)

@@ -108,7 +108,8 @@ public enum GoldenFile {
     /// resampler (GoldenExtras.swift); the resampler's stored history is drawn after every other input.
     /// `trajectories` adds `/trajectories` and `/sigma_tables` (``GoldenTrajectories``).
     public static func export(to path: String, config: ModelConfiguration, seed: UInt64, batch: Int, activations: Bool = false,
-                              x0OnGrid: Bool = true, extras: GoldenExtras = GoldenExtras(), trajectories: Bool = false) throws {
+                              x0OnGrid: Bool = true, extras: GoldenExtras = GoldenExtras(), trajectories: Bool = false,
+                              conditional: GoldenConditional? = nil) throws {
         guard batch > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batch)") }
         // The inputs, outputs and the activations kept for the gradients: a few dozen arrays of the input's size.
         let n = config.network
@@ -136,6 +137,9 @@ public enum GoldenFile {
             ? (0..<(config.timesteps * GoldenExtras.historyPerTerm)).map { _ in 0.25 + g.nextUniform() } : nil
         outs += try extras.outputs(diffusion: config.makeDiffusion(), predictedStart: outs.first { $0.0 == "pred_x0" }!.1, t: t,
                                    lossHistory: lossHistory, want: { _ in true })
+        // A class-conditional network's guided outputs (GoldenConditional.swift), its labels drawn next.
+        let conditionalPart = try GoldenConditional.exported(conditional, config: config, network: net, inputs: inputs, generator: &g)
+        outs += conditionalPart?.outputs ?? []
         try HDF5Writer.write(to: path) { w in
             try FileFormat.golden.stamp(w)
             try config.write(to: w)
@@ -153,6 +157,7 @@ public enum GoldenFile {
             }
             try writeActivations(recorded, to: w)
             try extras.write(to: w)
+            try conditionalPart?.write(w)
             // With `trajectories`: whole sampling chains and σ tables (GoldenTrajectories.swift), their x_T and
             // noises drawn after every other input.
             if trajectories { try GoldenTrajectories.write(to: w, config: config, network: net, batch: batch, generator: &g) }
@@ -235,7 +240,7 @@ public enum GoldenFile {
             if m == "grad" { present += try file.members(ofGroup: "/outputs/grad").map { "grad/" + $0 } } else { present.append(m) }
         }
         let keys = Set(net.namedParameters().map { "grad/" + $0.name })
-        let known = outputNames + GoldenExtras.outputNames
+        let known = outputNames + GoldenExtras.outputNames + GoldenConditional.outputNames
         if let unknown = present.first(where: { !known.contains($0) && !keys.contains($0) }) {
             throw DDPMError(.unknownName, "\(path): unknown output '/outputs/\(unknown)' (expected one of \(known.joined(separator: ", ")) or grad/<parameter key>)")
         }
@@ -259,6 +264,7 @@ public enum GoldenFile {
         }
         computedList += try extras.outputs(diffusion: config.makeDiffusion(), predictedStart: computedList.first { $0.0 == "pred_x0" }!.1, t: t,
                                            lossHistory: history, want: { present.contains($0) })
+        computedList += try GoldenConditional.recomputed(file, config: config, network: net, inputs: inputs, present: present)
         let computed = Dictionary(uniqueKeysWithValues: computedList)
         let rows = try present.map { name in
             let actual = computed[name]!

@@ -60,6 +60,8 @@ public struct ModelConfiguration: Sendable, Equatable {
         try w.setAttribute("out_channels", Int64(n.outputChannels), on: group)
         try w.setAttribute("data_min", d.dataRange.lowerBound, on: group)
         try w.setAttribute("data_max", d.dataRange.upperBound, on: group)
+        // K of a class-conditional network (label_emb has K + 1 rows, row K the null class); absent when unconditional.
+        if let k = n.classes { try w.setAttribute("num_classes", Int64(k), on: group) }
     }
 
     /// Reads and validates the attributes of `group`; every problem names the file, the group and the
@@ -87,6 +89,7 @@ public struct ModelConfiguration: Sendable, Equatable {
         n.dropout = try file.doubleAttribute("dropout", of: group)
         n.outputActivation = try choice("output_activation", OutputActivation.identity)
         if names.contains("norm_groups") { n.normGroups = try int("norm_groups") }
+        if names.contains("num_classes") { n.classes = try int("num_classes") }
         do { try n.validate() } catch { throw DDPMError(.invalidConfiguration, "\(file.path) \(group): unsupported configuration: \(error)") }
         network = n
 

@@ -9,11 +9,12 @@ extension DDPM {
     }
 
     /// The same from another random source (`TorchGenerator` for PyTorch's x_T and z): one
-    /// `randn` of N×C×H×W for x_T, then one per step that draws noise.
-    public func sample(batchSize: Int, sampler: ReverseSampler, generator: inout some RandomSource,
+    /// `randn` of N×C×H×W for x_T, then one per step that draws noise. `predictor` replaces the DDPM's
+    /// model for this chain (a wrapper of it: ``ClassConditionedPredictor``, ``ClassifierFreeGuidedPredictor``).
+    public func sample(batchSize: Int, sampler: ReverseSampler, generator: inout some RandomSource, predictor: NoisePredictor? = nil,
                        onStep: ((ReverseChainStep) -> Void)? = nil) throws -> Tensor {
         guard batchSize > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batchSize)") }
-        return try diffuser.sampleLoop(model: model, shape: [batchSize, channels, imageSize, imageSize],
+        return try diffuser.sampleLoop(model: predictor ?? model, shape: [batchSize, channels, imageSize, imageSize],
                                        generator: &generator, sampler: sampler, onStep: onStep)
     }
 }

@@ -18,6 +18,10 @@ public struct TrainingOptions: Sendable, Equatable {
     public var batchSize = 32
     /// How timesteps are drawn: uniform (Ho et al.) or importance-sampled by `LossSecondMomentResampler`.
     public var timestepSampler = TimestepSampler.uniform
+    /// p of label dropout (classifier-free guidance training, Ho & Salimans 2022 §3.2, their p_uncond):
+    /// for a class-conditional network each sample's label is replaced by the null class K with
+    /// probability p. Read only when the network has classes; 0.1 unless set (the paper's 0.1 to 0.2).
+    public var labelDropout = 0.1
     public init() {}
 }
 
@@ -130,32 +134,55 @@ public final class Trainer {
 
     /// The loss of one batch: `ddpm(x)` with uniform timesteps; with the resampler, t and ε from the DDPM's
     /// generator (t first), each sample's total weighted by 1/(T p_t), and the unweighted totals recorded
-    /// in the resampler's history (as improved-diffusion's training loop does).
-    func batchLoss(_ x: Tensor) throws -> Tensor {
-        guard var sampler = resampler else { return try ddpm(x) }
+    /// in the resampler's history (as improved-diffusion's training loop does). `labels` (after dropout)
+    /// go to a class-conditional network.
+    func batchLoss(_ x: Tensor, labels: [Int]? = nil) throws -> Tensor {
+        guard var sampler = resampler else { return try ddpm(x, labels: labels) }
         let (t, weights) = sampler.sample(batchSize: x.shape[0], generator: &ddpm.generator)
         let noise = Tensor.randomNormal(x.shape, generator: &ddpm.generator)
         let xt = try ddpm.diffuser.addNoise(x, at: t, noise: noise)
-        let terms = try ddpm.diffuser.trainingLosses(modelOutput: ddpm.model.predictNoise(xt, at: t), start: x, noisy: xt, t: t, noise: noise)
+        let out = labels.map { network.predictNoise(xt, at: t, labels: $0) } ?? ddpm.model.predictNoise(xt, at: t)
+        let terms = try ddpm.diffuser.trainingLosses(modelOutput: out, start: x, noisy: xt, t: t, noise: noise)
         sampler.update(t: t, losses: terms.total.data)
         resampler = sampler
         return (Tensor(shape: [t.count], data: weights) * terms.total).mean()
     }
 
-    /// One optimisation step on a random batch of `data` (N×C×H×W): indices, then t, then ε from the
-    /// DDPM's generator; dropout from the network's. Returns the loss before the update.
+    /// Label dropout (Ho & Salimans 2022, Algorithm 1, p_uncond): each label y_n replaced by the null class
+    /// K when u_n < p, with one u_n ~ U[0, 1) per sample drawn from `generator` whatever p is (so p = 0 and
+    /// p = 1 consume the same stream, and exact resume holds). Labels already K stay K.
+    public static func dropLabels(_ labels: [Int], probability p: Double, nullClass k: Int, generator: inout RandomGenerator) -> [Int] {
+        labels.map { y in generator.nextUniform() < p ? k : y }
+    }
+
+    /// One optimisation step on a random batch of `data` (N×C×H×W): indices, then (class-conditional
+    /// network) one label-dropout uniform per sample, then t, then ε from the DDPM's generator; dropout
+    /// masks from the network's. `labels` (one per image of `data`, 0 ..< K, or K for an unlabelled image)
+    /// are required by a class-conditional network and refused by an unconditional one. Returns the loss
+    /// before the update.
     @discardableResult
-    public func trainStep(on data: Tensor) throws -> Double {
+    public func trainStep(on data: Tensor, labels: [Int]? = nil) throws -> Double {
         let n = data.shape[0], per = data.count / n
+        guard (labels != nil) == (network.labelEmbedding != nil) else {
+            throw DDPMError(.invalidValue, labels == nil
+                ? "class labels: the network is class-conditional (\(network.classCount) classes) and needs one label per image"
+                : "class labels: the network is unconditional (trained without --classes); labels cannot be used")
+        }
+        if let labels { try network.validate(labels: labels, batch: n, allowNull: true) }
         var batch = [Double](); batch.reserveCapacity(options.batchSize * per)
+        var picked: [Int] = []
         for _ in 0..<options.batchSize {
             let i = ddpm.generator.nextInt(below: n)
             batch += data.data[(i * per)..<((i + 1) * per)]
+            picked.append(i)
         }
         let x = Tensor(shape: [options.batchSize] + Array(data.shape.dropFirst()), data: batch)
+        let y = labels.map { all in
+            Self.dropLabels(picked.map { all[$0] }, probability: options.labelDropout, nullClass: network.nullClass, generator: &ddpm.generator)
+        }
         network.isTraining = true
         network.zeroGradients()
-        let loss = try batchLoss(x)
+        let loss = try batchLoss(x, labels: y)
         loss.backward()
         clipGradientNorm(network.parameters, maxNorm: options.gradientClipNorm)
         optimizer.update(network.parameters)
@@ -217,6 +244,7 @@ public final class Trainer {
             }
             try w.setAttribute("batch_size", Int64(options.batchSize), on: "/training")
             try w.setAttribute("timestep_sampler", options.timestepSampler.rawValue, on: "/training")
+            if network.labelEmbedding != nil { try w.setAttribute("label_dropout", options.labelDropout, on: "/training") }
             if !omitting.contains("ema_updates") { try w.setAttribute("ema_updates", Int64(emaUpdates), on: "/training") }
             if !omitting.contains("ema_warmup") { try w.setAttribute("ema_warmup", options.emaWarmup.rawValue, on: "/training") }
             if let r = resampler {
@@ -254,6 +282,15 @@ public final class Trainer {
             o.timestepSampler = sampler
         }
         let names = try file.attributeNames(of: "/training")
+        if config.network.classes != nil {
+            guard names.contains("label_dropout") else {
+                throw DDPMError(.malformedFile, "\(path): a class-conditional network (num_classes \(config.network.classes!)) without /training attribute 'label_dropout'")
+            }
+            o.labelDropout = try file.doubleAttribute("label_dropout", of: "/training")
+            guard o.labelDropout >= 0, o.labelDropout <= 1 else {
+                throw DDPMError(.malformedFile, "\(path) /training attribute 'label_dropout': expected a probability in [0, 1], found \(o.labelDropout)")
+            }
+        }
         o.emaWarmup = .none
         if names.contains("ema_warmup") {
             let name = try file.stringAttribute("ema_warmup", of: "/training")

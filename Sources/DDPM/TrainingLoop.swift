@@ -23,6 +23,7 @@ extension TrainingOptions {
         guard beta2 >= 0, beta2 < 1 else { throw bad("Adam β₂", beta2, "a value in [0, 1)") }
         guard epsilon.isFinite, epsilon > 0 else { throw bad("Adam ε", epsilon, "a finite positive number") }
         guard gradientClipNorm.isFinite, gradientClipNorm > 0 else { throw bad("gradient clipping norm", gradientClipNorm, "a finite positive number") }
+        guard labelDropout >= 0, labelDropout <= 1 else { throw bad("label dropout", labelDropout, "a probability in [0, 1]") }
     }
 }
 
@@ -99,7 +100,7 @@ public final class InterruptWatch: @unchecked Sendable {
     }
 }
 
-/// Trains `trainer` on `images` up to step `until`.
+/// Trains `trainer` on `images` (with their `labels` for a class-conditional network) up to step `until`.
 ///
 /// - Checkpoints go to `checkpoint` (if given) every `checkpointEvery` steps (0: only at the end), always
 ///   atomically; the final state is saved at the end.
@@ -110,7 +111,7 @@ public final class InterruptWatch: @unchecked Sendable {
 ///   signal. A second SIGINT exits at once.
 /// - `onProgress` is called after every step.
 public enum TrainingLoop {
-    public static func run(_ trainer: Trainer, images: Tensor, until: Int, checkpointEvery: Int = 0, checkpoint: String?,
+    public static func run(_ trainer: Trainer, images: Tensor, labels: [Int]? = nil, until: Int, checkpointEvery: Int = 0, checkpoint: String?,
                            onProgress: (TrainingProgress) -> Void = { _ in }) throws {
         guard checkpointEvery >= 0 else { throw DDPMError(.invalidValue, "checkpoint interval: expected 0 or a positive number, got \(checkpointEvery)") }
         let notice = checkpoint.map { "interrupt: finishing the current step, then saving \($0) (interrupt again to stop at once without saving)" }
@@ -122,7 +123,7 @@ public enum TrainingLoop {
         var smoothed: Double?
         var lastSaved: (step: Int, path: String)?
         while trainer.step < until {
-            let loss = try trainer.trainStep(on: images)
+            let loss = try trainer.trainStep(on: images, labels: labels)
             if !loss.isFinite {
                 throw diverged(at: trainer.step, "the loss is \(loss)", kept: lastSaved, start: start)
             }

@@ -63,6 +63,7 @@ struct Footprint {
         }
         p += 9 * Double(l.down.dropLast().reduce(0) { $0 + $1.width * $1.width }) + 9 * Double(l.up.dropLast().reduce(0) { $0 + $1.width * $1.width })
         p += 2 * block(l.middle, l.middle) + attention(l.middle)
+        p += Double((c.classes ?? -1) + 1) * temb   // label_emb: K + 1 rows
         return p
     }
 }

@@ -28,6 +28,9 @@ struct Golden: ParsableCommand {
         var threshold: String?
         @Flag(help: "Also store the zero-terminal-SNR tables of the schedule (Lin et al. 2024, Algorithm 1).")
         var zeroTerminalSnr = false
+        @Option(parsing: .unconditional, help: "K: a class-conditional network (label_emb, K + 1 rows) with labels and classifier-free guided outputs and one guided DDIM step (cfg_*); needs --guidance or --guidance-scale.")
+        var classes: Int?
+        @OptionGroup(title: "Classifier-free guidance (with --classes)") var guidance: GuidanceOptions
 
         func checkOptions() throws {
             try requireRange("--batch-size", batch, 1...Int.max)
@@ -35,11 +38,24 @@ struct Golden: ParsableCommand {
             _ = try seedValue(seed)
             _ = try Presets.network(preset)
             _ = try extras()
+            try guidance.check()
+            if guidance.intervalText != nil { throw DDPMError(.invalidValue, "--guidance-interval: golden files store guidance at every t; drop it") }
+            if let classes {
+                try requireRange("--classes", classes, 1...(1 << 20))
+                guard guidance.strength != nil else { throw DDPMError(.invalidValue, "--classes: a conditional golden file needs --guidance w or --guidance-scale s") }
+            } else if guidance.strength != nil {
+                throw DDPMError(.invalidValue, "\(guidance.flag): guided golden outputs need a class-conditional network (--classes K)")
+            }
         }
+
+        /// The guided part (with --classes).
+        var conditional: GoldenConditional? { guidance.strength.map { GoldenConditional(strength: $0, rescale: guidance.rescale) } }
 
         /// The configuration; build it only after ``footprint()`` sized T (the schedule allocates T values).
         func configuration() throws -> ModelConfiguration {
-            ModelConfiguration(network: try Presets.network(preset), diffusion: try diffusionOptions.configuration())
+            var network = try Presets.network(preset)
+            network.classes = classes
+            return ModelConfiguration(network: network, diffusion: try diffusionOptions.configuration())
         }
 
         func extras() throws -> GoldenExtras {
@@ -73,9 +89,10 @@ struct Golden: ParsableCommand {
         func work() throws {
             let config = try configuration(), diffusion = config.diffusion, extras = try extras()
             try GoldenFile.export(to: out, config: config, seed: try seedValue(seed), batch: batch, activations: activations, x0OnGrid: !continuousX0,
-                                  extras: extras, trajectories: trajectories)
+                                  extras: extras, trajectories: trajectories, conditional: conditional)
             announce("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), schedule \(diffusion.schedule.name), T \(diffusion.timesteps)"
-                  + (extras.names.isEmpty ? "" : ", with \(extras.names.joined(separator: ", "))") + ", the outputs and the gradient of every parameter" + (activations ? ", every module's output and output gradient" : "") + (trajectories ? ", whole trajectories and σ tables" : ""))
+                  + (extras.names.isEmpty ? "" : ", with \(extras.names.joined(separator: ", "))") + ", the outputs and the gradient of every parameter" + (activations ? ", every module's output and output gradient" : "") + (trajectories ? ", whole trajectories and σ tables" : "")
+                  + (conditional.map { ", \(classes!) classes with guided outputs (\($0.strength.convention) \($0.strength.given), rescale \($0.rescale))" } ?? ""))
         }
     }
 

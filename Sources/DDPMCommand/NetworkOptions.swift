@@ -16,13 +16,14 @@ struct NetworkOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Time-embedding width.") var timeEmbDim: Int?
     @Option(parsing: .unconditional, help: "Dropout probability.") var dropout: Double?
     @Option(help: "Output activation: identity or sigmoid (the seed's, for parity only).") var outputActivation: String?
+    @Option(parsing: .unconditional, help: "K: a class-conditional network (label_emb: K + 1 rows of the time-embedding width, row K the null class). (default: unconditional)") var classes: Int?
 
     /// The options given on the command line, by flag name.
     var given: [String] {
         [("--preset", preset != nil), ("--channels", channels != nil), ("--image-size", imageSize != nil),
          ("--base-channels", baseChannels != nil), ("--channel-mults", channelMults != nil), ("--num-res-blocks", numResBlocks != nil),
          ("--attention-resolutions", attentionResolutions != nil), ("--time-emb-dim", timeEmbDim != nil),
-         ("--dropout", dropout != nil), ("--output-activation", outputActivation != nil)].filter(\.1).map(\.0)
+         ("--dropout", dropout != nil), ("--output-activation", outputActivation != nil), ("--classes", classes != nil)].filter(\.1).map(\.0)
     }
 
     func configuration() throws -> UNetConfiguration { try configuration(startingFrom: nil) }
@@ -46,6 +47,7 @@ struct NetworkOptions: ParsableArguments {
         if let attentionResolutions { c.attentionResolutions = try Presets.integers(attentionResolutions, option: "--attention-resolutions") }
         if let timeEmbDim { c.timeEmbeddingDim = timeEmbDim }
         if let dropout { c.dropout = dropout }
+        if let classes { c.classes = classes }
         if let outputActivation {
             guard let a = OutputActivation(rawValue: outputActivation) else {
                 throw DDPMError(.invalidValue, "--output-activation '\(outputActivation)': expected identity or sigmoid")

@@ -34,17 +34,19 @@ struct Train: FileCommand {
     @Option(parsing: .unconditional, help: "Decay of the exponential moving average of the weights. (default: 0.9999)") var emaDecay: Double?
     @Option(parsing: .unconditional, help: "Write the checkpoint every this many steps (0: only at the end).") var checkpointEvery: Int = 500
     @Option(help: "Continue from this checkpoint (its configuration and options are used).") var resume: String?
+    @Option(parsing: .unconditional, help: "With --classes K: the probability p that a training label is replaced by the null class K (Ho & Salimans 2022, p_uncond; p = 1 trains the unconditional model). The data file needs a dataset 'labels'. (default: 0.1)") var labelDropout: Double?
     @Flag(help: "Replace --out if it exists and is not the checkpoint being resumed.") var force = false
     @OptionGroup var network: NetworkOptions
     @OptionGroup var diffusion: DiffusionOptions
 
-    static let flagNames = ["learning rate": "--lr", "batch size": "--batch-size", "EMA decay": "--ema-decay"]
+    static let flagNames = ["learning rate": "--lr", "batch size": "--batch-size", "EMA decay": "--ema-decay", "label dropout": "--label-dropout"]
 
     var trainingOptions: TrainingOptions {
         var options = TrainingOptions()
         if let batchSize { options.batchSize = batchSize }
         if let lr { options.learningRate = lr }
         if let emaDecay { options.emaDecay = emaDecay }
+        if let labelDropout { options.labelDropout = labelDropout }
         return options
     }
 
@@ -53,6 +55,9 @@ struct Train: FileCommand {
         try requireRange("--checkpoint-every", checkpointEvery, 0...Int.max, "0 or a positive number")
         if let t = diffusion.timesteps { try requireRange("--timesteps", t, 1...Int.max) }
         try naming(Self.flagNames) { try trainingOptions.validate() }
+        if labelDropout != nil, resume == nil, network.classes == nil {
+            throw DDPMError(.invalidValue, "--label-dropout: only for a class-conditional network (give --classes K)")
+        }
         _ = try seedValue(self.seed ?? 0)
         _ = try diffusion.sampler()
     }
@@ -101,10 +106,23 @@ struct Train: FileCommand {
         } catch let e as DDPMError where e.kind == .malformedFile && e.message.hasSuffix("name the dataset to use") {
             throw DDPMError(e.kind, e.message + " with --dataset")
         }
+        let labels = try Self.labels(for: trainer, data: data, count: images.shape[0])
         guard trainer.step < steps else { throw DDPMError(.invalidValue, "--train-steps \(steps): the checkpoint is already at step \(trainer.step)") }
         note("training \(trainer.network.parameterCount) parameters on \(images.shape[0]) images from step \(trainer.step) to \(steps)")
-        try Self.loop(trainer, images: images, until: steps, checkpointEvery: checkpointEvery, out: out)
+        try Self.loop(trainer, images: images, labels: labels, until: steps, checkpointEvery: checkpointEvery, out: out)
         announce("wrote \(out) at step \(trainer.step)")
+    }
+
+    /// The data file's `labels` for a class-conditional network (each below its K), nil for an unconditional one.
+    static func labels(for trainer: Trainer, data: String, count: Int) throws -> [Int]? {
+        guard let k = trainer.config.network.classes else { return nil }
+        guard let labels = try ImageData.loadLabels(path: data, count: count) else {
+            throw DDPMError(.malformedFile, "--data \(data): a class-conditional network (\(k) classes) needs a dataset 'labels' (one class per image), found none")
+        }
+        if let i = labels.firstIndex(where: { $0 >= k }) {
+            throw DDPMError(.invalidData, "--data \(data) dataset 'labels': expected classes 0 ..< \(k) (--classes \(k)), found \(labels[i]) at element \(i)")
+        }
+        return labels
     }
 
     /// Options given together with --resume: a value that differs from the checkpoint's is an error; --seed is announced as unused.
@@ -114,6 +132,10 @@ struct Train: FileCommand {
         if let batchSize, batchSize != o.batchSize { conflicts.append("--batch-size \(batchSize) (checkpoint: \(o.batchSize))") }
         if let lr, lr != o.learningRate { conflicts.append("--lr \(lr) (checkpoint: \(o.learningRate))") }
         if let emaDecay, emaDecay != o.emaDecay { conflicts.append("--ema-decay \(emaDecay) (checkpoint: \(o.emaDecay))") }
+        if let labelDropout {
+            if k.network.classes == nil { conflicts.append("--label-dropout \(labelDropout) (checkpoint: an unconditional network)") }
+            else if labelDropout != o.labelDropout { conflicts.append("--label-dropout \(labelDropout) (checkpoint: \(o.labelDropout))") }
+        }
         if let t = diffusion.timesteps, t != k.timesteps { conflicts.append("--timesteps \(t) (checkpoint: \(k.timesteps))") }
         conflicts += try diffusion.objective.conflicts(with: k.diffusion)
         if diffusion.timestepSampler != nil, try diffusion.sampler() != o.timestepSampler {
@@ -136,10 +158,10 @@ struct Train: FileCommand {
     /// The library's training loop with a progress bar; checkpoints at `out` (periodically and at the end).
     /// Returns the loss of every step it ran (for the loss curve).
     @discardableResult
-    static func loop(_ trainer: Trainer, images: Tensor, until: Int, checkpointEvery: Int, out: String?, label: String = "train") throws -> [Double] {
+    static func loop(_ trainer: Trainer, images: Tensor, labels: [Int]? = nil, until: Int, checkpointEvery: Int, out: String?, label: String = "train") throws -> [Double] {
         let progress = Progress(label, total: until)
         var losses: [Double] = []
-        try TrainingLoop.run(trainer, images: images, until: until, checkpointEvery: checkpointEvery, checkpoint: out) { p in
+        try TrainingLoop.run(trainer, images: images, labels: labels, until: until, checkpointEvery: checkpointEvery, checkpoint: out) { p in
             losses.append(p.loss)
             progress.update(p.step, loss: p.smoothedLoss)
         }
@@ -156,13 +178,14 @@ struct Sample: FileCommand {
         """)
 
     @Option(help: "Checkpoint written by `ddpm train`.") var checkpoint: String
-    @Option(parsing: .unconditional, help: "Number of samples.") var count: Int = 16
+    @Option(parsing: .unconditional, help: "Number of samples (per class with --class).") var count: Int = 16
     @Option(parsing: .unconditional, help: "Seed of the sampling noise.") var seed: Int = 0
     @Flag(help: "Use the exponential moving average of the weights.") var ema = false
     @Option(help: "PNG grid to write.") var out: String
     @Option(help: "Also write the samples (N×C×H×W float64, dataset 'samples') and their starting noise (dataset 'x_T') to this HDF5 file.") var h5: String?
     @Flag(help: "Replace --out and --h5 if they exist.") var force = false
     @OptionGroup(title: "Sampler") var sampling: SamplerOptions
+    @OptionGroup(title: "Class conditioning and classifier-free guidance") var conditioning: ConditioningOptions
     @OptionGroup var random: RandomOption
 
     /// Images per reverse chain (memory per chain is bounded by this; more images means more chains).
@@ -173,6 +196,7 @@ struct Sample: FileCommand {
         _ = try seedValue(seed)
         _ = try sampling.choice()
         _ = try random.kind()
+        try conditioning.check()
     }
 
     func files() throws -> OutputPlan {
@@ -189,10 +213,13 @@ struct Sample: FileCommand {
         if let steps = sampling.steps, steps > config.timesteps {
             throw DDPMError(.invalidValue, "--sample-steps: expected between 1 and \(config.timesteps) (the checkpoint's T), got \(steps)")
         }
+        try conditioning.check(against: c)
+        let count = self.count * max(1, conditioning.classList.count)
         // The samples twice (the batches and the joined tensor) and the grid's bytes.
         f.add("--count \(count) samples of \(c.channels)×\(c.imageSize)×\(c.imageSize)", doubles: [count, c.channels, c.imageSize, c.imageSize], copies: h5 == nil ? 2 : 4)
         f.add("--count \(count): the PNG grid", Double(count * c.channels) * Double((2 * c.imageSize + 1) * (2 * c.imageSize + 1)))
-        f.network(c, batch: min(count, Self.chunk), training: false, network: "the network of --checkpoint \(checkpoint)", images: "a batch of \(min(count, Self.chunk))")
+        let batch = min(count, Self.chunk) * (conditioning.strength == nil ? 1 : 2)
+        f.network(c, batch: batch, training: false, network: "the network of --checkpoint \(checkpoint)", images: "a batch of \(batch)")
         return f
     }
 
@@ -202,28 +229,41 @@ struct Sample: FileCommand {
         let rng = try random.kind()
         let trainer = try loadCheckpoint(checkpoint)
         if ema { trainer.useAveragedWeights() }
+        try conditioning.check(against: trainer.config.network)
+        let labels = conditioning.labels(perClass: count)
         var starts: [Tensor] = []
-        let samples = try Self.sample(trainer, count: count, seed: seed, choice: choice, rng: rng,
+        let samples = try Self.sample(trainer, count: labels?.count ?? count, seed: seed, choice: choice, rng: rng,
+                                      conditioning: labels.map { (labels: $0, strength: conditioning.strength, rescale: conditioning.rescale,
+                                                                 interval: try? conditioning.guidance.interval()) },
                                       onStart: { if h5 != nil { starts.append($0) } })
         if let bad = samples.data.first(where: { !$0.isFinite }) {
             throw DDPMError(.invalidData, "\(checkpoint): sampling produced a non-finite value (\(bad)); the checkpoint's weights are unusable")
         }
-        try PNGWriter.writeGrid(samples, range: trainer.config.diffusion.dataRange, path: out)
+        // A row per class when several are asked for.
+        try PNGWriter.writeGrid(samples, range: trainer.config.diffusion.dataRange,
+                                columns: conditioning.classList.count > 1 ? count : nil, path: out)
         if let h5 {
             let xT = starts.count == 1 ? starts[0] : Tensor.concatenate(starts, axis: 0)
             try HDF5Writer.write(to: h5) {
                 try $0.write(samples.data, shape: samples.shape, to: "/samples")
                 try $0.write(xT.data, shape: xT.shape, to: "/x_T")
+                if let labels { try conditioning.record(labels: labels, to: $0) }
             }
         }
-        announce("wrote \(out)" + (h5.map { " and \($0)" } ?? "") + ": \(count) samples, seed \(seed)\(rng == .torch ? " (torch)" : "")\(ema ? ", EMA weights" : ""), \(choice)")
+        announce("wrote \(out)" + (h5.map { " and \($0)" } ?? "") + ": \(samples.shape[0]) samples, seed \(seed)\(rng == .torch ? " (torch)" : "")\(ema ? ", EMA weights" : ""), \(choice)"
+                 + conditioning.summary)
     }
 
     /// The reverse chain `choice` describes (default: the full ancestral chain), in batches of at most ``chunk``
     /// images, one generator (of kind `rng`) throughout, with progress; `onStart` sees each batch's x_T,
     /// `onStep` every step of the first batch.
+    /// With `conditioning`, image i has class `labels[i]` (count = labels.count), sampled with
+    /// classifier-free guidance of the given strength and rescale (``ClassifierFreeGuidedPredictor``: one
+    /// network call on 2N per step), or with no guidance when the strength is nil (``ClassConditionedPredictor``).
     static func sample(_ trainer: Trainer, count: Int, seed: UInt64, choice: SamplerChoice = SamplerChoice(),
-                       rng: RandomSourceKind = .ddpm, onStep: ((ReverseChainStep) -> Void)? = nil,
+                       rng: RandomSourceKind = .ddpm,
+                       conditioning: (labels: [Int], strength: GuidanceStrength?, rescale: Double, interval: ClosedRange<Int>?)? = nil,
+                       onStep: ((ReverseChainStep) -> Void)? = nil,
                        onStart: ((Tensor) -> Void)? = nil) throws -> Tensor {
         var source = rng.make(seed: seed)
         let sampler = try choice.makeSampler(for: trainer.config.makeDiffusion())
@@ -235,7 +275,13 @@ struct Sample: FileCommand {
         for b in 0..<batches {
             let n = min(chunk, count - b * chunk)
             var first = true
-            parts.append(try trainer.ddpm.sample(batchSize: n, sampler: sampler, generator: &source) { step in
+            let predictor: NoisePredictor? = try conditioning.map { k in
+                let labels = Array(k.labels[(b * chunk)..<(b * chunk + n)])
+                guard let strength = k.strength else { return ClassConditionedPredictor(trainer.network, labels: labels) }
+                return try ClassifierFreeGuidedPredictor(trainer.network, labels: labels, strength: strength, rescale: k.rescale,
+                                                         meanChannels: trainer.config.network.channels, interval: k.interval ?? nil)
+            }
+            parts.append(try trainer.ddpm.sample(batchSize: n, sampler: sampler, generator: &source, predictor: predictor) { step in
                 if first { onStart?(step.noisy); first = false }
                 if b == 0 { onStep?(step) }
                 done += 1

@@ -10,6 +10,62 @@ public protocol NoisePredictor: ParameterContainer, ModeSwitching {
     func predictNoise(_ x: Tensor, at t: [Int]) -> Tensor
 }
 
+/// A noise predictor that also takes class labels: ε_θ(x_t, t, y) with y ∈ 0 ..< K for the K classes and
+/// y = K (``nullClass``) for "no label", the unconditional prediction ε_θ(x_t, t, ∅) (row K of the label
+/// embedding, as k-diffusion's and improved-diffusion's class-conditional models reserve it).
+///
+/// **How a custom model declares that it takes labels:** conform to this protocol instead of
+/// ``NoisePredictor`` and implement ``classCount`` and ``predictNoise(_:at:labels:)``. The seed's
+/// unconditional call ``NoisePredictor/predictNoise(_:at:)`` then means "every label null" (the default
+/// below), so every sampler, loss and command that takes a plain ``NoisePredictor`` still works; the
+/// wrappers ``ClassConditionedPredictor`` (fixed labels, no guidance) and ``ClassifierFreeGuidedPredictor``
+/// (Ho & Salimans 2022) turn a conditional model back into a ``NoisePredictor`` for the one reverse chain.
+/// A model that conforms with `classCount == 0` is unconditional: its only label is the null class 0.
+public protocol ConditionalNoisePredictor: NoisePredictor {
+    /// K, the number of real classes (labels 0 ..< K); label K is the null class.
+    var classCount: Int { get }
+    /// ε_θ(x, t, y): `x` N×C×H×W, `t` and `labels` N entries each, labels in 0 ... K (K: null).
+    func predictNoise(_ x: Tensor, at t: [Int], labels: [Int]) -> Tensor
+}
+
+extension ConditionalNoisePredictor {
+    /// The label of the unconditional prediction: K (``classCount``).
+    public var nullClass: Int { classCount }
+
+    /// The unconditional prediction ε_θ(x_t, t, ∅): every label the null class.
+    public func predictNoise(_ x: Tensor, at t: [Int]) -> Tensor {
+        predictNoise(x, at: t, labels: [Int](repeating: nullClass, count: x.shape[0]))
+    }
+
+    /// Throws unless `labels` has `batch` entries, each a class 0 ..< K (or K, the null class, when
+    /// `allowNull`); the messages name the label, the expected range and what was found.
+    public func validate(labels: [Int], batch: Int, allowNull: Bool = false) throws {
+        guard labels.count == batch else {
+            throw DDPMError(.shapeMismatch, "class labels: \(labels.count) for a batch of \(batch)")
+        }
+        let top = allowNull ? classCount : classCount - 1
+        if let bad = labels.first(where: { $0 < 0 || $0 > top }) {
+            throw DDPMError(.invalidValue, classCount == 0
+                ? "class \(bad): the model is unconditional (trained without classes)"
+                : "class \(bad): expected a class in 0 ..< \(classCount)\(allowNull ? " or \(classCount) (the null class)" : "") (the model was trained with \(classCount) classes)")
+        }
+    }
+}
+
+/// A conditional model with its labels fixed, as a plain ``NoisePredictor``: ε_θ(x, t, y) for the given
+/// y (one label per sample of every batch it is called with; no guidance). Parameters and mode are the model's.
+public final class ClassConditionedPredictor: NoisePredictor {
+    public let model: ConditionalNoisePredictor
+    public let labels: [Int]
+    public init(_ model: ConditionalNoisePredictor, labels: [Int]) { self.model = model; self.labels = labels }
+    public var isTraining: Bool { get { model.isTraining } set { model.isTraining = newValue } }
+    public func namedParameters() -> [(name: String, tensor: Tensor)] { model.namedParameters() }
+    public func predictNoise(_ x: Tensor, at t: [Int]) -> Tensor {
+        precondition(x.shape[0] == labels.count, "ClassConditionedPredictor: input \(x.shape) for \(labels.count) labels")
+        return model.predictNoise(x, at: t, labels: labels)
+    }
+}
+
 /// One step of a reverse chain, as the per-step callback of ``runReverseChain(model:from:sampler:generator:noise:onStep:)`` sees it.
 public struct ReverseChainStep {
     /// The **original** timestep of this step: the index into the full T-step schedule that the network is

@@ -270,6 +270,11 @@ public final class HDF5File {
         return a.values[0]
     }
 
+    /// A numeric attribute holding an array, as float64 (a scalar reads as a one-element array).
+    public func doubleArrayAttribute(_ name: String, of objectPath: String = "/") throws -> [Double] {
+        try readAttributeValues(name, of: objectPath, allowed: [H5T_FLOAT, H5T_INTEGER], expectedName: "numbers", memoryType: ddpm_h5t_native_double(), zero: 0.0).values
+    }
+
     /// An integer attribute holding an array (a scalar reads as a one-element array).
     public func int64ArrayAttribute(_ name: String, of objectPath: String = "/") throws -> [Int64] {
         try readAttributeValues(name, of: objectPath, allowed: [H5T_INTEGER], expectedName: "integers", memoryType: ddpm_h5t_native_int64(), zero: Int64(0)).values

@@ -45,6 +45,24 @@ public final class Linear: Module {
     }
 }
 
+/// An embedding table (PyTorch's `nn.Embedding`), weight `[rows, width]`, initialised 𝒩(0, 1) as PyTorch
+/// does: `table(labels)` is the N × width matrix of rows `labels[n]`. The backward adds each output row's
+/// gradient into the row it was read from (through ``Tensors/Tensor/gather(_:)`` on the flattened table).
+public final class Embedding: Module {
+    public let weight: Tensor
+    public init(_ rows: Int, _ width: Int, generator: inout RandomGenerator) {
+        weight = Tensor.randomNormal([rows, width], generator: &generator)
+        weight.setRequiresGrad(true)
+    }
+    public var localParameters: [(name: String, tensor: Tensor)] { [("weight", weight)] }
+    public func callAsFunction(_ labels: [Int]) -> Tensor {
+        let (rows, width) = (weight.shape[0], weight.shape[1])
+        for y in labels { precondition(y >= 0 && y < rows, "Embedding: label \(y) outside the table of \(rows) rows") }
+        let indices = labels.flatMap { y in (0..<width).map { y * width + $0 } }
+        return ActivationTap.output(of: self, weight.reshaped([rows * width]).gather(indices).reshaped([labels.count, width]))
+    }
+}
+
 /// Group normalisation with a per-channel affine transform (weight 1, bias 0 at initialisation).
 public final class GroupNorm: Module {
     public let weight: Tensor, bias: Tensor

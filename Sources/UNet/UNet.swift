@@ -14,6 +14,8 @@ public final class UNet: Module {
 
     public let configuration: UNetConfiguration
     public let timeMLP: (Linear, Linear)
+    /// `label_emb`: K + 1 rows of the time-embedding width (row K: the null class), for ``UNetConfiguration/classes`` = K; nil when unconditional.
+    public let labelEmbedding: Embedding?
     public let initialConv: Conv2d
     public let down: [Level]
     public let downsamples: [Conv2d]
@@ -55,6 +57,10 @@ public final class UNet: Module {
         up = zip(upBlocks, upAttention).map { Level(blocks: $0, attention: $1) }
         finalNorm = GroupNorm(groups: groups, channels: layout.final)
         finalConv = Conv2d(layout.final, c.outputChannels, kernel: 3, padding: 1, generator: &g)
+        // From a generator of its own, so that every other weight of a conditional network is the
+        // unconditional network's of the same seed.
+        var labelGenerator = RandomGenerator(seed: seed ^ 0x1ABE_1E3B_ED00_0001)
+        labelEmbedding = c.classes.map { Embedding($0 + 1, temb, generator: &labelGenerator) }
     }
 
     /// The state-dict names of the seed's PyTorch module (see `Fixtures/unet-parameters.tsv`).
@@ -63,8 +69,9 @@ public final class UNet: Module {
         func attention(_ levels: [Level]) -> ModuleDict {
             ModuleDict(levels.enumerated().compactMap { i, l in l.attention.map { (String(i), $0 as any Module) } })
         }
-        return [("time_mlp", ModuleDict([("0", timeMLP.0), ("2", timeMLP.1)])),   // time_mlp.1 is the SiLU
-                ("init_conv", initialConv),
+        return [("time_mlp", ModuleDict([("0", timeMLP.0), ("2", timeMLP.1)]))]   // time_mlp.1 is the SiLU
+            + (labelEmbedding.map { [("label_emb", $0 as any Module)] } ?? [])      // improved-diffusion's name, after the time embedding
+            + [("init_conv", initialConv),
                 ("down_resblocks", levels(down)), ("downsample", ModuleList(downsamples)), ("down_attn", attention(down)),
                 ("mid_block1", middle.0), ("mid_attn", middle.1), ("mid_block2", middle.2),
                 // upsample.k is Sequential(Upsample, Conv2d): the convolution is its entry 1.
@@ -79,14 +86,39 @@ public final class UNet: Module {
         return timeMLP.1(timeMLP.0(e).silu())
     }
 
+    /// The conditioning embedding the residual blocks see: the time embedding, plus row y_n of `label_emb`
+    /// for a class-conditional network (improved-diffusion's `emb = time_embed(t) + label_emb(y)`), N × width.
+    /// `labels` nil means every label the null class K (the unconditional prediction); an unconditional
+    /// network takes no labels.
+    public func embedding(_ t: [Int], labels: [Int]?) -> Tensor {
+        let temb = timeEmbedding(t)
+        guard let table = labelEmbedding else {
+            precondition(labels == nil, "UNet: labels given to an unconditional network")
+            return temb
+        }
+        let k = table.weight.shape[0] - 1
+        let y = labels ?? [Int](repeating: k, count: t.count)
+        precondition(y.count == t.count, "UNet: \(y.count) labels for \(t.count) timesteps")
+        return temb + table(y)
+    }
+
     /// ε_θ(x, t) for `x` of shape N × channels × imageSize × imageSize and N timesteps; the output has
     /// ``UNetConfiguration/outputChannels`` channels (2 × channels, mean part first, when it outputs a variance).
-    public func callAsFunction(_ x: Tensor, _ t: [Int]) -> Tensor {
+    /// A class-conditional network called without labels gives the unconditional prediction (null class).
+    public func callAsFunction(_ x: Tensor, _ t: [Int]) -> Tensor { self(x, t, labels: nil) }
+
+    /// ε_θ(x, t, y): the class-conditional prediction (labels in 0 ... K, K the null class; nil: all null).
+    public func callAsFunction(_ x: Tensor, _ t: [Int], labels: [Int]?) -> Tensor {
+        precondition(t.count == x.shape[0], "UNet: \(t.count) timesteps for a batch of \(x.shape[0])")
+        return self(x, embedding: embedding(t, labels: labels))
+    }
+
+    /// The network on a given conditioning embedding (N × time-embedding width): the body every call runs.
+    public func callAsFunction(_ x: Tensor, embedding temb: Tensor) -> Tensor {
         let c = configuration
         precondition(x.rank == 4 && x.shape[1] == c.channels && x.shape[2] == c.imageSize && x.shape[3] == c.imageSize,
                      "UNet: input \(x.shape) does not match [N, \(c.channels), \(c.imageSize), \(c.imageSize)]")
-        precondition(t.count == x.shape[0], "UNet: \(t.count) timesteps for a batch of \(x.shape[0])")
-        let temb = timeEmbedding(t)
+        precondition(temb.shape == [x.shape[0], c.timeEmbeddingDim], "UNet: embedding \(temb.shape) for a batch of \(x.shape[0]) (width \(c.timeEmbeddingDim))")
         func run(_ block: ResidualBlock, _ h: Tensor) -> Tensor { block(h, temb, training: isTraining, generator: &dropoutGenerator) }
         var h = initialConv(x)
         var skips: [Tensor] = []

@@ -28,6 +28,10 @@ public struct UNetConfiguration: Sendable, Equatable {
     /// Whether the network also outputs a variance: then `final_conv` has 2 × channels outputs (the mean
     /// part first, as improved-diffusion's `learn_sigma`); every other parameter is unchanged.
     public var outputsVariance = false
+    /// K, the number of classes of a class-conditional network (nil: unconditional, the seed's network).
+    /// Then `label_emb` (improved-diffusion's name) is an embedding table of K + 1 rows of the time-embedding
+    /// width, added to the time embedding; row K is the null class, the unconditional prediction (k-diffusion).
+    public var classes: Int? = nil
 
     /// The output channels: ``channels``, or twice that with ``outputsVariance``.
     public var outputChannels: Int { outputsVariance ? 2 * channels : channels }
@@ -36,11 +40,12 @@ public struct UNetConfiguration: Sendable, Equatable {
 
     public init(channels: Int = 3, baseChannels: Int = 128, channelMultipliers: [Int] = [1, 2, 2], residualBlocksPerLevel: Int = 2,
                 attentionResolutions: [Int] = [16], imageSize: Int = 32, timeEmbeddingDim: Int = 512, dropout: Double = 0.1,
-                outputActivation: OutputActivation = .identity, normGroups: Int = 32, outputsVariance: Bool = false) {
+                outputActivation: OutputActivation = .identity, normGroups: Int = 32, outputsVariance: Bool = false, classes: Int? = nil) {
         self.channels = channels; self.baseChannels = baseChannels; self.channelMultipliers = channelMultipliers
         self.residualBlocksPerLevel = residualBlocksPerLevel; self.attentionResolutions = attentionResolutions
         self.imageSize = imageSize; self.timeEmbeddingDim = timeEmbeddingDim; self.dropout = dropout
         self.outputActivation = outputActivation; self.normGroups = normGroups; self.outputsVariance = outputsVariance
+        self.classes = classes
     }
 
     /// The seed's default network with the given number of image channels.
@@ -61,6 +66,9 @@ public struct UNetConfiguration: Sendable, Equatable {
         for m in channelMultipliers { try positive("channel multiplier", m) }
         guard timeEmbeddingDim % 2 == 0 && timeEmbeddingDim >= 4 else {
             throw DDPMError(.invalidConfiguration, "time embedding width: expected an even number ≥ 4, got \(timeEmbeddingDim)")
+        }
+        if let k = classes {
+            guard k > 0 && k <= 1 << 20 else { throw DDPMError(.invalidConfiguration, "classes: expected a number of classes in 1 ... \(1 << 20), got \(k)") }
         }
         guard dropout >= 0 && dropout < 1 else { throw DDPMError(.invalidConfiguration, "dropout: expected a probability in [0, 1), got \(dropout)") }
         let halvings = channelMultipliers.count - 1

@@ -89,6 +89,14 @@ let optionMeanings: [String: OptionMeaning] = [
     "solver-order": .init(meaning: "UniPC order", marker: ["unipc order"]),
     "unipc-variant": .init(meaning: "UniPC B(h)", marker: ["unipc b(h)"]),
     "s-churn": .init(meaning: "Heun's S_churn", marker: ["s_churn"]),
+    // Class conditioning and classifier-free guidance (issue 20).
+    "classes": .init(meaning: "K of a class-conditional network", marker: ["class-conditional network"]),
+    "label-dropout": .init(meaning: "the probability a training label becomes the null class", marker: ["null class"]),
+    "class": .init(meaning: "the classes to draw", marker: ["class(es) to draw"]),
+    "guidance": .init(meaning: "classifier-free guidance w, the paper's convention", marker: ["paper's convention"], exclusive: ["paper's convention"]),
+    "guidance-scale": .init(meaning: "classifier-free guidance s = 1 + w, diffusers' convention", marker: ["s = 1 + w"], exclusive: ["cond_scale"]),
+    "guidance-interval": .init(meaning: "the timesteps where guidance applies", marker: ["guidance in a limited interval"]),
+    "guidance-rescale": .init(meaning: "Lin et al.'s guidance rescale φ", marker: ["guidance rescale"]),
     // Golden files.
     "activations": .init(meaning: "also store every module's output", marker: ["every module's output"]),
     "trajectories": .init(meaning: "also store sampling trajectories", marker: ["trajectories"]),

@@ -119,7 +119,7 @@ struct Evaluator {
     nonisolated(unsafe) static let fixture: HDF5File = try! HDF5File(path: Repository.path("Fixtures/diffusion.h5"))   // read-only; HDF5 is thread-safe
     /// The fixture files an expression may name before a colon (`@objectives.h5:path`); `@path` alone is diffusion.h5.
     nonisolated(unsafe) static let fixtures: [String: HDF5File] = Dictionary(uniqueKeysWithValues:
-        ["diffusion.h5", "objectives.h5", "samplers.h5", "golden-tiers.h5", "unet.h5"].map { ($0, try! HDF5File(path: Repository.path("Fixtures/" + $0))) })
+        ["diffusion.h5", "objectives.h5", "samplers.h5", "golden-tiers.h5", "unet.h5", "guidance.h5"].map { ($0, try! HDF5File(path: Repository.path("Fixtures/" + $0))) })
 
     /// Splits `file.h5:path` into the file and the dataset path (diffusion.h5 when no file is named).
     static func locate(_ reference: String) throws -> (file: HDF5File, path: String) {

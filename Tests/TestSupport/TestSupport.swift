@@ -43,6 +43,9 @@ public final class FixtureFile: Sendable {
     public func stringAttribute(_ name: String, of object: String = "/") -> String {
         do { return try file.stringAttribute(name, of: object) } catch { preconditionFailure("fixture \(path): \(error)") }
     }
+    public func doubleArrayAttribute(_ name: String, of object: String = "/") -> [Double] {
+        do { return try file.doubleArrayAttribute(name, of: object) } catch { preconditionFailure("fixture \(path): \(error)") }
+    }
     public func int64ArrayAttribute(_ name: String, of object: String = "/") -> [Int64] {
         do { return try file.int64ArrayAttribute(name, of: object) } catch { preconditionFailure("fixture \(path): \(error)") }
     }
