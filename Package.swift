@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "Kernels", "TestSupport"]),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "TestSupport"]),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensors", "HDF5", "TestSupport"]),
-        .testTarget(name: "UNetTests", dependencies: ["UNet", "Tensors", "TensorIO", "HDF5", "TestSupport"]),
+        .testTarget(name: "UNetTests", dependencies: ["UNet", "Diffusion", "Tensors", "TensorIO", "HDF5", "TestSupport"]),
         .testTarget(name: "DDPMTests", dependencies: ["DDPM", "DDPMCommand", "DDPMExample", "FileOutput", "TestSupport"]),
         // The Notes' quoted numbers against the fixtures (the drift check).
         .testTarget(name: "NotesTests", dependencies: ["HDF5"]),

@@ -106,10 +106,11 @@ public enum GoldenFile {
     ///
     /// `extras` adds the outputs of dynamic thresholding, zero terminal SNR and the loss-second-moment
     /// resampler (GoldenExtras.swift); the resampler's stored history is drawn after every other input.
-    /// `trajectories` adds `/trajectories` and `/sigma_tables` (``GoldenTrajectories``).
+    /// `trajectories` adds `/trajectories` and `/sigma_tables` (``GoldenTrajectories``). `classifierClasses` K adds a
+    /// noisy classifier with its log-probabilities and input gradients (``GoldenClassifier``).
     public static func export(to path: String, config: ModelConfiguration, seed: UInt64, batch: Int, activations: Bool = false,
                               x0OnGrid: Bool = true, extras: GoldenExtras = GoldenExtras(), trajectories: Bool = false,
-                              conditional: GoldenConditional? = nil) throws {
+                              conditional: GoldenConditional? = nil, classifierClasses: Int? = nil) throws {
         guard batch > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batch)") }
         // The inputs, outputs and the activations kept for the gradients: a few dozen arrays of the input's size.
         let n = config.network
@@ -140,6 +141,8 @@ public enum GoldenFile {
         // A class-conditional network's guided outputs (GoldenConditional.swift), its labels drawn next.
         let conditionalPart = try GoldenConditional.exported(conditional, config: config, network: net, inputs: inputs, generator: &g)
         outs += conditionalPart?.outputs ?? []
+        let classifier = try classifierClasses.map { try GoldenClassifier(config: config, classes: $0, seed: seed, batch: batch) }
+        outs += classifier?.outputs(noisy: outs.first { $0.0 == "x_t" }!.1, t: t, want: { _ in true }) ?? []
         try HDF5Writer.write(to: path) { w in
             try FileFormat.golden.stamp(w)
             try config.write(to: w)
@@ -158,6 +161,7 @@ public enum GoldenFile {
             try writeActivations(recorded, to: w)
             try extras.write(to: w)
             try conditionalPart?.write(w)
+            try classifier?.write(to: w)
             // With `trajectories`: whole sampling chains and σ tables (GoldenTrajectories.swift), their x_T and
             // noises drawn after every other input.
             if trajectories { try GoldenTrajectories.write(to: w, config: config, network: net, batch: batch, generator: &g) }
@@ -240,13 +244,17 @@ public enum GoldenFile {
             if m == "grad" { present += try file.members(ofGroup: "/outputs/grad").map { "grad/" + $0 } } else { present.append(m) }
         }
         let keys = Set(net.namedParameters().map { "grad/" + $0.name })
-        let known = outputNames + GoldenExtras.outputNames + GoldenConditional.outputNames
+        let known = outputNames + GoldenExtras.outputNames + GoldenConditional.outputNames + GoldenClassifier.outputNames
         if let unknown = present.first(where: { !known.contains($0) && !keys.contains($0) }) {
             throw DDPMError(.unknownName, "\(path): unknown output '/outputs/\(unknown)' (expected one of \(known.joined(separator: ", ")) or grad/<parameter key>)")
         }
         let storedActivations = try readActivations(file)
         let extras = try GoldenExtras(reading: file)
-        let asked = Set(present).union(["pred_x0"])   // the extras start from the unclipped x̂_0
+        let classifier = try GoldenClassifier(reading: file, config: config, batch: n)
+        if classifier == nil, let orphan = present.first(where: GoldenClassifier.outputNames.contains) {
+            throw DDPMError(.malformedFile, "\(path): output '/outputs/\(orphan)' without the classifier that defines it ('/classifier')")
+        }
+        let asked = Set(present).union(["pred_x0", "x_t"])   // the extras start from the unclipped x̂_0, the classifier from x_t
         var computedList: [(String, Tensor)]
         var recomputedActivations: RecomputedActivations? = nil
         if let storedActivations {
@@ -265,6 +273,7 @@ public enum GoldenFile {
         computedList += try extras.outputs(diffusion: config.makeDiffusion(), predictedStart: computedList.first { $0.0 == "pred_x0" }!.1, t: t,
                                            lossHistory: history, want: { present.contains($0) })
         computedList += try GoldenConditional.recomputed(file, config: config, network: net, inputs: inputs, present: present)
+        computedList += classifier?.outputs(noisy: computedList.first { $0.0 == "x_t" }!.1, t: t, want: { present.contains($0) }) ?? []
         let computed = Dictionary(uniqueKeysWithValues: computedList)
         let rows = try present.map { name in
             let actual = computed[name]!

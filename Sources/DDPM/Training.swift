@@ -51,6 +51,19 @@ public enum EMAWarmup: String, Sendable, CaseIterable {
     }
 }
 
+extension TrainingOptions {
+    /// The optimiser's settings a checkpoint's `/training` attributes record (learning rate, Adam's β₁, β₂, ε,
+    /// the clipping norm, the batch size), the others at their defaults; validated by the caller.
+    init(optimiserOf file: HDF5File) throws {
+        self.init()
+        learningRate = try file.doubleAttribute("learning_rate", of: "/training")
+        beta1 = try file.doubleAttribute("beta1", of: "/training"); beta2 = try file.doubleAttribute("beta2", of: "/training")
+        epsilon = try file.doubleAttribute("epsilon", of: "/training")
+        gradientClipNorm = try file.doubleAttribute("gradient_clip_norm", of: "/training")
+        batchSize = Int(try file.int64Attribute("batch_size", of: "/training"))
+    }
+}
+
 /// Adam (Kingma & Ba 2015) with bias correction:
 ///
 ///     m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²
@@ -266,13 +279,8 @@ public final class Trainer {
         let file = try HDF5File(path: path)
         try format.check(file)
         let config = try ModelConfiguration(reading: file)
-        var o = TrainingOptions()
-        o.learningRate = try file.doubleAttribute("learning_rate", of: "/training")
-        o.beta1 = try file.doubleAttribute("beta1", of: "/training"); o.beta2 = try file.doubleAttribute("beta2", of: "/training")
-        o.epsilon = try file.doubleAttribute("epsilon", of: "/training")
-        o.gradientClipNorm = try file.doubleAttribute("gradient_clip_norm", of: "/training")
+        var o = try TrainingOptions(optimiserOf: file)
         o.emaDecay = try file.doubleAttribute("ema_decay", of: "/training")
-        o.batchSize = Int(try file.int64Attribute("batch_size", of: "/training"))
         do { try o.validate() } catch let e as DDPMError { throw DDPMError(.malformedFile, "\(path) /training: \(e.message)") }
         if try file.attributeNames(of: "/training").contains("timestep_sampler") {
             let name = try file.stringAttribute("timestep_sampler", of: "/training")

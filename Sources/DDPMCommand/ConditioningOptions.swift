@@ -90,12 +90,16 @@ struct ConditioningOptions: ParsableArguments {
         if let bad = list.first(where: { $0 < 0 }) { throw DDPMError(.invalidValue, "--class \(bad): expected a class 0 or more") }
     }
 
-    /// Checks the classes against the checkpoint's network (K, or unconditional).
-    func check(against network: UNetConfiguration) throws {
+    /// Checks the classes against the checkpoint's network (K, or unconditional). With `classifierGuided`
+    /// (`--classifier`), an unconditional network takes --class too: the classifier alone steers it (its K is
+    /// checked when it is loaded), but classifier-free guidance still needs a class-conditional network.
+    func check(against network: UNetConfiguration, classifierGuided: Bool = false) throws {
         let list = classList
         guard !list.isEmpty else { return }
         guard let k = network.classes else {
-            throw DDPMError(.invalidValue, "--class: the checkpoint's network is unconditional (trained without --classes)")
+            if classifierGuided && strength == nil { return }
+            throw DDPMError(.invalidValue, "--class: the checkpoint's network is unconditional (trained without --classes)"
+                            + (classifierGuided ? "; --guidance and --guidance-scale need a class-conditional checkpoint" : ""))
         }
         if let bad = list.first(where: { $0 >= k }) {
             throw DDPMError(.invalidValue, "--class \(bad): expected a class in 0 ..< \(k) (the checkpoint was trained with --classes \(k))")

@@ -18,7 +18,7 @@ struct DDPMTool: ParsableCommand {
         Ctrl-C during training saves a checkpoint at the current step and exits with status 130.
         """,
         version: "0.1.0",
-        subcommands: [Demo.self, Train.self, Sample.self, Evaluate.self, DataCommand.self, Interpolate.self, Golden.self, Params.self, Bench.self, SchedulesFigure.self,
+        subcommands: [Demo.self, Train.self, TrainClassifier.self, Sample.self, Evaluate.self, DataCommand.self, Interpolate.self, Golden.self, Params.self, Bench.self, SchedulesFigure.self,
                       Figures.self, WeightsFigure.self, BoundFigure.self, SamplerFigures.self],
         defaultSubcommand: Demo.self
     )

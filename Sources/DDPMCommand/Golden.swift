@@ -31,6 +31,8 @@ struct Golden: ParsableCommand {
         @Option(parsing: .unconditional, help: "K: a class-conditional network (label_emb, K + 1 rows) with labels and classifier-free guided outputs and one guided DDIM step (cfg_*); needs --guidance or --guidance-scale.")
         var classes: Int?
         @OptionGroup(title: "Classifier-free guidance (with --classes)") var guidance: GuidanceOptions
+        @Option(parsing: .unconditional, help: "K, the classes of the noisy classifier to also store (the network's encoder; classifier guidance, Notes/20) with its log-probabilities and input gradients at x_t (/classifier, /outputs/classifier_log_prob, /outputs/classifier_grad).")
+        var classifierClasses: Int?
 
         func checkOptions() throws {
             try requireRange("--batch-size", batch, 1...Int.max)
@@ -46,6 +48,7 @@ struct Golden: ParsableCommand {
             } else if guidance.strength != nil {
                 throw DDPMError(.invalidValue, "\(guidance.flag): guided golden outputs need a class-conditional network (--classes K)")
             }
+            if let classifierClasses { try requireRange("--classifier-classes", classifierClasses, 2...widthLimit) }
         }
 
         /// The guided part (with --classes).
@@ -89,10 +92,11 @@ struct Golden: ParsableCommand {
         func work() throws {
             let config = try configuration(), diffusion = config.diffusion, extras = try extras()
             try GoldenFile.export(to: out, config: config, seed: try seedValue(seed), batch: batch, activations: activations, x0OnGrid: !continuousX0,
-                                  extras: extras, trajectories: trajectories, conditional: conditional)
+                                  extras: extras, trajectories: trajectories, conditional: conditional, classifierClasses: classifierClasses)
             announce("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), schedule \(diffusion.schedule.name), T \(diffusion.timesteps)"
                   + (extras.names.isEmpty ? "" : ", with \(extras.names.joined(separator: ", "))") + ", the outputs and the gradient of every parameter" + (activations ? ", every module's output and output gradient" : "") + (trajectories ? ", whole trajectories and σ tables" : "")
-                  + (conditional.map { ", \(classes!) classes with guided outputs (\($0.strength.convention) \($0.strength.given), rescale \($0.rescale))" } ?? ""))
+                  + (conditional.map { ", \(classes!) classes with guided outputs (\($0.strength.convention) \($0.strength.given), rescale \($0.rescale))" } ?? "")
+                  + (classifierClasses.map { ", a noisy classifier of \($0) classes with its log-probabilities and input gradients" } ?? ""))
         }
     }
 

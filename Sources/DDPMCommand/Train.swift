@@ -186,6 +186,7 @@ struct Sample: FileCommand {
     @Flag(help: "Replace --out and --h5 if they exist.") var force = false
     @OptionGroup(title: "Sampler") var sampling: SamplerOptions
     @OptionGroup(title: "Class conditioning and classifier-free guidance") var conditioning: ConditioningOptions
+    @OptionGroup(title: "Classifier guidance") var classifierGuidance: ClassifierGuidanceOptions
     @OptionGroup var random: RandomOption
 
     /// Images per reverse chain (memory per chain is bounded by this; more images means more chains).
@@ -197,11 +198,13 @@ struct Sample: FileCommand {
         _ = try sampling.choice()
         _ = try random.kind()
         try conditioning.check()
+        try classifierGuidance.check(sampler: try sampling.choice(), classes: conditioning.classList)
     }
 
     func files() throws -> OutputPlan {
         var plan = OutputPlan()
         plan.input("--checkpoint", checkpoint)
+        plan.input("--classifier", classifierGuidance.classifier)
         plan.output("--out", out, mayReplace: force)
         plan.output("--h5", h5, mayReplace: force)
         return plan
@@ -213,13 +216,14 @@ struct Sample: FileCommand {
         if let steps = sampling.steps, steps > config.timesteps {
             throw DDPMError(.invalidValue, "--sample-steps: expected between 1 and \(config.timesteps) (the checkpoint's T), got \(steps)")
         }
-        try conditioning.check(against: c)
+        try conditioning.check(against: c, classifierGuided: classifierGuidance.classifier != nil)
         let count = self.count * max(1, conditioning.classList.count)
         // The samples twice (the batches and the joined tensor) and the grid's bytes.
         f.add("--count \(count) samples of \(c.channels)×\(c.imageSize)×\(c.imageSize)", doubles: [count, c.channels, c.imageSize, c.imageSize], copies: h5 == nil ? 2 : 4)
         f.add("--count \(count): the PNG grid", Double(count * c.channels) * Double((2 * c.imageSize + 1) * (2 * c.imageSize + 1)))
         let batch = min(count, Self.chunk) * (conditioning.strength == nil ? 1 : 2)
         f.network(c, batch: batch, training: false, network: "the network of --checkpoint \(checkpoint)", images: "a batch of \(batch)")
+        try classifierGuidance.footprint(into: &f, config: config, batch: min(max(count, 1), Self.chunk))
         return f
     }
 
@@ -229,12 +233,17 @@ struct Sample: FileCommand {
         let rng = try random.kind()
         let trainer = try loadCheckpoint(checkpoint)
         if ema { trainer.useAveragedWeights() }
-        try conditioning.check(against: trainer.config.network)
+        try conditioning.check(against: trainer.config.network, classifierGuided: classifierGuidance.classifier != nil)
         let labels = conditioning.labels(perClass: count)
+        let classifier = try classifierGuidance.load(classes: conditioning.classList, against: trainer.config)
         var starts: [Tensor] = []
+        // The denoiser sees the labels only when it is class-conditional (an unconditional one is guided by the classifier alone).
+        let networkLabels = trainer.config.network.classes == nil ? nil : labels
         let samples = try Self.sample(trainer, count: labels?.count ?? count, seed: seed, choice: choice, rng: rng,
-                                      conditioning: labels.map { (labels: $0, strength: conditioning.strength, rescale: conditioning.rescale,
-                                                                 interval: try? conditioning.guidance.interval()) },
+                                      conditioning: networkLabels.map { (labels: $0, strength: conditioning.strength, rescale: conditioning.rescale,
+                                                                         interval: try? conditioning.guidance.interval()) },
+                                      classifierGuidance: try classifier.map { (classifier: $0, labels: labels!, scale: classifierGuidance.scale,
+                                                                                form: try classifierGuidance.form(for: choice)) },
                                       onStart: { if h5 != nil { starts.append($0) } })
         if let bad = samples.data.first(where: { !$0.isFinite }) {
             throw DDPMError(.invalidData, "\(checkpoint): sampling produced a non-finite value (\(bad)); the checkpoint's weights are unusable")
@@ -248,10 +257,12 @@ struct Sample: FileCommand {
                 try $0.write(samples.data, shape: samples.shape, to: "/samples")
                 try $0.write(xT.data, shape: xT.shape, to: "/x_T")
                 if let labels { try conditioning.record(labels: labels, to: $0) }
+                if classifier != nil { try classifierGuidance.record(to: $0, form: try classifierGuidance.form(for: choice)) }
             }
         }
         announce("wrote \(out)" + (h5.map { " and \($0)" } ?? "") + ": \(samples.shape[0]) samples, seed \(seed)\(rng == .torch ? " (torch)" : "")\(ema ? ", EMA weights" : ""), \(choice)"
-                 + conditioning.summary)
+                 + (classifier == nil ? conditioning.summary : conditioning.summary.replacingOccurrences(of: ", no guidance", with: ", no classifier-free guidance"))
+                 + classifierGuidance.summary)
     }
 
     /// The reverse chain `choice` describes (default: the full ancestral chain), in batches of at most ``chunk``
@@ -260,9 +271,13 @@ struct Sample: FileCommand {
     /// With `conditioning`, image i has class `labels[i]` (count = labels.count), sampled with
     /// classifier-free guidance of the given strength and rescale (``ClassifierFreeGuidedPredictor``: one
     /// network call on 2N per step), or with no guidance when the strength is nil (``ClassConditionedPredictor``).
+    /// With `classifierGuidance`, image i is also steered toward `labels[i]` by the classifier (Dhariwal & Nichol):
+    /// the score form wraps the predictor (``ClassifierScoreGuidance``), the mean form sets the ancestral
+    /// sampler's hook (``ClassifierMeanGuidance``).
     static func sample(_ trainer: Trainer, count: Int, seed: UInt64, choice: SamplerChoice = SamplerChoice(),
                        rng: RandomSourceKind = .ddpm,
                        conditioning: (labels: [Int], strength: GuidanceStrength?, rescale: Double, interval: ClosedRange<Int>?)? = nil,
+                       classifierGuidance guidance: (classifier: NoisyClassifier, labels: [Int], scale: Double, form: ClassifierGuidanceForm)? = nil,
                        onStep: ((ReverseChainStep) -> Void)? = nil,
                        onStart: ((Tensor) -> Void)? = nil) throws -> Tensor {
         var source = rng.make(seed: seed)
@@ -275,13 +290,28 @@ struct Sample: FileCommand {
         for b in 0..<batches {
             let n = min(chunk, count - b * chunk)
             var first = true
-            let predictor: NoisePredictor? = try conditioning.map { k in
+            var predictor: NoisePredictor? = try conditioning.map { k in
                 let labels = Array(k.labels[(b * chunk)..<(b * chunk + n)])
                 guard let strength = k.strength else { return ClassConditionedPredictor(trainer.network, labels: labels) }
                 return try ClassifierFreeGuidedPredictor(trainer.network, labels: labels, strength: strength, rescale: k.rescale,
                                                          meanChannels: trainer.config.network.channels, interval: k.interval ?? nil)
             }
-            parts.append(try trainer.ddpm.sample(batchSize: n, sampler: sampler, generator: &source, predictor: predictor) { step in
+            var batchSampler = sampler
+            if let g = guidance {
+                let labels = Array(g.labels[(b * chunk)..<(b * chunk + n)])
+                switch g.form {
+                case .score:
+                    predictor = try ClassifierScoreGuidance(model: predictor ?? (trainer.network as NoisePredictor), classifier: g.classifier,
+                                                            diffusion: trainer.config.makeDiffusion(), labels: labels, scale: g.scale)
+                case .mean:
+                    guard var ancestral = sampler as? AncestralSampler else {
+                        throw DDPMError(.invalidConfiguration, "classifier guidance, mean form: needs the ancestral sampler, got \(choice)")
+                    }
+                    ancestral.meanCondition = try ClassifierMeanGuidance(classifier: g.classifier, labels: labels, scale: g.scale)
+                    batchSampler = ancestral
+                }
+            }
+            parts.append(try trainer.ddpm.sample(batchSize: n, sampler: batchSampler, generator: &source, predictor: predictor) { step in
                 if first { onStart?(step.noisy); first = false }
                 if b == 0 { onStep?(step) }
                 done += 1

@@ -24,6 +24,10 @@ public struct ReverseParameters {
     public var variance: Tensor
     public var logVariance: Tensor
     public var predictedStart: Tensor
+
+    public init(mean: Tensor, variance: Tensor, logVariance: Tensor, predictedStart: Tensor) {
+        self.mean = mean; self.variance = variance; self.logVariance = logVariance; self.predictedStart = predictedStart
+    }
 }
 
 /// The Gaussian diffusion process of DDPM over a fixed schedule: the equations of Ho et al., one
@@ -230,12 +234,13 @@ public struct GaussianDiffusion: Sendable {
     ///
     /// The mask [t > 0] matters: exp(½ log σ_0²) is not 0 for any variance type (the log is clipped to
     /// log β̃_1 at t = 0), so without it the last step would add noise. Returns x_{t−1} and the x̂_0 that
-    /// the step used.
-    public func pSample(modelOutput out: Tensor, noisy xt: Tensor, t: [Int], noise z: Tensor, clip: Bool) throws
-        -> (sample: Tensor, predictedStart: Tensor) {
+    /// the step used. `conditionMean`, when given, replaces μ_θ before the noise is added (classifier guidance's
+    /// Algorithm 1, ``AncestralMeanCondition``); nil is the step above.
+    public func pSample(modelOutput out: Tensor, noisy xt: Tensor, t: [Int], noise z: Tensor, clip: Bool,
+                        conditionMean: ((ReverseParameters) -> Tensor)? = nil) throws -> (sample: Tensor, predictedStart: Tensor) {
         try checkBatch(xt, t, "pSample", ("the noise z", z))
         let p = try pMeanVariance(modelOutput: out, noisy: xt, t: t, clip: clip)
         let notLast = Self.broadcastPerSample(t.map { $0 == 0 ? 0 : 1 }, rank: xt.rank)
-        return (p.mean + notLast * (0.5 * p.logVariance).exp() * z, p.predictedStart)
+        return ((conditionMean?(p) ?? p.mean) + notLast * (0.5 * p.logVariance).exp() * z, p.predictedStart)
     }
 }

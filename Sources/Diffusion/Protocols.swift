@@ -146,6 +146,11 @@ public protocol Diffuser {
     /// One ancestral reverse step x_t → x_{t−1} at chain indices t with the model's output and the given
     /// z ~ 𝒩(0, I) (x's shape; masked where t = 0); returns x_{t−1} and the x̂_0 the step used.
     func denoise(model: NoisePredictor, _ x: Tensor, at t: [Int], noise z: Tensor) throws -> (sample: Tensor, predictedStart: Tensor)
+    /// The same step with the mean of p_θ(x_{t−1} | x_t) replaced by `condition` before the noise is added
+    /// (classifier guidance, Algorithm 1). The default runs the plain step when `condition` is nil and throws
+    /// otherwise: a diffuser without Gaussian reverse parameters has no mean to shift.
+    func denoise(model: NoisePredictor, _ x: Tensor, at t: [Int], noise z: Tensor, condition: AncestralMeanCondition?) throws
+        -> (sample: Tensor, predictedStart: Tensor)
     /// The original timestep the network is called with at chain index `index` (the index itself unless
     /// the chain is respaced).
     func modelTimestep(_ index: Int) -> Int
@@ -164,6 +169,14 @@ extension Diffuser {
     public var gaussianDiffusion: GaussianDiffusion? { nil }
 
     public func modelTimestep(_ index: Int) -> Int { index }
+
+    public func denoise(model: NoisePredictor, _ x: Tensor, at t: [Int], noise z: Tensor, condition: AncestralMeanCondition?) throws
+        -> (sample: Tensor, predictedStart: Tensor) {
+        guard condition == nil else {
+            throw DDPMError(.invalidConfiguration, "classifier guidance of the ancestral mean: the diffuser \(type(of: self)) has no Gaussian reverse step to shift")
+        }
+        return try denoise(model: model, x, at: t, noise: z)
+    }
 
     /// One reverse step with fresh noise: draws z ~ 𝒩(0, I) (N×C×H×W, also at t = 0 where it is masked)
     /// from `generator`, then ``denoise(model:_:at:noise:)``.
@@ -189,15 +202,18 @@ extension Diffuser {
 /// Ho et al.'s Algorithm 2 on any diffuser's chain: step k runs ``Diffuser/denoise(model:_:at:noise:)`` at
 /// chain index T−1−k (a respaced diffuser maps it to the original timestep for the network itself).
 /// Draws z at every step, also the last, where it is masked (so the random stream is that of Ho's code).
+/// `meanCondition` is the step's one optional hook: classifier guidance's Algorithm 1 (``ClassifierMeanGuidance``)
+/// shifts the mean before the noise is added; nil is Algorithm 2 unchanged.
 public struct AncestralSampler: ReverseSampler {
     public let diffuser: Diffuser
-    public init(_ diffuser: Diffuser) { self.diffuser = diffuser }
+    public var meanCondition: AncestralMeanCondition?
+    public init(_ diffuser: Diffuser, meanCondition: AncestralMeanCondition? = nil) { self.diffuser = diffuser; self.meanCondition = meanCondition }
     public var stepCount: Int { diffuser.timesteps }
     public func drawsNoise(atStep k: Int) -> Bool { true }
     public func step(_ k: Int, model: NoisePredictor, _ x: Tensor, noise z: Tensor?) throws -> ReverseChainStep {
         let i = diffuser.timesteps - 1 - k
         let (next, x0) = try diffuser.denoise(model: model, x, at: [Int](repeating: i, count: x.shape[0]),
-                                              noise: z ?? Tensor.zeros(x.shape))
+                                              noise: z ?? Tensor.zeros(x.shape), condition: meanCondition)
         return ReverseChainStep(t: diffuser.modelTimestep(i), index: i, noisy: x, predictedStart: x0, next: next)
     }
 }
@@ -218,9 +234,16 @@ extension GaussianDiffusion: Diffuser {
     /// configuration's clipping.
     public func denoise(model: NoisePredictor, _ x: Tensor, at t: [Int], noise z: Tensor) throws
         -> (sample: Tensor, predictedStart: Tensor) {
+        try denoise(model: model, x, at: t, noise: z, condition: nil)
+    }
+
+    /// The same with the mean shifted by `condition` (called with x_t and t, the network's timesteps).
+    public func denoise(model: NoisePredictor, _ x: Tensor, at t: [Int], noise z: Tensor, condition: AncestralMeanCondition?) throws
+        -> (sample: Tensor, predictedStart: Tensor) {
         try validate(t, batch: x.shape[0])
         let out = model.predictNoise(x, at: t)
-        return try pSample(modelOutput: out, noisy: x, t: t, noise: z, clip: configuration.clipDenoised)
+        return try pSample(modelOutput: out, noisy: x, t: t, noise: z, clip: configuration.clipDenoised,
+                           conditionMean: condition.map { c in { c.conditionMean(noisy: x, modelTimesteps: t, $0) } })
     }
 }
 

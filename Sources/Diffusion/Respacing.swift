@@ -229,8 +229,16 @@ public struct SpacedDiffusion: Diffuser, Sendable {
     /// timestepMap[t], then ``GaussianDiffusion/pSample(modelOutput:noisy:t:noise:thresholding:)`` on the
     /// respaced tables.
     public func denoise(model: NoisePredictor, _ x: Tensor, at t: [Int], noise z: Tensor) throws -> (sample: Tensor, predictedStart: Tensor) {
+        try denoise(model: model, x, at: t, noise: z, condition: nil)
+    }
+
+    /// The same with the mean shifted by `condition` (called with x_t and the original timesteps timestepMap[t]).
+    public func denoise(model: NoisePredictor, _ x: Tensor, at t: [Int], noise z: Tensor, condition: AncestralMeanCondition?) throws
+        -> (sample: Tensor, predictedStart: Tensor) {
         try spaced.validate(t, batch: x.shape[0])
-        let out = model.predictNoise(x, at: t.map { timestepMap[$0] })
-        return try spaced.pSample(modelOutput: out, noisy: x, t: t, noise: z, thresholding: thresholding)
+        let original = t.map { timestepMap[$0] }
+        let out = model.predictNoise(x, at: original)
+        return try spaced.pSample(modelOutput: out, noisy: x, t: t, noise: z, thresholding: thresholding,
+                                  conditionMean: condition.map { c in { c.conditionMean(noisy: x, modelTimesteps: original, $0) } })
     }
 }

@@ -88,18 +88,18 @@ extension GaussianDiffusion {
     ///
     /// For `.unchanged` and `.clip` this is ``pSample(modelOutput:noisy:t:noise:clip:)``. Dynamic thresholding
     /// needs x̂_0-based mean types (ε or x_0); for x_{t−1}-prediction it processes the reported x̂_0 only.
-    public func pSample(modelOutput out: Tensor, noisy xt: Tensor, t: [Int], noise z: Tensor, thresholding: Thresholding) throws
-        -> (sample: Tensor, predictedStart: Tensor) {
+    public func pSample(modelOutput out: Tensor, noisy xt: Tensor, t: [Int], noise z: Tensor, thresholding: Thresholding,
+                        conditionMean: ((ReverseParameters) -> Tensor)? = nil) throws -> (sample: Tensor, predictedStart: Tensor) {
         switch thresholding {
-        case .unchanged: return try pSample(modelOutput: out, noisy: xt, t: t, noise: z, clip: false)
-        case .clip: return try pSample(modelOutput: out, noisy: xt, t: t, noise: z, clip: true)
+        case .unchanged: return try pSample(modelOutput: out, noisy: xt, t: t, noise: z, clip: false, conditionMean: conditionMean)
+        case .clip: return try pSample(modelOutput: out, noisy: xt, t: t, noise: z, clip: true, conditionMean: conditionMean)
         case .dynamic:
             try checkBatch(xt, t, "pSample", ("the noise z", z))
-            let p = try pMeanVariance(modelOutput: out, noisy: xt, t: t, clip: false)
-            let x0 = thresholding.apply(p.predictedStart, range: dataRange)
-            let mean = meanType == .previousX ? p.mean : try qPosteriorMeanVariance(start: x0, noisy: xt, t: t).mean
+            var p = try pMeanVariance(modelOutput: out, noisy: xt, t: t, clip: false)
+            p.predictedStart = thresholding.apply(p.predictedStart, range: dataRange)
+            if meanType != .previousX { p.mean = try qPosteriorMeanVariance(start: p.predictedStart, noisy: xt, t: t).mean }
             let notLast = Self.broadcastPerSample(t.map { $0 == 0 ? 0 : 1 }, rank: xt.rank)
-            return (mean + notLast * (0.5 * p.logVariance).exp() * z, x0)
+            return ((conditionMean?(p) ?? p.mean) + notLast * (0.5 * p.logVariance).exp() * z, p.predictedStart)
         }
     }
 }

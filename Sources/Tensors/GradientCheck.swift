@@ -56,6 +56,23 @@ public enum GradientCheck {
         return result
     }
 
+    /// Checks a gradient computed elsewhere (`gradient`, x's shape, e.g. an input gradient that a function returns
+    /// rather than leaves in `.grad`) against central differences of the scalar `f` at every element of `x`:
+    /// numeric_j = (f(x + h e_j) − f(x − h e_j)) / 2h with h as above, f evaluated without a graph.
+    public static func compare(_ name: String, gradient: [Double], at x: Tensor, tolerance: Tolerance = .operation,
+                               _ f: () -> Double) -> Result {
+        precondition(gradient.count == x.count, "GradientCheck.compare: \(gradient.count) gradient values for x of shape \(x.shape)")
+        var result = Result(name: name, tolerance: tolerance)
+        for j in 0..<x.count {
+            let original = x.data[j], h = step(original)
+            x.data[j] = original + h; let plus = withoutGradients(f)
+            x.data[j] = original - h; let minus = withoutGradients(f)
+            x.data[j] = original
+            result.record(analytic: gradient[j], numeric: (plus - minus) / (2 * h), at: "input \(x.shape) element \(j)")
+        }
+        return result
+    }
+
     /// Evaluates `f` with `x[j]` moved by `delta`, restoring it afterwards.
     static func evaluate(_ f: () -> Tensor, moving x: Tensor, at j: Int, by delta: Double) -> [Double] {
         let original = x.data[j]

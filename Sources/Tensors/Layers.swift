@@ -144,6 +144,18 @@ extension Tensor {
         }
     }
 
+    /// Log-softmax along the last axis, `log p_i = a_i − m − log Σ_j e^{a_j − m}` with m = max_j a_j held as a
+    /// constant (it cancels: the result does not depend on m, so neither does the derivative), built from
+    /// differentiable operations: ∂ log p_i/∂a_j = [i = j] − p_j.
+    public func logSoftmax() -> Tensor {
+        precondition(rank >= 1 && shape[rank - 1] > 0, "logSoftmax: needs a non-empty last axis, got shape \(shape)")
+        let width = shape[rank - 1], rows = count / width
+        let maxima = (0..<rows).map { r in data[(r * width)..<((r + 1) * width)].max()! }
+        let m = Tensor(shape: Array(shape.dropLast()) + [1], data: maxima)
+        let shifted = self - m
+        return shifted - shifted.exp().sum(alongAxes: [rank - 1], keepingDimensions: true).log()
+    }
+
     /// Channel dropout (PyTorch's `Dropout2d`) on `x: [N, C, …]`: each (n, c) plane is zeroed with
     /// probability `p` and otherwise scaled by `1/(1 − p)`; the same mask multiplies the gradient.
     /// One uniform draw per plane, in (n, c) order, from `generator`. Identity when `training` is false

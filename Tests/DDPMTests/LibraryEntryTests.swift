@@ -53,7 +53,7 @@ struct LibraryEntryTests {
 }
 
 /// A diffuser that forwards to a Gaussian diffusion but does not expose its tables (a user's own diffuser).
-private struct Wrapped: Diffuser {
+struct Wrapped: Diffuser {
     let inner: GaussianDiffusion
     var timesteps: Int { inner.timesteps }
     func sampleTimesteps(batchSize: Int, generator: inout RandomGenerator) -> [Int] { inner.sampleTimesteps(batchSize: batchSize, generator: &generator) }

@@ -106,6 +106,12 @@ let optionMeanings: [String: OptionMeaning] = [
     "accumulation": .init(meaning: "accumulation precision", marker: ["accumulation precision"]),
     "rtol": .init(meaning: "relative tolerance", marker: ["relative tolerance"]),
     "atol": .init(meaning: "absolute tolerance", marker: ["absolute tolerance"]),
+    // Classifier guidance (issue 20, Notes/20).
+    "held-out": .init(meaning: "labelled images to report a classifier's accuracy on", marker: ["report the accuracy"]),
+    "classifier": .init(meaning: "a noisy classifier that guides sampling", marker: ["by this noisy classifier"]),
+    "classifier-scale": .init(meaning: "the classifier scale s", marker: ["classifier scale"]),
+    "classifier-form": .init(meaning: "Algorithm 1 (mean) or 2 (score) of classifier guidance", marker: ["algorithm 1"]),
+    "classifier-classes": .init(meaning: "K, the classes of a noisy classifier", marker: ["the classes of the noisy classifier"]),
 ]
 
 /// One option of one subcommand, as ArgumentParser describes it.

@@ -18,6 +18,8 @@ final class SharedInputs: @unchecked Sendable {
     var data: String { dir + "/data.h5" }
     var checkpoint: String { dir + "/c.h5" }
     var golden: String { dir + "/g.h5" }
+    /// The same 8 images with labels 0, 1, 0, 1, … (for train-classifier).
+    var labelled: String { dir + "/labelled.h5" }
     private let lock = NSLock()
     private var made = false
 
@@ -25,6 +27,7 @@ final class SharedInputs: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         guard !made else { return }
         _ = try makeCheckpoint(dir)
+        try writeLabelledImages(labelled)
         let g = try runDDPM(["golden", "export", "--out", golden])
         #expect(g.status == 0, "\(g.stderr)")
         made = true
@@ -37,6 +40,7 @@ func quickRun(_ name: String, out dir: String, inputs i: SharedInputs) -> [Strin
     switch name {
     case "demo": return ["demo", "--train-steps", "1", "--images", "4", "--count", "1", "--timesteps", "10", "--batch-size", "2", "--bound-images", "1", "--out", dir + "/demo"]
     case "train": return ["train", "--data", i.data, "--out", dir + "/t.h5", "--train-steps", "1"] + tinyRun
+    case "train-classifier": return ["train-classifier", "--data", i.labelled, "--held-out", i.labelled, "--out", dir + "/cls.h5", "--train-steps", "1"] + tinyClassifier
     case "sample": return ["sample", "--checkpoint", i.checkpoint, "--count", "1", "--out", dir + "/s.png", "--h5", dir + "/s.h5"]
     case "interpolate": return ["interpolate", "--checkpoint", i.checkpoint, "--data", i.data, "--from", "0", "--to", "1", "--frames", "2", "--sample-steps", "2", "--out", dir + "/i.png"]
     case "golden export": return ["golden", "export", "--out", dir + "/g.h5"]
@@ -159,7 +163,7 @@ struct OutputRuleTests {
             }
             _ = try declaredPlan(args)
         }
-        #expect(Self.names.count == 15, "\(Self.names)")
+        #expect(Self.names.count == 16, "\(Self.names)")
     }
 
     @Test("each declared output against every case", arguments: leafCommands().map(\.name))
@@ -321,6 +325,8 @@ struct SizeOptionTests {
             ("train --num-res-blocks", ["train", "--data", data, "--out", dir + "/o.h5", "--preset", "golden", "--num-res-blocks", "1000000"]),
             ("train --resume, a checkpoint's T", ["train", "--data", data, "--resume", dir + "/bigT.h5", "--out", dir + "/o.h5", "--train-steps", "5"]),
             ("train --resume, a checkpoint's batch size", ["train", "--data", data, "--resume", dir + "/bigB.h5", "--out", dir + "/o.h5", "--train-steps", "5"]),
+            ("train-classifier --batch-size", ["train-classifier", "--data", i.labelled, "--out", dir + "/o.h5", "--batch-size", "1000000000", "--preset", "golden"]),
+            ("train-classifier --base-channels", ["train-classifier", "--data", i.labelled, "--out", dir + "/o.h5", "--base-channels", "1000000"]),
             ("sample --count", ["sample", "--checkpoint", c, "--out", dir + "/s.png", "--count", "1000000000"]),
             ("sample, a checkpoint's T", ["sample", "--checkpoint", dir + "/bigT.h5", "--out", dir + "/s.png"]),
             ("interpolate --frames", ["interpolate", "--checkpoint", c, "--from", "1", "--to", "2", "--sample-steps", "2", "--frames", "100000000", "--out", dir + "/i.png"]),

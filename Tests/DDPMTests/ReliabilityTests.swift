@@ -11,6 +11,18 @@ import DDPM
 /// A tiny network and chain, so that each command takes seconds.
 let tinyRun = ["--preset", "golden", "--timesteps", "10", "--batch-size", "2"]
 
+/// A tiny classifier run: the golden preset's encoder over T = 10, batches of 2.
+let tinyClassifier = ["--preset", "golden", "--timesteps", "10", "--batch-size", "2"]
+
+/// The eight images of ``writeImages(_:range:)`` with labels 0, 1, 0, 1, … (a labelled data file).
+func writeLabelledImages(_ path: String) throws {
+    let x = randomTensor([8, 1, 16, 16], seed: 3, in: 0...1)
+    try HDF5Writer.write(to: path) {
+        try $0.write(x.data, shape: x.shape, to: "/images")
+        try $0.write((0..<8).map { Int64($0 % 2) }, shape: [8], to: "/labels")
+    }
+}
+
 /// Eight 1×16×16 training images with values in [0, 1] (or a given range).
 func writeImages(_ path: String, range: ClosedRange<Double> = 0...1) throws {
     let x = randomTensor([8, 1, 16, 16], seed: 3, in: range)

@@ -20,7 +20,7 @@
 // Expressions: numbers; + − * / ^; parentheses; `@path` (a dataset of Fixtures/diffusion.h5, whole, as a
 // flat array) and `@path[i, j, …]` (one element, by its multi-index) — `lin/` abbreviates
 // schedules/linear/T1000/ and `eq/` equations/; `@file.h5:path` and `@file.h5:path[i, …]` read another
-// fixture file (objectives.h5, samplers.h5, golden-tiers.h5, unet.h5), e.g. `@samplers.h5:gaussian/laws/mean[0, 1]`
+// fixture file (objectives.h5, samplers.h5, golden-tiers.h5, unet.h5, guidance.h5), e.g. `@samplers.h5:gaussian/laws/mean[0, 1]`
 // (no `lin/`/`eq/` abbreviation there); functions sqrt log log2 exp abs erf
 // tanh (elementwise), min max mean sum maxabs count (reductions),
 // countbelow(a, x) / countabove(a, x), slice(a, start, count), attr("path",
