@@ -84,6 +84,8 @@ struct Demo: FileCommand {
         f.diffusion(timesteps: timesteps, "--timesteps \(timesteps) diffusion tables")
         f.network(try Presets.network("demo"), batch: batchSize, training: true, network: "the demo network", images: "--batch-size \(batchSize)")
         f.network(try Presets.network("demo"), batch: boundImages, training: false, network: "the demo network (bound)", images: "--bound-images \(boundImages)")
+        let grid = ConditionalDemo.digitClasses * min(ConditionalDemo.gridPerClass, count)
+        f.network(try Presets.network("demo"), batch: 2 * grid, training: false, network: "the demo network (classes.png, guided)", images: "2 × \(grid) class-grid samples")
         return f
     }
 
