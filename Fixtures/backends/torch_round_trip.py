@@ -247,6 +247,9 @@ def round_trip(src, dst, dtype_name):
         f.copy("config", g)
         f.copy("weights", g)
         f.copy("inputs", g)
+        for group in ["trajectories", "sigma_tables"]:   # kept as stored: torch_trajectories.py reruns the chains
+            if group in f:
+                f.copy(group, g)
         for name in wanted:
             if name.startswith("grad/"):
                 p = params[name[5:]]

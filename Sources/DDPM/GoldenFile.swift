@@ -106,12 +106,15 @@ public enum GoldenFile {
     ///
     /// `extras` adds the outputs of dynamic thresholding, zero terminal SNR and the loss-second-moment
     /// resampler (GoldenExtras.swift); the resampler's stored history is drawn after every other input.
-    /// `trajectories` adds `/trajectories` and `/sigma_tables` (``GoldenTrajectories``). `classifierClasses` K adds a
+    /// `trajectories` adds `/trajectories` and `/sigma_tables` (``GoldenTrajectories``). `samplerOptions` records a DDIM
+    /// chain's spacing, N, η and ε rule and adds `sampler_ddim_x_prev` and the trajectory `ddim_options`
+    /// (GoldenSamplerOptions.swift), its x_T and noise drawn after every other trajectory's. `classifierClasses` K adds a
     /// noisy classifier with its log-probabilities and input gradients (``GoldenClassifier``).
     public static func export(to path: String, config: ModelConfiguration, seed: UInt64, batch: Int, activations: Bool = false,
                               x0OnGrid: Bool = true, extras: GoldenExtras = GoldenExtras(), trajectories: Bool = false,
-                              conditional: GoldenConditional? = nil, classifierClasses: Int? = nil) throws {
+                              samplerOptions: GoldenSamplerOptions? = nil, conditional: GoldenConditional? = nil, classifierClasses: Int? = nil) throws {
         guard batch > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(batch)") }
+        try samplerOptions?.validate(for: config)
         // The inputs, outputs and the activations kept for the gradients: a few dozen arrays of the input's size.
         let n = config.network
         try MemoryBudget.check(bytes: MemoryBudget.bytes(ofDoubles: [batch, n.channels, n.imageSize, n.imageSize], copies: 40), for: "a golden file of batch \(batch)")
@@ -138,6 +141,11 @@ public enum GoldenFile {
             ? (0..<(config.timesteps * GoldenExtras.historyPerTerm)).map { _ in 0.25 + g.nextUniform() } : nil
         outs += try extras.outputs(diffusion: config.makeDiffusion(), predictedStart: outs.first { $0.0 == "pred_x0" }!.1, t: t,
                                    lossHistory: lossHistory, want: { _ in true })
+        if let o = samplerOptions {
+            let byName = Dictionary(outs, uniquingKeysWith: { a, _ in a })
+            outs.append((GoldenSamplerOptions.outputName, try o.output(config: config, diffusion: config.makeDiffusion(), noisy: byName["x_t"]!, t: t,
+                                                                      modelOutput: byName["eps_pred"]!, z: inputs.z)))
+        }
         // A class-conditional network's guided outputs (GoldenConditional.swift), its labels drawn next.
         let conditionalPart = try GoldenConditional.exported(conditional, config: config, network: net, inputs: inputs, generator: &g)
         outs += conditionalPart?.outputs ?? []
@@ -160,11 +168,15 @@ public enum GoldenFile {
             }
             try writeActivations(recorded, to: w)
             try extras.write(to: w)
+            try samplerOptions?.write(to: w, timesteps: config.timesteps)
             try conditionalPart?.write(w)
             try classifier?.write(to: w)
             // With `trajectories`: whole sampling chains and σ tables (GoldenTrajectories.swift), their x_T and
-            // noises drawn after every other input.
-            if trajectories { try GoldenTrajectories.write(to: w, config: config, network: net, batch: batch, generator: &g) }
+            // noises drawn after every other input; the sampler options' chain after them.
+            let chains = (trajectories ? GoldenTrajectories.specs(for: config) : []) + GoldenTrajectories.specs(options: samplerOptions, config: config)
+            if !chains.isEmpty {
+                try GoldenTrajectories.write(to: w, config: config, network: net, batch: batch, specs: chains, sigmaTables: trajectories, generator: &g)
+            }
         }
     }
 
@@ -244,17 +256,22 @@ public enum GoldenFile {
             if m == "grad" { present += try file.members(ofGroup: "/outputs/grad").map { "grad/" + $0 } } else { present.append(m) }
         }
         let keys = Set(net.namedParameters().map { "grad/" + $0.name })
-        let known = outputNames + GoldenExtras.outputNames + GoldenConditional.outputNames + GoldenClassifier.outputNames
+        let samplerOptions = try GoldenSamplerOptions.read(file)
+        let known = outputNames + GoldenExtras.outputNames + GoldenConditional.outputNames + GoldenClassifier.outputNames + [GoldenSamplerOptions.outputName]
         if let unknown = present.first(where: { !known.contains($0) && !keys.contains($0) }) {
             throw DDPMError(.unknownName, "\(path): unknown output '/outputs/\(unknown)' (expected one of \(known.joined(separator: ", ")) or grad/<parameter key>)")
         }
         let storedActivations = try readActivations(file)
         let extras = try GoldenExtras(reading: file)
+        if samplerOptions == nil, present.contains(GoldenSamplerOptions.outputName) {
+            throw DDPMError(.malformedFile, "\(path): output '/outputs/\(GoldenSamplerOptions.outputName)' without the sampler options that define it in the attributes of '/outputs'")
+        }
         let classifier = try GoldenClassifier(reading: file, config: config, batch: n)
         if classifier == nil, let orphan = present.first(where: GoldenClassifier.outputNames.contains) {
             throw DDPMError(.malformedFile, "\(path): output '/outputs/\(orphan)' without the classifier that defines it ('/classifier')")
         }
-        let asked = Set(present).union(["pred_x0", "x_t"])   // the extras start from the unclipped x̂_0, the classifier from x_t
+        // The extras start from the unclipped x̂_0, the classifier from x_t, the sampler options' step from x_t and the network output.
+        let asked = Set(present).union(["pred_x0", "x_t"]).union(samplerOptions == nil ? [] : ["eps_pred"])
         var computedList: [(String, Tensor)]
         var recomputedActivations: RecomputedActivations? = nil
         if let storedActivations {
@@ -272,6 +289,11 @@ public enum GoldenFile {
         }
         computedList += try extras.outputs(diffusion: config.makeDiffusion(), predictedStart: computedList.first { $0.0 == "pred_x0" }!.1, t: t,
                                            lossHistory: history, want: { present.contains($0) })
+        if let o = samplerOptions, present.contains(GoldenSamplerOptions.outputName) {
+            let byName = Dictionary(computedList, uniquingKeysWith: { a, _ in a })
+            computedList.append((GoldenSamplerOptions.outputName, try o.output(config: config, diffusion: config.makeDiffusion(), noisy: byName["x_t"]!,
+                                                                              t: t, modelOutput: byName["eps_pred"]!, z: inputs.z)))
+        }
         computedList += try GoldenConditional.recomputed(file, config: config, network: net, inputs: inputs, present: present)
         computedList += classifier?.outputs(noisy: computedList.first { $0.0 == "x_t" }!.1, t: t, want: { present.contains($0) }) ?? []
         let computed = Dictionary(uniqueKeysWithValues: computedList)

@@ -92,18 +92,30 @@ private func formatRatio(_ r: Double) -> String {
 }
 
 extension GoldenTrajectories.Check {
+    /// The rule in words: the float64 tolerance, or the tier and where its amplification comes from.
+    public var ruleDescription: String {
+        if let tier { return "tier \(tier.storage.rawValue) (\(tier)): step k within τ_net·A_k, A_k the chain's measured amplification" }
+        return "float64 tolerance |ours − file| ≤ \(tolerance.atol) + \(tolerance.rtol)·|file|"
+    }
+
     /// One line per trajectory (its first failing step and worst ratio, or its pass) and per failing σ table.
     public var lines: [String] {
         var out: [String] = []
+        let level = tier.map { "its \($0.storage.rawValue) tier" } ?? "tolerance"
         for t in trajectories {
             let worst = t.steps.max { $0.stateError < $1.stateError }
             let growth = t.growth.map { ", growth ×\(formatRatio($0)) over the chain" } ?? ""
-            if let k = t.firstFailingStep, let r = t.steps.first(where: { $0.step == k }) {
-                let (which, error) = r.state.passed ? (r.predictedStart, r.predictedStartError) : (r.state, r.stateError)
-                out.append("FAIL trajectory \(t.name): first step beyond tolerance \(k) of \(t.steps.count) (t = \(r.timestep)), "
-                           + "\(which.name) normwise error \(sci(error)), worst element ratio \(formatRatio(which.worstRatio))\(growth)")
+            if !t.judged, let tier {
+                out.append("trajectory \(t.name): no measured amplification (no honest float32 run of this chain), not judged at \(tier.storage.rawValue); "
+                           + "largest state error \(sci(worst?.stateError ?? 0))\(growth)")
+            } else if let k = t.firstFailingStep, let r = t.steps.first(where: { $0.step == k }) {
+                let stateFails = !r.state.passed || r.stateError > (r.stateBound ?? .infinity)
+                let (which, error, bound) = stateFails ? (r.state, r.stateError, r.stateBound) : (r.predictedStart, r.predictedStartError, r.predictedStartBound)
+                out.append("FAIL trajectory \(t.name): first step beyond \(level) \(k) of \(t.steps.count) (t = \(r.timestep)), "
+                           + "\(which.name) normwise error \(sci(error))\(bound.map { " (bound \(sci($0)))" } ?? ""), worst ratio \(formatRatio(r.worstRatio))\(growth)")
             } else {
-                out.append("trajectory \(t.name): \(t.steps.count) steps pass, largest state error \(sci(worst?.stateError ?? 0))\(growth)")
+                let ratio = tier == nil ? "" : ", largest error/bound \(formatRatio(t.steps.map(\.worstRatio).max() ?? 0))"
+                out.append("trajectory \(t.name): \(t.steps.count) steps pass\(tier.map { " at \($0.storage.rawValue)" } ?? ""), largest state error \(sci(worst?.stateError ?? 0))\(ratio)\(growth)")
             }
         }
         for s in sigmaTables where !s.passed { out.append("FAIL \(s.name): worst element ratio \(formatRatio(s.worstRatio))") }
@@ -111,15 +123,30 @@ extension GoldenTrajectories.Check {
         return out
     }
 
-    /// The trajectories as Markdown: per trajectory, a row per step with the normwise errors (the growth along the chain).
-    public func markdown() -> String {
-        var md = "\n## Trajectories (our free run from the file's x_T and noises; |ours − file| ≤ \(tolerance.atol) + \(tolerance.rtol)·|file|)\n"
+    /// The first step beyond each lower tier, per judged trajectory: "first failing step per tier: float32 none; …".
+    public var tierLine: String? {
+        guard !perTier.isEmpty, perTier.contains(where: { !$0.steps.isEmpty }) else { return nil }
+        let parts = perTier.map { p -> String in
+            let failing = p.steps.compactMap { s in s.step.map { "\(s.name) at step \($0)" } }
+            return "\(p.tier.rawValue) " + (failing.isEmpty ? "none" : failing.joined(separator: ", "))
+        }
+        return "trajectories, first step beyond each tier: " + parts.joined(separator: "; ")
+    }
+
+    /// The trajectories as Markdown: per trajectory, a row per step with the normwise errors (the growth along the
+    /// chain) and, at a tier, their bounds; `figure` is the file name of the growth figure to reference.
+    public func markdown(figure: String? = nil) -> String {
+        var md = "\n## Trajectories (our free run from the file's x_T and noises; \(ruleDescription))\n"
+        if tier != nil { md += "\nτ_net = λ√(L·u_s² + n·u_a²) of the network budget; A_k measured on \(GoldenTrajectories.amplificationSource).\n" }
+        if let figure { md += "\n![Error growth along each trajectory against its tier bounds](\(figure))\n" }
+        if let line = tierLine { md += "\n\(line)\n" }
         for t in trajectories {
-            md += "\n### \(t.name): \(t.passed ? "pass" : "**FAIL** at step \(t.firstFailingStep.map(String.init) ?? "–")")\n\n\(t.sampler)\n\n"
-            md += "| step | t | ‖x − ours‖/‖ours‖ | ‖x̂_0 − ours‖/‖ours‖ | worst ratio | result |\n|---|---|---|---|---|---|\n"
+            let verdict = !t.judged && tier != nil ? "not judged (no measured amplification)" : t.passed ? "pass" : "**FAIL** at step \(t.firstFailingStep.map(String.init) ?? "–")"
+            md += "\n### \(t.name): \(verdict)\n\n\(t.sampler)\n\n"
+            md += "| step | t | ‖x − ours‖/‖ours‖ | bound | ‖x̂_0 − ours‖/‖ours‖ | bound | worst ratio | result |\n|---|---|---|---|---|---|---|---|\n"
             for r in t.steps {
-                md += "| \(r.step) | \(r.timestep) | \(sci(r.stateError)) | \(sci(r.predictedStartError)) | "
-                    + "\(formatRatio(max(r.state.worstRatio, r.predictedStart.worstRatio))) | \(r.passed ? "pass" : "**FAIL**") |\n"
+                md += "| \(r.step) | \(r.timestep) | \(sci(r.stateError)) | \(r.stateBound.map(sci) ?? "–") | \(sci(r.predictedStartError)) | "
+                    + "\(r.predictedStartBound.map(sci) ?? "–") | \(formatRatio(r.worstRatio)) | \(r.passed ? "pass" : "**FAIL**") |\n"
             }
         }
         if !sigmaTables.isEmpty {
@@ -127,5 +154,18 @@ extension GoldenTrajectories.Check {
             for s in sigmaTables { md += "| \(s.name) | \(s.count) | \(sci(s.maxAbsoluteError)) | \(s.passed ? "pass" : "**FAIL**") |\n" }
         }
         return md
+    }
+
+    /// Per trajectory, the series of the growth figure: the state and x̂_0 errors per step and the state bound
+    /// τ_net·A_k at float32, bfloat16 and float16 (empty for a trajectory without a measured amplification).
+    public var figureSeries: [(name: String, stateErrors: [Double], predictedStartErrors: [Double], bounds: [(tier: Precision, values: [Double])])] {
+        trajectories.map { t in
+            let n = t.steps.count
+            let bounds = [Precision.float32, .bfloat16, .float16].compactMap { p -> (tier: Precision, values: [Double])? in
+                let v = (0..<n).compactMap { GoldenTrajectories.stepBounds(trajectory: t.name, step: $0, of: n, tier: GoldenTier(storage: p), budget: t.budget)?.state }
+                return v.count == n && n > 0 ? (p, v) : nil
+            }
+            return (t.name, t.steps.map(\.stateError), t.steps.map(\.predictedStartError), bounds)
+        }
     }
 }

@@ -52,15 +52,23 @@ extension GoldenFile {
         }
         // DDIM needs x̂_0 and ε̂ at t: not defined for x_{t−1}-prediction, whose files carry no DDIM outputs.
         if d.meanType != .previousX, samplerOutputNames.suffix(3).contains(where: want) {
-            let at = t.map { d.tables.alphasCumprod[$0] }, ap = t.map { d.tables.alphasCumprodPrev[$0] }
-            let (x0, eps) = try DDIM.startAndNoise(modelOutput: out, noisy: xt, alphaBar: at, meanType: d.meanType,
-                                                   thresholding: config.diffusion.clipDenoised ? .clip : .unchanged, range: d.dataRange, rederivation: .rederive)
-            if want("ddim_pred_x0") { result.append(("ddim_pred_x0", x0)) }
+            if want("ddim_pred_x0") { result.append(("ddim_pred_x0", try ddimStep(config: config, diffusion: d, noisy: xt, t: t, modelOutput: out, z: z, eta: 0).predictedStart)) }
             for (name, eta) in [("ddim_x_prev_eta0", 0.0), ("ddim_x_prev_eta0.5", 0.5)] where want(name) {
-                let sigma = zip(at, ap).map { DDIM.sigma(alphaBar: $0, alphaBarPrev: $1, eta: eta) }
-                result.append((name, DDIM.step(predictedStart: x0, noise: eps, alphaBarPrev: ap, sigma: sigma, z: z)))
+                result.append((name, try ddimStep(config: config, diffusion: d, noisy: xt, t: t, modelOutput: out, z: z, eta: eta).previous))
             }
         }
         return result
+    }
+
+    /// One DDIM step on the full chain from x_t at t to t − 1 (the golden outputs' convention): x̂_0 clipped to the data
+    /// range when the configuration clips, ε by `rederivation`, x_{t−1} = √ᾱ_prev x̂_0 + √(1 − ᾱ_prev − σ²) ε + σ z
+    /// (DDIM eq. 12) with σ from eq. 16 and `eta`, ᾱ_prev(0) = 1.
+    static func ddimStep(config: ModelConfiguration, diffusion d: GaussianDiffusion, noisy xt: Tensor, t: [Int], modelOutput out: Tensor, z: Tensor,
+                         eta: Double, rederivation: NoiseRederivation = .rederive) throws -> (predictedStart: Tensor, previous: Tensor) {
+        let at = t.map { d.tables.alphasCumprod[$0] }, ap = t.map { d.tables.alphasCumprodPrev[$0] }
+        let (x0, eps) = try DDIM.startAndNoise(modelOutput: out, noisy: xt, alphaBar: at, meanType: d.meanType,
+                                               thresholding: config.diffusion.clipDenoised ? .clip : .unchanged, range: d.dataRange, rederivation: rederivation)
+        let sigma = zip(at, ap).map { DDIM.sigma(alphaBar: $0, alphaBarPrev: $1, eta: eta) }
+        return (x0, DDIM.step(predictedStart: x0, noise: eps, alphaBarPrev: ap, sigma: sigma, z: z))
     }
 }

@@ -56,6 +56,11 @@ public enum GoldenTrajectories {
         return s
     }
 
+    /// The chain of a file's sampler options (GoldenSamplerOptions.swift), or none.
+    public static func specs(options: GoldenSamplerOptions?, config: ModelConfiguration) -> [Spec] {
+        options.map { [Spec(name: GoldenSamplerOptions.trajectoryName, choice: $0.choice(timesteps: config.timesteps))] } ?? []
+    }
+
     /// The σ tables stored: (dataset name, schedule, N) for N ∈ ``sigmaTableSteps`` with N ≤ T.
     public static func sigmaTables(for config: ModelConfiguration) -> [(name: String, kind: SigmaScheduleKind, steps: Int)] {
         sigmaTableSteps.filter { $0 <= config.timesteps }.flatMap { n in
@@ -86,13 +91,14 @@ public enum GoldenTrajectories {
 
     /// Computes every trajectory of ``specs(for:)`` from x_T and noise drawn from `generator` (x_T, then the
     /// S noises, per trajectory in order) and writes them and the σ tables (called inside the export's writer).
-    static func write(to w: HDF5Writer, config: ModelConfiguration, network: UNet, batch: Int, generator g: inout RandomGenerator) throws {
+    static func write(to w: HDF5Writer, config: ModelConfiguration, network: UNet, batch: Int, specs chains: [Spec], sigmaTables withTables: Bool,
+                      generator g: inout RandomGenerator) throws {
         let c = config.network
         let shape = [batch, c.channels, c.imageSize, c.imageSize]
         let m = shape.reduce(1, *)
         let d = try config.makeDiffusion()
         var computed: [(Spec, Tensor, [Tensor], [Bool], Run, String)] = []
-        for spec in specs(for: config) {
+        for spec in chains {
             let sampler = try spec.choice.makeSampler(for: d)
             let xT = Tensor.randomNormal(shape, generator: &g)
             let draws = (0..<sampler.stepCount).map { sampler.drawsNoise(atStep: $0) }
@@ -100,7 +106,7 @@ public enum GoldenTrajectories {
             let (r, text) = try run(config: config, network: network, choice: spec.choice, start: xT, noise: noise)
             computed.append((spec, xT, noise, draws, r, text))
         }
-        let tables = try sigmaTables(for: config).map { t in (t, try SolverChoice(solver: .euler, sigmas: t.kind).sigmaTable(steps: t.steps, diffusion: d)) }
+        let tables = try (withTables ? sigmaTables(for: config) : []).map { t in (t, try SolverChoice(solver: .euler, sigmas: t.kind).sigmaTable(steps: t.steps, diffusion: d)) }
         for (spec, xT, noise, draws, r, text) in computed {
             let p = "/trajectories/" + spec.name
             let s = draws.count
@@ -130,13 +136,26 @@ public enum GoldenTrajectories {
         /// ‖file − ours‖/‖ours‖ of the state after the step, and of x̂_0.
         public var stateError: Double, predictedStartError: Double
         public var state: Comparison, predictedStart: Comparison
-        public var passed: Bool { state.passed && predictedStart.passed }
+        /// The normwise bounds τ_k of the state and of x̂_0 at a precision tier (nil at the float64 tier).
+        public var stateBound: Double? = nil, predictedStartBound: Double? = nil
+        public var passed: Bool {
+            state.passed && predictedStart.passed && stateError <= (stateBound ?? .infinity) && predictedStartError <= (predictedStartBound ?? .infinity)
+        }
+        /// The largest of the elementwise and normwise ratios to their bounds, of the state and of x̂_0.
+        public var worstRatio: Double {
+            max(state.worstRatio, predictedStart.worstRatio, stateBound.map { stateError / $0 } ?? 0, predictedStartBound.map { predictedStartError / $0 } ?? 0)
+        }
     }
 
     /// One trajectory checked.
     public struct TrajectoryCheck: Sendable {
         public var name: String, sampler: String
         public var steps: [StepRow]
+        /// False at a precision tier for a trajectory without a measured amplification (the σ-view solvers):
+        /// its steps carry the float64 comparison only, and it does not decide the check.
+        public var judged = true
+        /// The network budget of the per-step bound (for the bounds of the other tiers, as the figure draws them).
+        public var budget = RoundingBudget(depth: 1, reduction: 1)
         public var firstFailingStep: Int? { steps.first { !$0.passed }?.step }
         public var passed: Bool { !steps.isEmpty && firstFailingStep == nil }
         /// The largest normwise error of the states over the first step's (the chain's growth; nil when the first is 0).
@@ -149,10 +168,21 @@ public enum GoldenTrajectories {
     /// Every trajectory of a file and its σ tables, checked.
     public struct Check: Sendable {
         public var path: String, tolerance: Tolerance
+        /// The precision tier the trajectories were judged at (nil: the float64 tolerance).
+        public var tier: GoldenTier? = nil
         public var trajectories: [TrajectoryCheck]
         public var sigmaTables: [Comparison]
-        /// A file with a `/trajectories` group that holds no step fails: a check that compares nothing fails.
-        public var passed: Bool { !trajectories.isEmpty && trajectories.allSatisfy(\.passed) && sigmaTables.allSatisfy(\.passed) }
+        /// Per lower tier (float32, bfloat16, float16), the first step beyond it of each trajectory with a
+        /// measured amplification (nil: none), filled by ``check(path:rule:)``.
+        public var perTier: [(tier: Precision, steps: [(name: String, step: Int?)])] = []
+        /// The trajectories that decide the check (at a tier, those with a measured amplification).
+        public var judged: [TrajectoryCheck] { trajectories.filter(\.judged) }
+        /// Whether the trajectories decide the check: at the float64 tier always, at a precision tier when one has a
+        /// measured amplification (a file whose only chain is its sampler options' is reported, not judged).
+        public var decided: Bool { tier == nil || !judged.isEmpty }
+        /// A file with a `/trajectories` group that holds no step fails: a check that compares nothing fails. At a
+        /// tier, a file none of whose trajectories has a measured amplification fails the same way.
+        public var passed: Bool { !judged.isEmpty && judged.allSatisfy(\.passed) && sigmaTables.allSatisfy(\.passed) }
     }
 
     /// Whether the file holds trajectories.
@@ -163,10 +193,12 @@ public enum GoldenTrajectories {
         public var name: String, sampler: String, timesteps: [Int], elementsPerStep: Int
         public var ours: (states: [Double], predictedStarts: [Double])
         public var stored: (states: [Double], predictedStarts: [Double])
+        /// The network budget of the file's configuration and batch (the per-step bound of the tiers).
+        public var budget: RoundingBudget
         public init(name: String, sampler: String, timesteps: [Int], elementsPerStep: Int, ours: (states: [Double], predictedStarts: [Double]),
-                    stored: (states: [Double], predictedStarts: [Double])) {
+                    stored: (states: [Double], predictedStarts: [Double]), budget: RoundingBudget = RoundingBudget(depth: 1, reduction: 1)) {
             self.name = name; self.sampler = sampler; self.timesteps = timesteps; self.elementsPerStep = elementsPerStep
-            self.ours = ours; self.stored = stored
+            self.ours = ours; self.stored = stored; self.budget = budget
         }
     }
 
@@ -175,35 +207,86 @@ public enum GoldenTrajectories {
     /// for a malformed file: an unknown trajectory name, a sampler description that differs from ours, a missing
     /// dataset or a wrong shape.
     public static func check(path: String, tolerance: Tolerance) throws -> Check {
-        let (chains, tables) = try recompute(path: path)
-        return judge(chains, sigmaTables: tables, path: path, tolerance: tolerance)
+        try check(path: path, rule: .elementwise(tolerance))
     }
 
-    /// Judges recomputed trajectories (separate from reading, so that tests can judge edited values).
+    /// The same, by the golden check's rule: at a precision tier, each step against the tier's trajectory bound
+    /// (``stepBounds(trajectory:step:of:tier:budget:)``), as an output is against its tier.
+    public static func check(path: String, rule: GoldenCheckRule) throws -> Check {
+        let (chains, tables) = try recompute(path: path)
+        var c = judge(chains, sigmaTables: tables, path: path, rule: rule)
+        c.perTier = firstFailingStepPerTier(chains)
+        return c
+    }
+
+    /// Judges recomputed trajectories at the float64 tolerance (separate from reading, so that tests can judge edited values).
     public static func judge(_ chains: [Recomputed], sigmaTables: [(name: String, ours: [Double], stored: [Double])], path: String,
                              tolerance: Tolerance) -> Check {
-        var result = Check(path: path, tolerance: tolerance, trajectories: [], sigmaTables: [])
+        judge(chains, sigmaTables: sigmaTables, path: path, rule: .elementwise(tolerance))
+    }
+
+    /// Judges recomputed trajectories by `rule`. At the float64 tier: |ours − file| ≤ atol + rtol·|file| elementwise.
+    /// At a precision tier, step k of a trajectory with a measured amplification passes when its state's and its
+    /// x̂_0's normwise errors are within τ_k and every element within λ_m·τ_k·(|ours| + s/√m) (the tiers'
+    /// elementwise rule, s = ‖ours‖ of that step); one without (a σ-view solver) is compared at the float64
+    /// tolerance, reported and not judged. σ tables at a tier: the elementwise budget's rule.
+    public static func judge(_ chains: [Recomputed], sigmaTables: [(name: String, ours: [Double], stored: [Double])], path: String,
+                             rule: GoldenCheckRule) -> Check {
+        let float64 = Tolerance(rtol: 1e-10, atol: 1e-12)
+        var tolerance = float64, tier: GoldenTier? = nil
+        switch rule { case .elementwise(let t): tolerance = t; case .tier(let t): tier = t }
+        var result = Check(path: path, tolerance: tolerance, tier: tier, trajectories: [], sigmaTables: [])
+        /// The tiers' elementwise tolerance for m values of norm s under the normwise bound τ (GoldenFile.judge's).
+        func tierTolerance(_ tau: Double, norm s: Double, count m: Int) -> Tolerance {
+            let lm = GoldenTier.extremeValueFactor(count: m) * tau
+            let atol = lm * s / Double(max(m, 1)).squareRoot()
+            return Tolerance(rtol: lm, atol: atol > 0 ? atol : 0x1p-1074)
+        }
         for c in chains {
-            let m = c.elementsPerStep
+            let m = c.elementsPerStep, n = c.timesteps.count
+            let judged = tier.map { stepBounds(trajectory: c.name, step: 0, of: n, tier: $0, budget: c.budget) != nil } ?? true
             let rows = c.timesteps.indices.map { k -> StepRow in
                 let r = k * m ..< (k + 1) * m
                 let (ox, o0) = (Array(c.ours.states[r]), Array(c.ours.predictedStarts[r]))
                 let (fx, f0) = (Array(c.stored.states[r]), Array(c.stored.predictedStarts[r]))
+                if let tier, let b = stepBounds(trajectory: c.name, step: k, of: n, tier: tier, budget: c.budget) {
+                    return StepRow(step: k, timestep: c.timesteps[k], stateError: relative(fx, ox), predictedStartError: relative(f0, o0),
+                                   state: Comparison("\(c.name) x[\(k)]", actual: fx, expected: ox, tolerance: tierTolerance(b.state, norm: norm(ox), count: m)),
+                                   predictedStart: Comparison("\(c.name) pred_x0[\(k)]", actual: f0, expected: o0,
+                                                              tolerance: tierTolerance(b.predictedStart, norm: norm(o0), count: m)),
+                                   stateBound: b.state, predictedStartBound: b.predictedStart)
+                }
+                let t = tier == nil ? tolerance : float64
                 return StepRow(step: k, timestep: c.timesteps[k], stateError: relative(fx, ox), predictedStartError: relative(f0, o0),
-                               state: Comparison("\(c.name) x[\(k)]", actual: ox, expected: fx, tolerance: tolerance),
-                               predictedStart: Comparison("\(c.name) pred_x0[\(k)]", actual: o0, expected: f0, tolerance: tolerance))
+                               state: Comparison("\(c.name) x[\(k)]", actual: ox, expected: fx, tolerance: t),
+                               predictedStart: Comparison("\(c.name) pred_x0[\(k)]", actual: o0, expected: f0, tolerance: t))
             }
-            result.trajectories.append(TrajectoryCheck(name: c.name, sampler: c.sampler, steps: rows))
+            result.trajectories.append(TrajectoryCheck(name: c.name, sampler: c.sampler, steps: rows, judged: judged, budget: c.budget))
         }
-        result.sigmaTables = sigmaTables.map { Comparison("sigma_tables/" + $0.name, actual: $0.ours, expected: $0.stored, tolerance: tolerance) }
+        result.sigmaTables = sigmaTables.map { s in
+            if let tier {
+                let tau = tier.normwiseBound(RoundingBudget(depth: 4, reduction: 1))
+                return Comparison("sigma_tables/" + s.name, actual: s.stored, expected: s.ours, tolerance: tierTolerance(tau, norm: norm(s.ours), count: s.ours.count))
+            }
+            return Comparison("sigma_tables/" + s.name, actual: s.ours, expected: s.stored, tolerance: tolerance)
+        }
         return result
+    }
+
+    /// The first step beyond its tier of every judged trajectory at float32, bfloat16 and float16 (nil: none), for
+    /// the per-tier summary; trajectories without a measured amplification are left out.
+    public static func firstFailingStepPerTier(_ chains: [Recomputed]) -> [(tier: Precision, steps: [(name: String, step: Int?)])] {
+        [Precision.float32, .bfloat16, .float16].map { p in
+            let c = judge(chains, sigmaTables: [], path: "", rule: .tier(GoldenTier(storage: p)))
+            return (p, c.judged.map { ($0.name, $0.firstFailingStep) })
+        }
     }
 
     /// Reads a file's trajectories and σ tables and recomputes them with our code (see ``check(path:tolerance:)``).
     public static func recompute(path: String) throws -> ([Recomputed], [(name: String, ours: [Double], stored: [Double])]) {
         let (file, config, net) = try GoldenFile.openModel(path: path)
         let c = config.network
-        let known = Dictionary(uniqueKeysWithValues: specs(for: config).map { ($0.name, $0) })
+        let known = Dictionary(uniqueKeysWithValues: (specs(for: config) + specs(options: try GoldenSamplerOptions.read(file), config: config)).map { ($0.name, $0) })
         var chains: [Recomputed] = []
         for name in file.exists("/trajectories") ? try file.members(ofGroup: "/trajectories") : [] {
             let p = "/trajectories/" + name
@@ -228,9 +311,10 @@ public enum GoldenTrajectories {
             guard stored == text else {
                 throw DDPMError(.invalidConfiguration, "\(path) '\(p)' attribute 'sampler': expected '\(text)', found '\(stored)'")
             }
+            let budget = RoundingBudgets(network: c, batch: shape[0], parameterCount: net.namedParameters().count).network
             chains.append(Recomputed(name: name, sampler: text, timesteps: ours.timesteps, elementsPerStep: m,
                                      ours: (ours.states.flatMap(\.data), ours.predictedStarts.flatMap(\.data)),
-                                     stored: (states.values, starts.values)))
+                                     stored: (states.values, starts.values), budget: budget))
         }
         var tables: [(name: String, ours: [Double], stored: [Double])] = []
         if file.exists("/sigma_tables") {
@@ -244,6 +328,9 @@ public enum GoldenTrajectories {
         }
         return (chains, tables)
     }
+
+    /// ‖a‖.
+    static func norm(_ a: [Double]) -> Double { a.reduce(0) { $0 + $1 * $1 }.squareRoot() }
 
     /// ‖a − b‖/‖b‖ (0 when equal, ∞ when b = 0 ≠ a).
     static func relative(_ a: [Double], _ b: [Double]) -> Double {

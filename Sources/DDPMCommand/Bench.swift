@@ -21,6 +21,8 @@ struct Bench: FileCommand {
     @Option(help: "Side of the square matrices for the DGEMM reference rate.") var gemmSize: Int = 2048
     @Option(help: "Also time DDIM sampling (η = 0, improved-diffusion 'ddimN', T = 1000) of 8 images in this many steps, against N × the batch-8 forward time + 5 % (0: skip).")
     var ddimSteps: Int = 0
+    @Option(help: "Also time DPM-Solver++(2M) (N evaluations) and Heun (2N − 1) on Karras σ (ρ = 7, T = 1000) of 8 images in this many steps N, against the evaluations × the batch-8 forward time + 5 % (0: skip).")
+    var solverSteps: Int = 0
 
     /// T of the diffusion `--ddim-steps` samples from.
     static let ddimTimesteps = 1000
@@ -36,6 +38,7 @@ struct Bench: FileCommand {
         try requireRange("--gemm-size", gemmSize, 1...Int.max)
         try requireRange("--ddim-steps", ddimSteps, 0...Self.ddimTimesteps, "0 (no DDIM timing) or a number of steps from 1 to \(Self.ddimTimesteps)")
         if ddimSteps > 0 { _ = try Respacing.improvedDiffusionTimesteps(timesteps: Self.ddimTimesteps, sectionCounts: "ddim\(ddimSteps)") }
+        try requireRange("--solver-steps", solverSteps, 0...Self.ddimTimesteps, "0 (no solver timing) or a number of steps from 1 to \(Self.ddimTimesteps)")
         _ = try batchSizes()
         _ = try network.configuration()
     }
@@ -48,7 +51,7 @@ struct Bench: FileCommand {
         let c = try network.configuration()
         f.network(c, batch: try batchSizes().max() ?? 1, training: true, network: "the network", images: "--batches \(batches) (forward and backward of the largest)")
         f.add("--batches \(batches): inputs and noise", doubles: [try batchSizes().max() ?? 1, c.channels, c.imageSize, c.imageSize], copies: 2)
-        if ddimSteps > 0 { f.diffusion(timesteps: Self.ddimTimesteps, "T = \(Self.ddimTimesteps) diffusion tables") }
+        if ddimSteps > 0 || solverSteps > 0 { f.diffusion(timesteps: Self.ddimTimesteps, "T = \(Self.ddimTimesteps) diffusion tables") }
         return f
     }
 
@@ -92,7 +95,22 @@ struct Bench: FileCommand {
             print(String(format: "batch %d: training step %.3f s (%.0f%% of dgemm)", n, step, 100 * 3 * forwardFLOPs[n]! / step / gemmRate))
         }
         print(String(format: "peak resident memory with a trainer: %.2f GiB", peakResidentGiB()))
-        if ddimSteps > 0 { try benchDDIM(net) }
+        if ddimSteps > 0 || solverSteps > 0 {
+            let x = Tensor.zeros([8, c.channels, c.imageSize, c.imageSize])
+            let forward = minimumTime { _ = withoutGradients { net(x, [Int](repeating: 500, count: 8)) } }
+            let d = try GaussianDiffusion(DiffusionConfiguration(timesteps: Self.ddimTimesteps))
+            if ddimSteps > 0 {
+                let sampler = try SamplerChoice(kind: .ddim, steps: ddimSteps, spacing: .improvedDiffusion("ddim\(ddimSteps)")).makeSampler(for: d)
+                try benchSampler("DDIM \(ddimSteps) steps", sampler, evaluations: ddimSteps, net: net, diffusion: d, forward: forward)
+            }
+            if solverSteps > 0 {
+                for (name, solver, evaluations) in [("DPM-Solver++(2M)", SigmaSolver.dpmpp2M, solverSteps),
+                                                    ("Heun", .heun(churn: 0, tMin: 0, tMax: .infinity, noiseScale: 1), 2 * solverSteps - 1)] {
+                    let sampler = try SolverChoice(solver: solver, sigmas: .karras(rho: 7)).makeSampler(for: d, steps: solverSteps)
+                    try benchSampler("\(name) \(solverSteps) steps (Karras σ)", sampler, evaluations: evaluations, net: net, diffusion: d, forward: forward)
+                }
+            }
+        }
     }
 
     /// What the figures were measured on: CPU, BLAS library and version, core, threads.
@@ -102,26 +120,24 @@ struct Bench: FileCommand {
         if let warning { print(warning) }
     }
 
-    /// One DDIM sampling run of 8 images (one timed run: it is N forward passes) against N × the minimum batch-8
-    /// forward time + 5 %. On a shared machine the forward time varies between calls, so the run also reports the
-    /// time spent inside the network during sampling and the sampler's own overhead (total − network), which is
-    /// what the 5 % allows for.
-    func benchDDIM(_ net: UNet) throws {
+    /// One sampling run of 8 images (one timed run: it is `evaluations` forward passes) against `evaluations` ×
+    /// the minimum batch-8 forward time `forward` + 5 %. On a shared machine the forward time varies between calls,
+    /// so the run also reports the time spent inside the network during sampling, the network evaluations counted
+    /// there (checked against `evaluations`), and the sampler's own overhead (total − network), which is what the
+    /// 5 % allows for.
+    func benchSampler(_ name: String, _ sampler: ReverseSampler, evaluations: Int, net: UNet, diffusion d: GaussianDiffusion, forward: Double) throws {
         let c = net.configuration
-        let x = Tensor.zeros([8, c.channels, c.imageSize, c.imageSize])
-        let forward = minimumTime { _ = withoutGradients { net(x, [Int](repeating: 500, count: 8)) } }
-        let d = try GaussianDiffusion(DiffusionConfiguration(timesteps: 1000))
-        let sampler = try SamplerChoice(kind: .ddim, steps: ddimSteps, spacing: .improvedDiffusion("ddim\(ddimSteps)")).makeSampler(for: d)
         let timed = TimedPredictor(net)
         var g = RandomGenerator(seed: 3)
         let start = DispatchTime.now().uptimeNanoseconds
-        _ = try d.sampleLoop(model: timed, shape: x.shape, generator: &g, sampler: sampler)
+        _ = try d.sampleLoop(model: timed, shape: [8, c.channels, c.imageSize, c.imageSize], generator: &g, sampler: sampler)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        let budget = Double(ddimSteps) * forward * 1.05
-        print(String(format: "DDIM %d steps, batch 8: %.2f s; budget %d × forward %.3f s + 5%% = %.2f s: %@ (%.3f of the budget)",
-                     ddimSteps, seconds, ddimSteps, forward, budget, seconds <= budget ? "within" : "OVER", seconds / budget))
-        print(String(format: "DDIM %d steps, batch 8: %.2f s inside the network (%.3f s per forward), sampler overhead %.3f s = %.2f%% of the network time",
-                     ddimSteps, timed.seconds, timed.seconds / Double(timed.calls), seconds - timed.seconds, 100 * (seconds - timed.seconds) / timed.seconds))
+        let budget = Double(evaluations) * forward * 1.05
+        print(String(format: "%@, batch 8: %.2f s; budget %d evaluations × forward %.3f s + 5%% = %.2f s: %@ (%.3f of the budget)",
+                     name, seconds, evaluations, forward, budget, seconds <= budget ? "within" : "OVER", seconds / budget))
+        print(String(format: "%@, batch 8: %d network evaluations (%@), %.2f s inside the network (%.3f s per forward), sampler overhead %.3f s = %.2f%% of the network time",
+                     name, timed.calls, timed.calls == evaluations ? "as counted" : "EXPECTED \(evaluations)", timed.seconds, timed.seconds / Double(timed.calls),
+                     seconds - timed.seconds, 100 * (seconds - timed.seconds) / timed.seconds))
     }
 
     func minimumTime(_ body: () throws -> Void) rethrows -> Double {

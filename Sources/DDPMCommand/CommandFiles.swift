@@ -29,6 +29,8 @@ protocol FileCommand: ParsableCommand {
     func footprint() throws -> Footprint
     /// The work; it writes only the outputs of ``files()``.
     func work() throws
+    /// A failure to report after the outputs were committed (a check that fails still writes its report); none by default.
+    func verdict() throws
 }
 
 extension FileCommand {
@@ -41,7 +43,10 @@ extension FileCommand {
         defer { Announcements.pending = nil }
         try plan.run { try work() }
         for line in Announcements.pending ?? [] { print(line) }
+        try verdict()
     }
+
+    func verdict() throws {}
 }
 
 /// "wrote …" lines: printed at once when each write is committed as it happens, else only after the

@@ -7,7 +7,7 @@ import Foundation
 /// pictures and a report with the held-out bits/dim and the memorisation check.
 struct Demo: FileCommand {
     /// The files the demo writes into --out; nothing else there is touched.
-    static let files = ["data.png", "samples.png", "samples-ddim.png", "chain.png", "nearest.png", "loss.svg", "checkpoint.h5", "report.md", "classes.png"]
+    static let files = ["data.png", "samples.png", "samples-ddim.png", "samples-dpmpp.png", "chain.png", "nearest.png", "loss.svg", "checkpoint.h5", "report.md", "classes.png"]
 
     static let configuration = CommandConfiguration(
         abstract: "Train a small DDPM on real handwritten 16×16 digits and sample from it (the default command).",
@@ -17,14 +17,15 @@ struct Demo: FileCommand {
         pixels; CC BY 4.0); --digits procedural draws digits of a bitmap font instead.
 
         Writes into the folder --out: data.png (training images), samples.png (samples of the averaged weights, full \
-        reverse chain), samples-ddim.png (the same starts through DDIM, η = 0, 50 steps), chain.png (one sample's \
+        reverse chain), samples-ddim.png (the same starts through DDIM, η = 0, 50 steps), samples-dpmpp.png (the same starts through \
+        DPM-Solver++(2M) on 20 Karras σ, 20 network evaluations), chain.png (one sample's \
         reverse chain x_T … x_0), nearest.png (each sample above its nearest training image), loss.svg (the \
         training loss per step), classes.png (one row per digit 0–9 without and with classifier-free guidance: the \
         model is class-conditional, trained with label dropout 0.1, and the pictures above are its unconditional, \
         null-class samples), checkpoint.h5, and report.md (with the held-out bits/dim of --bound-images \
         held-out images, trained and EMA weights). The files are made in a temporary folder and moved \
         into place together only when everything succeeded. --out may be a new folder or an existing one: other files \
-        in it are never touched, and any of the nine that exists already is replaced only with --force. An existing \
+        in it are never touched, and any of the ten that exists already is replaced only with --force. An existing \
         file (not a folder) at --out is refused.
         """)
 
@@ -39,8 +40,13 @@ struct Demo: FileCommand {
     @Option(parsing: .unconditional, help: "Held-out images whose full bound (bits/dim) the report gives; each costs T network evaluations per set of weights.") var boundImages: Int = 32
     @Option(parsing: .unconditional, help: "Number of samples in samples.png.") var count: Int = 36
     @Option(parsing: .unconditional, help: "Seed of everything.") var seed: Int = 0
-    @Flag(help: "Replace demo files (data.png, samples.png, samples-ddim.png, chain.png, nearest.png, loss.svg, checkpoint.h5, report.md, classes.png) already in --out.") var force = false
+    @Flag(help: "Replace demo files (data.png, samples.png, samples-ddim.png, samples-dpmpp.png, chain.png, nearest.png, loss.svg, checkpoint.h5, report.md, classes.png) already in --out.") var force = false
     @OptionGroup var objective: ObjectiveOptions
+
+    /// The demo's DPM-Solver++(2M) panel: 20 steps on Karras σ (ρ = 7), the σ→t log-linear convention
+    /// (k-diffusion's and diffusers' defaults), k-diffusion's final step (first order into σ = 0).
+    static let dpmppSteps = 20
+    static let dpmppSolver = SolverChoice(solver: .dpmpp2M, sigmas: .karras(rho: 7), timestepConvention: .logLinear)
 
     /// Real digits (the UCI training split) or procedurally drawn ones.
     var usesUCI: Bool { digits == "uci" }
@@ -141,6 +147,14 @@ struct Demo: FileCommand {
         let ddimSeconds = Date().timeIntervalSince(ddimStart)
         let conditional = try classGrid(trainer, train: train, heldOut: heldOut, labels: labels, choice: ddimChoice, seed: seed, in: dir)
         try PNGWriter.writeGrid(ddimSamples, range: 0...1, caption: "DDIM, eta 0, \(ddimSteps) steps: the same x_T as samples.png", path: dir + "/samples-ddim.png")
+        // The same seed through DPM-Solver++(2M) (Lu et al. 2022b) on 20 Karras σ (ρ = 7, σ→t log-linear): 20 network evaluations.
+        let dpmSteps = min(Self.dpmppSteps, timesteps)
+        var dpmChoice = SamplerChoice(steps: dpmSteps)
+        dpmChoice.solver = Self.dpmppSolver
+        let dpmStart = Date()
+        let dpmSamples = try Sample.sample(trainer, count: count, seed: seed &+ 11, choice: dpmChoice)
+        let dpmSeconds = Date().timeIntervalSince(dpmStart)
+        try PNGWriter.writeGrid(dpmSamples, range: 0...1, caption: "DPM-Solver++(2M), Karras sigmas, \(dpmSteps) steps: the same x_T", path: dir + "/samples-dpmpp.png")
         try PNGWriter.writeGrid(samples, range: 0...1, caption: "samples: EMA weights, full \(timesteps)-step chain", path: dir + "/samples.png")
         // The chain on the data range [0, 1]: x_T ~ N(0, I) and the early states leave it, and those pixels are marked.
         try PNGWriter.writeStrip(Tensor.concatenate(chain, axis: 0), range: 0...1, labels: chainLabels,
@@ -148,12 +162,14 @@ struct Demo: FileCommand {
         // The memorisation check: each sample's nearest training image, against the held-out real digits' (`reference`).
         let nearest = NearestNeighbour.search(queries: samples, references: train)
         let nearestDDIM = NearestNeighbour.search(queries: ddimSamples, references: train)
+        let nearestDPM = NearestNeighbour.search(queries: dpmSamples, references: train)
         let nearestReal = NearestNeighbour.search(queries: reference, references: train)
         try PNGWriter.writeGrid(Self.pairedRows(samples, Tensor.concatenate(nearest.index.map { train.slice(axis: 0, start: $0, length: 1) }, axis: 0)), range: 0...1, columns: Self.pairColumns(count),
                                 caption: "each sample (odd rows) above its nearest training image (even rows)", path: dir + "/nearest.png")
         try writeText(LossCurve.svg(losses, title: "training loss per step (\(diffusion.lossType.rawValue), batch \(batchSize)); held-out: \(String(format: "%.4f", lossBefore)) before, \(String(format: "%.4f", lossAfter)) after"), to: dir + "/loss.svg")
         let meanOf = { (v: [Double]) in v.reduce(0, +) / Double(v.count) }
         let data = PixelStatistics(statisticsData, range: 0...1), generated = PixelStatistics(samples, range: 0...1)
+        let dpmStats = PixelStatistics(dpmSamples, range: 0...1)
         let ddimStats = PixelStatistics(ddimSamples, range: 0...1), real = PixelStatistics(reference, range: 0...1)
         let f4 = { (v: Double) in String(format: "%.4f", v) }
         let ceiling = "\(count) fresh real images score \(f4(data.histogramDistance(to: real))) (real data against real data at this count: a perfect model scores about this); 0 is identical, 1 disjoint"
@@ -182,7 +198,10 @@ struct Demo: FileCommand {
         | DDIM sampling | same \(count) starts x_T, DDIM η = 0 on the '\(ddimRule)' chain (\(ddimSteps) steps), \(String(format: "%.1f", ddimSeconds)) s (ancestral: \(String(format: "%.1f", sampleSeconds)) s) | |
         | DDIM: mean pixel / ink fraction | \(f4(ddimStats.mean)) / \(f4(ddimStats.inkFraction)) | real: \(f4(real.mean)) / \(f4(real.inkFraction)) |
         | DDIM: histogram distance / mean-image distance to the data | \(f4(data.histogramDistance(to: ddimStats))) / \(f4(data.meanImageDistance(to: ddimStats))) | real: \(f4(data.histogramDistance(to: real))) / \(f4(data.meanImageDistance(to: real))) |
-        | nearest training image: mean distance of samples (ancestral / DDIM) | \(f4(meanOf(nearest.distance))) / \(f4(meanOf(nearestDDIM.distance))) | \(count) \(usesUCI ? "held-out" : "fresh") real digits: \(f4(meanOf(nearestReal.distance))) (Euclidean over 256 pixels); far below it means copies of training images |
+        | DPM-Solver++(2M) sampling | same \(count) starts x_T, \(Self.dpmppSolver.solver) on \(dpmSteps) Karras σ (ρ = 7, final σ = 0, σ→t log-linear), \(dpmSteps) network evaluations per batch, \(String(format: "%.1f", dpmSeconds)) s | |
+        | DPM-Solver++(2M): mean pixel / ink fraction | \(f4(dpmStats.mean)) / \(f4(dpmStats.inkFraction)) | real: \(f4(real.mean)) / \(f4(real.inkFraction)) |
+        | DPM-Solver++(2M): histogram distance / mean-image distance to the data | \(f4(data.histogramDistance(to: dpmStats))) / \(f4(data.meanImageDistance(to: dpmStats))) | DDIM (\(ddimSteps) steps): \(f4(data.histogramDistance(to: ddimStats))) / \(f4(data.meanImageDistance(to: ddimStats))) |
+        | nearest training image: mean distance of samples (ancestral / DDIM / DPM-Solver++) | \(f4(meanOf(nearest.distance))) / \(f4(meanOf(nearestDDIM.distance))) / \(f4(meanOf(nearestDPM.distance))) | \(count) \(usesUCI ? "held-out" : "fresh") real digits: \(f4(meanOf(nearestReal.distance))) (Euclidean over 256 pixels); far below it means copies of training images |
         | nearest training image: smallest distance of a sample | \(f4(nearest.distance.min()!)) | real digits: \(f4(nearestReal.distance.min()!)); 0 is an exact copy |
         \(conditional.reportRows(Date().timeIntervalSince(started)))
         | total time | \(String(format: "%.1f", Date().timeIntervalSince(started))) s | |
@@ -196,6 +215,11 @@ struct Demo: FileCommand {
         - `samples-ddim.png`: the same starts x_T through DDIM (η = 0, \(ddimSteps) steps). Only the start is
           shared: the ancestral chain adds fresh noise z at each of its \(timesteps) steps, while DDIM with η = 0 is a
           deterministic map from x_T, so the same tile usually shows a different digit in the two pictures.
+        - `samples-dpmpp.png`: the same starts x_T through DPM-Solver++(2M) (Lu et al. 2022b, Algorithm 2; first
+          step first order, the step into σ = 0 first order) on \(dpmSteps) Karras σ (eq. 5, ρ = 7, σ_min and σ_max
+          the trained σ_0 and σ_{T−1}), the network called at the log-linear timestep of each σ (rounded): another
+          deterministic map from x_T, a discretisation of the same probability-flow ODE as DDIM (20 evaluations
+          against DDIM's \(ddimSteps)), so its tiles can be compared with `samples-ddim.png` tile by tile.
         - `chain.png`: the first sample's reverse chain, x_T on the left to x_0 on the right, each frame labelled
           with the timestep t whose input it is (x0: the output of the last step). Shown on the data range
           [0, 1]: pixels above 1 are red and below 0 blue, so x_T (standard normal noise) is mostly coloured and

@@ -38,9 +38,11 @@ extension Demo {
         let panels = try ConditionalDemo.classSamples(trainer, labels: requested, strengths: strengths, choice: choice, seed: seed &+ 23)
         let gridSeconds = Date().timeIntervalSince(gridStart)
         let rates = panels.map { ConditionalDemo.recognition(predicted: ConditionalDemo.predictions(classifier.network, images: $0), requested: requested, classes: k) }
+        // The caption's font has no Greek letters: the sampler in plain words.
+        let samplerName = choice.solver == nil ? "\(choice.kind.rawValue), eta \(String(format: "%g", choice.eta)), \(choice.steps ?? timesteps) steps" : "\(choice)"
         let name = { (s: GuidanceStrength) in "w = \(String(format: "%g", s.w))" }
         try ConditionalDemo.writeClassGrid(panels, classes: k, perClass: perClass, headings: strengths.map { "w=\(String(format: "%g", $0.w))" },
-                                           caption: "one row per digit 0-9, classifier-free guidance w (Ho & Salimans eq. 6; s = 1 + w): \(strengths.map(name).joined(separator: " | ")); \(choice)",
+                                           caption: "one row per digit 0-9, classifier-free guidance w (Ho and Salimans eq. 6, s = 1 + w): \(strengths.map(name).joined(separator: " | ")); \(samplerName)",
                                            range: 0...1, path: dir + "/classes.png")
         let heldOutName = usesUCI ? "\(heldOut.shape[0]) held-out UCI digits" : "\(heldOut.shape[0]) held-out drawn digits"
         let f1 = { (v: Double) in String(format: "%.1f", v) }
@@ -50,7 +52,7 @@ extension Demo {
                 "| noisy classifier | the demo network's encoder half with a pooled head (\(classifier.network.parameterCount) parameters), \(classifierSteps) Adam steps of \(batchSize) on the training split, lr \(ConditionalDemo.classifierLearningRate), cross-entropy at uniform t; \(f1(classifierSeconds)) s, \(f1(100 * classifierSeconds / max(total, 1e-9))) % of the demo's time | |",
                 "| classifier accuracy on the \(heldOutName), t = 0 | \(heldOutAtZero) | each image as is with timestep 0 (how the samples below are judged); per digit \(heldOutAtZero.perClass); at one uniform t per image: \(String(format: "%.1f %%", 100 * heldOutNoisy.accuracy)) |",
             ] + zip(strengths, rates).map { s, r in
-                "| classes.png, \(name(s)): recognised as the requested digit | \(r) | the classifier at t = 0 on the \(requested.count) samples of that panel; per digit \(r.perClass); its own held-out accuracy \(heldOutAtZero) bounds what a perfect model scores |"
+                "| classes.png, \(name(s)): recognised as the requested digit | \(r) | the classifier at t = 0 on the \(requested.count) samples of that panel; per digit \(r.perClass); real held-out digits score \(heldOutAtZero) with this classifier: samples as varied as real handwriting would score about that, and guided samples, more typical than real ones, can score above it |"
             } + [
                 "| classes.png sampling | \(requested.count) samples per strength, \(choice), same starts x_T in each panel, \(f1(gridSeconds)) s | |",
             ]).joined(separator: "\n")

@@ -28,6 +28,16 @@ struct Golden: ParsableCommand {
         var threshold: String?
         @Flag(help: "Also store the zero-terminal-SNR tables of the schedule (Lin et al. 2024, Algorithm 1).")
         var zeroTerminalSnr = false
+        @Option(name: .customLong("sample-steps"), help: "Sampling steps N of the sampler options' DDIM chain (default T); any of --sample-steps, --spacing, --eta, --epsilon, --set-alpha-to-one adds the options.")
+        var steps: Int?
+        @Option(help: "Which timesteps the N reverse steps keep, as for ddpm sample: ddim, sections:<c1,c2,…>, linspace, leading[:offset], trailing (default ddim).")
+        var spacing: String?
+        @Option(help: "DDIM η of the sampler options (default 0).")
+        var eta: Double?
+        @Option(help: "DDIM ε after x̂_0 is clipped: rederive (improved-diffusion, default) or original (diffusers' default).")
+        var epsilon: String?
+        @Flag(inversion: .prefixedNo, help: "diffusers spacings: final ᾱ = 1 (set_alpha_to_one, the default) or ᾱ_0.")
+        var setAlphaToOne: Bool?
         @Option(parsing: .unconditional, help: "K: a class-conditional network (label_emb, K + 1 rows) with labels and classifier-free guided outputs and one guided DDIM step (cfg_*); needs --guidance or --guidance-scale.")
         var classes: Int?
         @OptionGroup(title: "Classifier-free guidance (with --classes)") var guidance: GuidanceOptions
@@ -49,6 +59,25 @@ struct Golden: ParsableCommand {
                 throw DDPMError(.invalidValue, "\(guidance.flag): guided golden outputs need a class-conditional network (--classes K)")
             }
             if let classifierClasses { try requireRange("--classifier-classes", classifierClasses, 2...widthLimit) }
+            if let o = try samplerOptions(), let n = o.steps, n > diffusionOptions.timesteps ?? 1000 {
+                throw DDPMError(.invalidValue, "--sample-steps: expected between 1 and --timesteps \(diffusionOptions.timesteps ?? 1000), got \(n)")
+            }
+        }
+
+        /// The sampler options, or nil when none of them is given; recorded in the file with the outputs they add.
+        func samplerOptions() throws -> GoldenSamplerOptions? {
+            guard steps != nil || spacing != nil || eta != nil || epsilon != nil || setAlphaToOne != nil else { return nil }
+            if let steps { try requireRange("--sample-steps", steps, 1...Int.max) }
+            if let eta { guard eta >= 0, eta.isFinite else { throw DDPMError(.invalidValue, "--eta: expected a finite value ≥ 0, got \(eta)") } }
+            if spacing != nil, steps == nil { throw DDPMError(.invalidConfiguration, "--spacing needs --sample-steps N: the full chain keeps every timestep") }
+            let s = try spacing.map { try SamplerOptions.spacing($0, steps: steps ?? 1) }
+            var diffusers = false
+            if case .diffusersLinspace? = s { diffusers = true } else if case .diffusersLeading? = s { diffusers = true } else if case .diffusersTrailing? = s { diffusers = true }
+            if setAlphaToOne != nil, !diffusers {
+                throw DDPMError(.invalidConfiguration, "--set-alpha-to-one/--no-set-alpha-to-one applies with a diffusers spacing (linspace, leading, trailing)")
+            }
+            let red = try epsilon.map { try ObjectiveOptions.choice($0, "--epsilon") as NoiseRederivation } ?? .rederive
+            return GoldenSamplerOptions(steps: steps, spacing: s, eta: eta ?? 0, rederivation: red, setAlphaToOne: setAlphaToOne ?? true)
         }
 
         /// The guided part (with --classes).
@@ -90,13 +119,17 @@ struct Golden: ParsableCommand {
         }
 
         func work() throws {
-            let config = try configuration(), diffusion = config.diffusion, extras = try extras()
-            try GoldenFile.export(to: out, config: config, seed: try seedValue(seed), batch: batch, activations: activations, x0OnGrid: !continuousX0,
-                                  extras: extras, trajectories: trajectories, conditional: conditional, classifierClasses: classifierClasses)
+            let config = try configuration(), diffusion = config.diffusion, extras = try extras(), options = try samplerOptions()
+            try naming(["sampling steps": "--sample-steps"]) {
+                try GoldenFile.export(to: out, config: config, seed: try seedValue(seed), batch: batch, activations: activations, x0OnGrid: !continuousX0,
+                                      extras: extras, trajectories: trajectories, samplerOptions: options, conditional: conditional,
+                                      classifierClasses: classifierClasses)
+            }
             announce("wrote \(out): preset \(preset), seed \(seed), batch \(batch), mean type \(diffusion.meanType.rawValue), variance \(diffusion.varianceType.rawValue), loss \(diffusion.lossType.rawValue), weighting \(diffusion.weighting.name), schedule \(diffusion.schedule.name), T \(diffusion.timesteps)"
                   + (extras.names.isEmpty ? "" : ", with \(extras.names.joined(separator: ", "))") + ", the outputs and the gradient of every parameter" + (activations ? ", every module's output and output gradient" : "") + (trajectories ? ", whole trajectories and σ tables" : "")
                   + (conditional.map { ", \(classes!) classes with guided outputs (\($0.strength.convention) \($0.strength.given), rescale \($0.rescale))" } ?? "")
-                  + (classifierClasses.map { ", a noisy classifier of \($0) classes with its log-probabilities and input gradients" } ?? ""))
+                  + (classifierClasses.map { ", a noisy classifier of \($0) classes with its log-probabilities and input gradients" } ?? "")
+                  + (options.map { ", the sampler options (\($0.choice(timesteps: diffusion.timesteps))) with sampler_ddim_x_prev and the trajectory ddim_options" } ?? ""))
         }
     }
 
@@ -109,7 +142,7 @@ struct Golden: ParsableCommand {
         @Option(help: "Accumulation precision of the tier's reductions (default float32 for float32/bfloat16/float16).") var accumulation: String?
         @Option(help: "Relative tolerance of the float64 tier (default 1e-10).") var rtol: Double?
         @Option(help: "Absolute tolerance of the float64 tier (default 1e-12).") var atol: Double?
-        @Option(help: "Write the whole table (every output, every layer's gradients) as Markdown to this file.") var report: String?
+        @Option(help: "Write the whole table (every output, every layer's gradients) as Markdown to this file; with trajectories, also the figure of their error growth beside it (NAME-trajectories.svg).") var report: String?
         @Flag(help: "Replace an existing --report file.") var force = false
 
         /// The comparison rule the options describe; every option that cannot apply to the tier is refused.
@@ -142,7 +175,27 @@ struct Golden: ParsableCommand {
             var plan = OutputPlan()
             plan.input("FILE", file)
             plan.output("--report", report, mayReplace: force)
+            if (try? GoldenTrajectories.present(path: file)) == true { plan.output("--report", figurePath, mayReplace: force) }
             return plan
+        }
+
+        /// The trajectories' figure beside the report: `R.md` → `R-trajectories.svg`.
+        var figurePath: String? {
+            report.map { ($0.hasSuffix(".md") ? String($0.dropLast(3)) : $0) + "-trajectories.svg" }
+        }
+
+        /// One log-scale chart per trajectory: the state and x̂_0 errors per step against the state bound of each tier.
+        static func trajectoryFigure(_ c: GoldenTrajectories.Check) -> String {
+            let colours: [Precision: String] = [.float32: "#2ca02c", .bfloat16: "#d62728", .float16: "#9467bd"]
+            let charts = c.figureSeries.map { t in
+                LogChart(title: "\(t.name): ‖file − ours‖/‖ours‖ per step" + (t.bounds.isEmpty ? " (no measured amplification: no tier bound)" : ""), xLabel: "step",
+                         series: [("state x", "#1f77b4", t.stateErrors), ("x̂_0", "#ff7f0e", t.predictedStartErrors)]
+                             + t.bounds.map { ("\($0.tier.rawValue) bound τ·A_k", colours[$0.tier] ?? "#888", $0.values) }).svg()
+            }
+            let h = 390.0
+            var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"\(h * Double(max(charts.count, 1)))\" font-family=\"sans-serif\">\n"
+            for (i, chart) in charts.enumerated() { s += "<g transform=\"translate(0,\(h * Double(i)))\">\n" + chart + "</g>\n" }
+            return s + "</svg>\n"
         }
 
         func footprint() throws -> Footprint {
@@ -153,30 +206,49 @@ struct Golden: ParsableCommand {
             return f
         }
 
+        /// The check's failure, thrown by ``verdict()`` once the report is written (set by ``work()``).
+        nonisolated(unsafe) static var failure: DDPMError?
+
+        func verdict() throws {
+            defer { Self.failure = nil }
+            if let f = Self.failure { throw f }
+        }
+
         func work() throws {
+            Self.failure = nil
+            do { try judge() } catch let e as DDPMError where e.kind == .checkFailed { Self.failure = e }
+        }
+
+        /// Recomputes, prints and writes the report; a failed check throws `.checkFailed` after writing it.
+        func judge() throws {
             let rule = try rule(), storage = Precision(rawValue: tier)
             let result = try GoldenFile.check(path: file, rule: rule)
             for r in result.failedRows { print(result.failureLine(r)) }
             print(result.summaryLine)
             for line in result.activations?.lines ?? [] { print(line) }
             if let line = result.activationTierLine { print(line) }
-            // Trajectories: judged at the float64 tier only (no measured tier for a lower precision yet; Notes/09).
-            let chains = try GoldenTrajectories.present(path: file)
-                ? try GoldenTrajectories.check(path: file, tolerance: Tolerance(rtol: rtol ?? 1e-10, atol: atol ?? 1e-12)) : nil
+            // Trajectories: at the chosen tier, each step against τ_net·A_k (Notes/09, "Tiers for trajectories").
+            let chains = try GoldenTrajectories.present(path: file) ? try GoldenTrajectories.check(path: file, rule: rule) : nil
             for line in chains?.lines ?? [] { print(line) }
-            if chains != nil, storage != .float64 { print("trajectories: judged at the float64 tolerance only; --tier \(tier) sets no trajectory tier, so they do not decide the exit status") }
+            if let line = chains?.tierLine { print(line) }
             if let report {
+                let figure = chains != nil ? figurePath : nil
                 let markdown = result.markdown() + (result.activations?.markdown() ?? "") + (result.activationTierLine.map { "\n" + $0 + "\n" } ?? "")
-                    + (chains?.markdown() ?? "")
+                    + (chains?.markdown(figure: figure.map { URL(fileURLWithPath: $0).lastPathComponent }) ?? "")
                 try writeText(markdown, to: report)
-                announce("wrote \(report)")
+                if let chains, let figure { try writeText(Self.trajectoryFigure(chains), to: figure) }
+                announce("wrote \(report)" + (figure.map { " and \($0)" } ?? ""))
             }
             if result.rows.isEmpty { throw DDPMError(.checkFailed, "\(file): '/outputs' holds no outputs; a check that compares nothing fails") }
             if result.passed, let a = result.activations, !a.passed {
                 throw DDPMError(.checkFailed, "\(file): every output passes but module outputs differ beyond the \(tier) tier, first \(a.firstFailingOutput?.name ?? a.firstFailingGradientBackwards?.name ?? "?")")
             }
-            if let chains, storage == .float64, !chains.passed {
-                throw DDPMError(.checkFailed, "\(file): trajectories differ beyond the float64 tolerance: \(chains.trajectories.filter { !$0.passed }.map { "\($0.name) from step \($0.firstFailingStep.map(String.init) ?? "–")" }.joined(separator: ", "))\(chains.trajectories.isEmpty ? "'/trajectories' holds no trajectory" : "")")
+            if let chains, !chains.decided { print("trajectories: none has a measured amplification for the \(tier) tier; they are reported and do not decide the exit status") }
+            if let chains, chains.decided, !chains.passed {
+                let what = chains.trajectories.isEmpty ? "'/trajectories' holds no trajectory"
+                    : chains.judged.isEmpty ? "no trajectory has a measured amplification for the \(tier) tier"
+                    : chains.judged.filter { !$0.passed }.map { "\($0.name) from step \($0.firstFailingStep.map(String.init) ?? "–")" }.joined(separator: ", ")
+                throw DDPMError(.checkFailed, "\(file): trajectories differ beyond the \(storage == .float64 ? "float64 tolerance" : "\(tier) tier"): \(what)")
             }
             if !result.passed {
                 throw DDPMError(.checkFailed, "\(result.failedRows.count) output(s) of \(file) differ beyond the \(tier) tier: \(result.failedRows.prefix(3).map(\.name).joined(separator: ", "))\(result.failedRows.count > 3 ? ", …" : "")")

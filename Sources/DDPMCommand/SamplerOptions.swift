@@ -113,7 +113,7 @@ struct SamplerOptions: ParsableArguments {
 
 /// The options of the σ-view solvers (Sources/Diffusion/Solvers), parsed into a ``SolverChoice``.
 struct SolverOptions: ParsableArguments {
-    @Option(help: "σ table of the solvers: karras (Karras et al. 2022 eq. 5, default), exponential (uniform in log σ), trained (the trained σ at the --spacing timesteps); σ_min, σ_max the trained σ_0, σ_{T−1}; a final σ = 0.")
+    @Option(help: "σ table of the solvers: karras (Karras et al. 2022 eq. 5, default), exponential (uniform in log σ), trained (the trained σ at the --spacing timesteps), euler-linspace|euler-leading[:k]|euler-trailing (diffusers' EulerDiscreteScheduler timestep_spacing: fractional t, σ linear in σ), dpmsolver-linspace|dpmsolver-leading[:k]|dpmsolver-trailing (diffusers' DPMSolverMultistepScheduler's); σ_min, σ_max the trained σ_0, σ_{T−1}; a final σ = 0.")
     var sigmas: String?
     @Option(help: "Karras ρ (default 7).")
     var rho: Double?
@@ -135,6 +135,23 @@ struct SolverOptions: ParsableArguments {
         (Lu et al. 2022a; 1 is DDIM), unipc (Zhao et al. 2023, with its corrector), unip (UniPC without the corrector), \
         plms (Liu et al. 2022 with diffusers' plain warm-up), pndm (Liu et al. 2022 with its pseudo Runge-Kutta warm-up)
         """
+
+    /// `euler-linspace`, `dpmsolver-leading:1`, …: diffusers' σ-scheduler timesteps (nil for another name).
+    static func diffusersSpacing(_ name: String) -> DiffusersSigmaSpacing? {
+        let family: (DiffusersSigmaSpacing.Rule) -> DiffusersSigmaSpacing
+        let rule: Substring
+        if name.hasPrefix("euler-") { family = DiffusersSigmaSpacing.euler; rule = name.dropFirst(6) }
+        else if name.hasPrefix("dpmsolver-") { family = DiffusersSigmaSpacing.dpmSolver; rule = name.dropFirst(10) }
+        else { return nil }
+        switch rule {
+        case "linspace": return family(.linspace)
+        case "trailing": return family(.trailing)
+        case "leading": return family(.leading(stepsOffset: 0))
+        default:
+            guard rule.hasPrefix("leading:"), let k = Int(rule.dropFirst(8)), k >= 0 else { return nil }
+            return family(.leading(stepsOffset: k))
+        }
+    }
 
     /// Throws when a solver option is given to ancestral or DDIM.
     func refuseWithout(sampler: String) throws {
@@ -186,7 +203,11 @@ struct SolverOptions: ParsableArguments {
             kind = .karras(rho: r)
         case "exponential": kind = .exponential
         case "trained": kind = .trained(nil)
-        default: throw DDPMError(.unknownName, "--sigmas '\(sigmas!)': expected karras, exponential or trained")
+        case let name:
+            guard let spacing = Self.diffusersSpacing(name) else {
+                throw DDPMError(.unknownName, "--sigmas '\(name)': expected karras, exponential, trained, euler-linspace|leading[:k]|trailing or dpmsolver-linspace|leading[:k]|trailing")
+            }
+            kind = .diffusers(spacing)
         }
         if rho != nil, sigmas != nil, sigmas != "karras" { throw DDPMError(.invalidConfiguration, "--rho: for --sigmas karras, not \(sigmas!)") }
         guard let conv = SigmaToTimestep(rawValue: sigmaToT ?? "log-linear") else {

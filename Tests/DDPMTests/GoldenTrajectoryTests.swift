@@ -21,6 +21,17 @@ struct GoldenTrajectoryTests {
         for n in Self.names { #expect(c.stdout.contains("trajectory \(n): "), "\(n) not reported") }
         let md = try String(contentsOfFile: dir + "/r.md", encoding: .utf8)
         #expect(md.contains("### heun_karras_10: pass") && md.contains("| step | t |"))
+        // The figure beside the report, through the declared plan, referenced from it: one chart per trajectory, with
+        // the tier bounds where the chain's amplification is measured.
+        let svg = try String(contentsOfFile: dir + "/r-trajectories.svg", encoding: .utf8)
+        #expect(md.contains("](r-trajectories.svg)") && c.stdout.contains("wrote \(dir)/r.md and \(dir)/r-trajectories.svg"))
+        #expect(svg.hasPrefix("<svg") && svg.components(separatedBy: "<g transform=").count - 1 == Self.names.count)
+        #expect(svg.contains("ddim_eta0_10: ") && svg.contains("float16 bound τ·A_k") && svg.contains("heun_karras_10: ‖file − ours‖/‖ours‖ per step (no measured amplification"))
+        // A second check refuses to replace the figure it did not create without --force.
+        #expect(try runDDPM(["golden", "check", p, "--report", dir + "/r2.md"]).status == 0)
+        try FileManager.default.removeItem(atPath: dir + "/r2.md")
+        let again = try runDDPM(["golden", "check", p, "--report", dir + "/r2.md"])
+        #expect(again.status != 0 && again.stderr.contains("r2-trajectories.svg"))
         let f = try HDF5File(path: p)
         #expect(try f.members(ofGroup: "/trajectories").sorted() == Self.names.sorted())
         // The full chain runs t = 19 … 0 and draws z at every step; DDIM η = 0 draws none, η = 0.5 draws at all but the last.
@@ -69,6 +80,20 @@ struct GoldenTrajectoryTests {
         #expect(t.steps.filter { !$0.passed }.map(\.step) == [step])
         #expect(check.trajectories.filter { !$0.passed }.map(\.name) == [name])
         #expect(check.lines.contains { $0.hasPrefix("FAIL trajectory \(name): first step beyond tolerance \(step) of ") })
+    }
+
+    @Test("a failing check still writes its report and figure (committed before the failure is reported), and exits 1 with one error line")
+    func failingCheckWritesReport() throws {
+        let dir = scratchFolder(), p = dir + "/t.h5", bad = dir + "/bad.h5"
+        try GoldenFile.export(to: p, config: microConfiguration(), seed: 3, batch: 2, trajectories: true)
+        var x = try HDF5File(path: p).readDoubles("/trajectories/ancestral_10/x").values
+        x[3 * x.count / 10 + 7] += 1e-3   // step 3 of 10
+        try copyHDF5(p, to: bad, datasets: ["/trajectories/ancestral_10/x": x])
+        let c = try runDDPM(["golden", "check", bad, "--report", dir + "/r.md"])
+        #expect(c.status == 1 && c.stderr.split(separator: "\n").count == 1 && c.stderr.contains("ancestral_10 from step 3"), "\(c.stderr)")
+        let md = try String(contentsOfFile: dir + "/r.md", encoding: .utf8)
+        #expect(md.contains("### ancestral_10: **FAIL** at step 3") && FileManager.default.fileExists(atPath: dir + "/r-trajectories.svg"))
+        #expect(c.stdout.contains("wrote \(dir)/r.md and \(dir)/r-trajectories.svg"))
     }
 
     @Test("a check that compares nothing fails: no trajectory, or a trajectory of no steps")

@@ -29,6 +29,7 @@ let optionMeanings: [String: OptionMeaning] = [
     "bound-images": .init(meaning: "held-out images the bound averages (demo, figures)", marker: ["held-out images"]),
     "batch-size": .init(meaning: "images per batch", marker: ["images per"], exclusive: ["images per step", "images per batch", "batch size n"]),
     "ddim-steps": .init(meaning: "bench: also time DDIM sampling in N steps", marker: ["also time ddim sampling"]),
+    "solver-steps": .init(meaning: "bench: also time DPM-Solver++(2M) and Heun sampling in N steps", marker: ["also time dpm-solver++(2m)"]),
     "batches": .init(meaning: "batch sizes to time", marker: ["batch sizes to time"]),
     "image-size": .init(meaning: "image side length", marker: ["image side"], exclusive: ["image side"]),
     "min-snr": .init(meaning: "the γ of min-SNR-γ", marker: ["min-snr-γ"], exclusive: ["min-snr γ", "γ of the min-snr"]),

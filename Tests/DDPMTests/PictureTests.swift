@@ -59,7 +59,7 @@ struct PictureTests {
         let r = try runDDPM(["demo", "--train-steps", "2", "--images", "16", "--count", "4", "--timesteps", "20", "--batch-size", "2", "--bound-images", "2", "--out", dir])
         #expect(r.status == 0, "\(r.stderr)")
         // 4 tiles in 2 columns of 65: 131 by 131, plus a caption of one or two lines.
-        for name in ["data.png", "samples.png", "samples-ddim.png"] {
+        for name in ["data.png", "samples.png", "samples-ddim.png", "samples-dpmpp.png"] {
             let p = try PNGImage.read(path: dir + "/" + name)
             let captionRows = p.height - 131
             print("\(name): \(p.width)×\(p.height), caption strip \(captionRows) rows")

@@ -34,6 +34,8 @@ struct SolverCommandTests {
             (["--sampler", "unip"], Self.solver(.uniPC(order: 2, variant: .bh2, corrector: false))),
             (["--sampler", "plms"], Self.solver(.plms(warmUp: .plms))),
             (["--sampler", "pndm"], Self.solver(.plms(warmUp: .pseudoRungeKutta))),
+            (["--sampler", "euler", "--sigmas", "euler-linspace"], Self.solver(.euler, .diffusers(.euler(.linspace)))),
+            (["--sampler", "dpm++2m", "--sigmas", "dpmsolver-leading:1"], Self.solver(.dpmpp2M, .diffusers(.dpmSolver(.leading(stepsOffset: 1))))),
         ]
         var distinct = Set<[Double]>()
         for (i, (args, choice)) in cases.enumerated() {
@@ -50,7 +52,7 @@ struct SolverCommandTests {
             #expect(same, "\(args): worst difference \(worst)")
             distinct.insert(stored.values)
         }
-        // The names are not aliases of one another: eleven different results.
+        // The names are not aliases of one another: thirteen different results.
         #expect(distinct.count == cases.count, "\(distinct.count) distinct results for \(cases.count) solver names")
     }
 

@@ -9,22 +9,8 @@ import Testing
 import Diffusion
 import Tensors
 
-/// Data 𝒩(μ, s²) per element: the exact denoiser D(x; σ) = E[x_0 | x_0 + σε = x] = (s²x + σ²μ)/(s² + σ²),
-/// and ε̂ = (x − D)/σ = σ(x − μ)/(s² + σ²). The network passed to the solver is not called.
-struct GaussianDenoiser: SigmaDenoiser {
-    var mean: Double, std: Double
-    func denoise(model: NoisePredictor, _ x: Tensor, sigma s: Double) throws -> SigmaPrediction {
-        let v = std * std, q = v + s * s
-        return SigmaPrediction(denoised: Tensor(shape: x.shape, data: x.data.map { (v * $0 + s * s * mean) / q }),
-                               noise: Tensor(shape: x.shape, data: x.data.map { s * ($0 - mean) / q }))
-    }
-    func modelTimestep(sigma: Double) -> Int { 0 }
-    /// The probability-flow ODE's solution from x at σ_a to σ_b (dx/dσ = σ(x − μ)/(s² + σ²)):
-    /// x(σ_b) = μ + (x − μ) √((s² + σ_b²)/(s² + σ_a²)).
-    func exact(_ x: Double, from a: Double, to b: Double) -> Double {
-        mean + (x - mean) * ((std * std + b * b) / (std * std + a * a)).squareRoot()
-    }
-}
+// `GaussianDenoiser` (Sources/Diffusion/Solvers/GaussianCase.swift): the exact denoiser of 𝒩(μ, s²) data and the
+// probability-flow ODE's closed-form solution, pinned by hand in `gaussianCase` below.
 
 /// Dirac data at x*: D(x; σ) = x* for every x and σ; ε̂ = (x − x*)/σ.
 struct DiracDenoiser: SigmaDenoiser {
@@ -135,56 +121,9 @@ struct SolverIdentityTests {
     }
 }
 
-/// The deterministic solvers, their expected order on a smooth σ grid, and the schedule they are measured on.
-let convergenceCases: [(name: String, solver: SigmaSolver, order: Double)] = [
-    ("euler", .euler, 1),
-    ("heun", .heun(churn: 0, tMin: 0, tMax: .infinity, noiseScale: 1), 2),
-    ("dpm-solver-1", .dpmSolver(order: 1), 1),
-    ("dpm-solver-2", .dpmSolver(order: 2), 2),
-    ("dpm-solver-3", .dpmSolver(order: 3), 3),
-    ("dpm++2s", .dpmpp2S(eta: 0, noiseScale: 1), 2),
-    ("dpm++2m", .dpmpp2M, 2),
-    ("dpm++2m-sde η=0", .dpmpp2MSDE(eta: 0, noiseScale: 1, correction: .midpoint), 2),
-    ("unip-2 bh2 (no corrector)", .uniPC(order: 2, variant: .bh2, corrector: false), 2),
-    ("unipc-1 bh2", .uniPC(order: 1, variant: .bh2, corrector: true), 2),
-    ("unipc-2 bh1", .uniPC(order: 2, variant: .bh1, corrector: true), 3),
-    ("unipc-2 bh2", .uniPC(order: 2, variant: .bh2, corrector: true), 3),
-    ("unipc-3 bh2", .uniPC(order: 3, variant: .bh2, corrector: true), 4),
-    // PLMS combines ε̂ with fixed Adams–Bashforth weights, exact for steps of equal size in σ; on the Karras
-    // grid the steps differ and the method is second order (`plmsUniform` measures 4 and 3 on a uniform grid).
-    ("plms (prk warm-up)", .plms(warmUp: .pseudoRungeKutta), 2),
-    ("plms (diffusers warm-up)", .plms(warmUp: .plms), 2),
-]
-
-/// The Gaussian case of the convergence test: data 𝒩(0.3, 0.5²), Karras σ (ρ = 7) from 10 to 0.05 without a
-/// final 0 (the final jump to 0 is a fixed-size step that does not shrink with N), 9 starting values.
-enum GaussianConvergence {
-    static let denoiser = GaussianDenoiser(mean: 0.3, std: 0.5)
-    static let (sigmaMin, sigmaMax) = (0.05, 10.0)
-    static var start: Tensor { Tensor(shape: [9, 1], data: (0..<9).map { -12 + 3 * Double($0) }) }
-    static let steps = [5, 10, 20, 40, 80]
-
-    /// Terminal error max |x_N − x(σ_min)| and network evaluations for each N.
-    static func errors(_ solver: SigmaSolver, steps: [Int] = steps, grid: (Int) -> [Double]) throws -> [(n: Int, error: Double, evaluations: Int)] {
-        try steps.map { n in
-            let sigmas = grid(n)
-            let s = try SigmaSampler(sigmas: sigmas, solver: solver, denoiser: denoiser)
-            let out = try runSigma(s, from: start)
-            let e = zip(out.data, start.data).map { abs($0 - denoiser.exact($1, from: sigmas.first!, to: sigmas.last!)) }.max()!
-            return (n, e, s.evaluations)
-        }
-    }
-
-    static func karras(_ n: Int) -> [Double] { SigmaSchedule.karras(steps: n + 1, sigmaMin: sigmaMin, sigmaMax: sigmaMax, rho: 7) }
-
-    /// Least-squares slope of log error against log N over the last three N (the asymptotic range), sign flipped.
-    static func order(_ e: [(n: Int, error: Double, evaluations: Int)]) -> Double {
-        let pts = e.suffix(3).map { (Foundation.log(Double($0.n)), Foundation.log($0.error)) }
-        let mx = pts.map(\.0).reduce(0, +) / 3, my = pts.map(\.1).reduce(0, +) / 3
-        let num = pts.map { ($0.0 - mx) * ($0.1 - my) }.reduce(0, +), den = pts.map { ($0.0 - mx) * ($0.0 - mx) }.reduce(0, +)
-        return -num / den
-    }
-}
+/// The convergence measurement (`SolverConvergence`: data 𝒩(0.3, 0.5²), Karras σ 10 → 0.05, nine starts).
+typealias GaussianConvergence = SolverConvergence
+let convergenceCases = SolverConvergence.cases
 
 @Suite("σ-view solvers: convergence order on Gaussian data (closed-form probability-flow ODE)")
 struct SolverConvergenceTests {
@@ -205,6 +144,17 @@ struct SolverConvergenceTests {
         }
         print("convergence (data 𝒩(0.3, 0.5²), \(title), max error over 9 starts):\n" + table)
         #expect(failures.isEmpty, "\(failures)")
+    }
+
+    @Test("the Gaussian case by hand: D(2; 1) = (0.25·2 + 0.3)/1.25 = 0.64, ε̂ = 1.36, and x(0) from x(1) = 2 is 0.3 + 1.7/√5")
+    func gaussianCase() throws {
+        let d = GaussianDenoiser(mean: 0.3, std: 0.5)
+        let p = try d.denoise(model: unusedNetwork, Tensor(shape: [1, 1], data: [2]), sigma: 1)
+        print("Gaussian case: D = \(p.denoised.data[0]), ε̂ = \(p.noise.data[0]), x(0) = \(d.exact(2, from: 1, to: 0))")
+        #expect(abs(p.denoised.data[0] - 0.64) <= 1e-15 && abs(p.noise.data[0] - 1.36) <= 1e-15)
+        #expect(abs(d.exact(2, from: 1, to: 0) - (0.3 + 1.7 / 5.0.squareRoot())) <= 1e-15)
+        // the order fit: errors C·N^{-2} exactly give slope 2
+        #expect(abs(SolverConvergence.order([20, 40, 80].map { SolverConvergence.Point(n: $0, error: 3 / Double($0 * $0), evaluations: $0) }) - 2) <= 1e-12)
     }
 
     @Test("terminal error at N = 5 … 80 and the observed order of every deterministic solver, Karras σ (ρ = 7)")

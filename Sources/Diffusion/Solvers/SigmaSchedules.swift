@@ -17,6 +17,9 @@ public enum SigmaSchedule: Sendable, Equatable, CustomStringConvertible {
     case polyexponential(sigmaMin: Double, sigmaMax: Double, rho: Double)
     /// The trained σ at the timesteps a spacing keeps (descending): σ_t = √((1−ᾱ_t)/ᾱ_t) at those t.
     case trained(TimestepSpacing)
+    /// diffusers' σ schedulers' `timestep_spacing` (``DiffusersSigmaSpacing``): σ at possibly fractional
+    /// timesteps, linear in σ between the trained σ (numpy `interp`).
+    case diffusers(DiffusersSigmaSpacing)
 
     /// Recorded in golden files.
     public var description: String {
@@ -25,6 +28,7 @@ public enum SigmaSchedule: Sendable, Equatable, CustomStringConvertible {
         case let .exponential(a, b): "exponential(sigma_min=\(a), sigma_max=\(b))"
         case let .polyexponential(a, b, r): "polyexponential(sigma_min=\(a), sigma_max=\(b), rho=\(r))"
         case let .trained(s): "trained(\(s))"
+        case let .diffusers(s): "diffusers(\(s))"
         }
     }
 
@@ -45,6 +49,9 @@ public enum SigmaSchedule: Sendable, Equatable, CustomStringConvertible {
             let kept = try spacing.keptTimesteps(timesteps: diffusion.timesteps, steps: n)
             let ac = diffusion.tables.alphasCumprod
             s = kept.reversed().map { SigmaView.sigma(alphaBar: ac[$0]) }
+        case let .diffusers(spacing):
+            let trained = SigmaView.trainedSigmas(alphasCumprod: diffusion.tables.alphasCumprod)
+            s = try spacing.timesteps(timesteps: diffusion.timesteps, steps: n).map { SigmaToTimestep.linear.sigma(timestep: $0, trainedSigmas: trained) }
         }
         return appendZero ? s + [0] : s
     }
@@ -79,5 +86,71 @@ public enum SigmaSchedule: Sendable, Equatable, CustomStringConvertible {
     public static func polyexponential(steps n: Int, sigmaMin lo: Double, sigmaMax hi: Double, rho: Double) -> [Double] {
         let (l, h) = (Foundation.log(lo), Foundation.log(hi))
         return linspace(1, 0, n).map { Foundation.exp(Foundation.pow($0, rho) * (h - l) + l) }
+    }
+}
+
+/// Where diffusers' σ-based schedulers put their N steps (`set_timesteps` with `timestep_spacing`), two
+/// families with different rules, each named after its scheduler. The timesteps are descending and, for the
+/// Euler family's `linspace`, fractional; σ at each is numpy's `interp(t, arange(T), σ_trained)` (linear in σ,
+/// ``SigmaToTimestep/sigma(timestep:trainedSigmas:)`` with `.linear`), then a final σ = 0 (`final_sigmas_type="zero"`).
+/// The network is called at the rule's own timestep (rounded to the nearest integer, ties to even: the network
+/// here is defined at integer t, where diffusers hands a fractional t to a network that embeds any real t).
+public enum DiffusersSigmaSpacing: Sendable, Equatable, CustomStringConvertible {
+    /// `EulerDiscreteScheduler` and the schedulers that share its `set_timesteps` (EulerAncestral, Heun, LMS, KDPM2).
+    case euler(Rule)
+    /// `DPMSolverMultistepScheduler` and the schedulers that share its `set_timesteps` (DPMSolverSinglestep,
+    /// UniPCMultistep, DEIS): N + 1 points of which the last (t = 0) is dropped, integer timesteps.
+    case dpmSolver(Rule)
+
+    /// diffusers' `timestep_spacing` values.
+    public enum Rule: Sendable, Equatable, CustomStringConvertible {
+        case linspace
+        case leading(stepsOffset: Int)
+        case trailing
+        public var description: String {
+            switch self {
+            case .linspace: "linspace"
+            case let .leading(k): k == 0 ? "leading" : "leading+\(k)"
+            case .trailing: "trailing"
+            }
+        }
+    }
+
+    /// `euler:linspace`, `dpmsolver:leading+1`, … (recorded in golden files).
+    public var description: String {
+        switch self {
+        case let .euler(r): "euler:\(r)"
+        case let .dpmSolver(r): "dpmsolver:\(r)"
+        }
+    }
+
+    /// The N timesteps in sampling order (descending), on T trained steps:
+    ///
+    ///     euler     linspace:  t_i = linspace(0, T−1, N)_{N−1−i}  (fractional: i(T−1)/(N−1), the last T−1)
+    ///               leading:   t_i = (N−1−i)⌊T/N⌋ + offset
+    ///               trailing:  t_i = round(T − i T/N) − 1, ties to even
+    ///     dpmsolver linspace:  t_i = round(linspace(0, T−1, N+1)_{N−i}), ties to even (i = 0 … N−1: t = 0 dropped)
+    ///               leading:   t_i = (N−i)⌊T/(N+1)⌋ + offset
+    ///               trailing:  as euler's
+    ///
+    /// Throws unless 1 ≤ N ≤ T and the timesteps are distinct values in [0, T − 1].
+    public func timesteps(timesteps T: Int, steps N: Int) throws -> [Double] {
+        guard N >= 1, N <= T else { throw DDPMError(.invalidValue, "diffusers spacing \(self): expected between 1 and \(T) steps, got \(N)") }
+        var ts: [Double]
+        switch self {
+        case .euler(.linspace): ts = SigmaSchedule.linspace(0, Double(T - 1), N).reversed()
+        case let .euler(.leading(k)): ts = try Respacing.diffusersTimesteps(timesteps: T, steps: N, spacing: "leading", stepsOffset: k).map(Double.init)
+        case .euler(.trailing), .dpmSolver(.trailing): ts = try Respacing.diffusersTimesteps(timesteps: T, steps: N, spacing: "trailing").map(Double.init)
+        case .dpmSolver(.linspace):
+            ts = SigmaSchedule.linspace(0, Double(T - 1), N + 1).reversed().dropLast().map { $0.rounded(.toNearestOrEven) }
+        case let .dpmSolver(.leading(k)):
+            guard k >= 0 else { throw DDPMError(.invalidValue, "diffusers spacing \(self): steps offset must be 0 or positive, got \(k)") }
+            let ratio = T / (N + 1)
+            ts = (1...N).reversed().map { Double($0 * ratio + k) }
+        }
+        guard ts.first! <= Double(T - 1), ts.last! >= 0, zip(ts, ts.dropFirst()).allSatisfy({ $0 > $1 }) else {
+            throw DDPMError(.invalidValue, "diffusers spacing \(self) with \(N) steps: timesteps \(ts) are not distinct values in [0, \(T - 1)]")
+        }
+        return ts
     }
 }

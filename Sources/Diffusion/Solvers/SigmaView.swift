@@ -149,6 +149,9 @@ public protocol SigmaDenoiser {
 /// by `timestepConvention`, then ``SigmaView/denoised(modelOutput:x:sigma:meanType:)`` with the continuous
 /// σ of the schedule (k-diffusion's convention: the scalings use σ, only the network's t is rounded), and
 /// x̂_0 processed by `thresholding` (ε̂ re-derived from the processed D, improved-diffusion's rule).
+/// A schedule that names its own timesteps (``DiffusersSigmaSpacing``) passes them as `scheduleTimesteps`:
+/// at exactly those σ the network is called at the schedule's t (rounded), as diffusers calls it at
+/// `scheduler.timesteps`; every other σ (intermediate points, churned σ̂) goes through `timestepConvention`.
 public struct NetworkDenoiser: SigmaDenoiser, Sendable {
     /// σ_t of the trained schedule, ascending in t.
     public let trainedSigmas: [Double]
@@ -156,9 +159,12 @@ public struct NetworkDenoiser: SigmaDenoiser, Sendable {
     public let timestepConvention: SigmaToTimestep
     public let thresholding: Thresholding
     public let dataRange: ClosedRange<Double>
+    /// The timestep a schedule names for each of its σ (σ → t), used before `timestepConvention`.
+    public let scheduleTimesteps: [Double: Double]
 
     /// Throws for x_{t−1}-prediction, for a trained table with ᾱ = 0 under ε-prediction, and an invalid thresholding.
-    public init(diffusion: GaussianDiffusion, timestepConvention: SigmaToTimestep = .logLinear, thresholding: Thresholding? = nil) throws {
+    public init(diffusion: GaussianDiffusion, timestepConvention: SigmaToTimestep = .logLinear, thresholding: Thresholding? = nil,
+                scheduleTimesteps: [(sigma: Double, timestep: Double)] = []) throws {
         guard diffusion.meanType != .previousX else {
             throw DDPMError(.invalidConfiguration, "σ-view solvers: mean type 'xprev' gives no D(x; σ); expected eps, x0 or v")
         }
@@ -168,9 +174,13 @@ public struct NetworkDenoiser: SigmaDenoiser, Sendable {
         trainedSigmas = SigmaView.trainedSigmas(alphasCumprod: diffusion.tables.alphasCumprod)
         meanType = diffusion.meanType; self.timestepConvention = timestepConvention
         self.thresholding = t; dataRange = diffusion.dataRange
+        self.scheduleTimesteps = Dictionary(scheduleTimesteps.map { ($0.sigma, $0.timestep) }, uniquingKeysWith: { a, _ in a })
     }
 
-    public func modelTimestep(sigma: Double) -> Int { timestepConvention.timestep(sigma: sigma, trainedSigmas: trainedSigmas) }
+    public func modelTimestep(sigma: Double) -> Int {
+        if let t = scheduleTimesteps[sigma] { return Int(t.rounded(.toNearestOrEven)) }
+        return timestepConvention.timestep(sigma: sigma, trainedSigmas: trainedSigmas)
+    }
 
     public func denoise(model: NoisePredictor, _ x: Tensor, sigma s: Double) throws -> SigmaPrediction {
         let n = x.shape[0]

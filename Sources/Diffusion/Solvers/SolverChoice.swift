@@ -10,12 +10,16 @@ public enum SigmaScheduleKind: Sendable, Equatable, CustomStringConvertible {
     case exponential
     /// The trained σ at the kept timesteps of a spacing (nil: improved-diffusion's "ddimN").
     case trained(TimestepSpacing?)
+    /// diffusers' σ schedulers' timesteps (possibly fractional) with σ interpolated linearly; the network
+    /// is called at those timesteps (rounded).
+    case diffusers(DiffusersSigmaSpacing)
 
     public var description: String {
         switch self {
         case let .karras(rho): "karras (ρ = \(rho))"
         case .exponential: "exponential"
         case let .trained(s): "trained (\(s.map { "\($0)" } ?? "ddimN"))"
+        case let .diffusers(s): "diffusers \(s)"
         }
     }
 }
@@ -45,6 +49,7 @@ public struct SolverChoice: Sendable, Equatable, CustomStringConvertible {
         case .exponential: return try SigmaSchedule.exponential(sigmaMin: lo, sigmaMax: hi).sigmas(steps: n, diffusion: diffusion)
         case let .trained(spacing):
             return try SigmaSchedule.trained(spacing ?? .improvedDiffusion("ddim\(n)")).sigmas(steps: n, diffusion: diffusion)
+        case let .diffusers(spacing): return try SigmaSchedule.diffusers(spacing).sigmas(steps: n, diffusion: diffusion)
         }
     }
 
@@ -53,7 +58,10 @@ public struct SolverChoice: Sendable, Equatable, CustomStringConvertible {
         guard n >= 1, n <= diffusion.timesteps else {
             throw DDPMError(.invalidValue, "sampling steps: expected between 1 and \(diffusion.timesteps), got \(n)")
         }
-        let denoiser = try NetworkDenoiser(diffusion: diffusion, timestepConvention: timestepConvention, thresholding: thresholding)
-        return try SigmaSampler(sigmas: sigmaTable(steps: n, diffusion: diffusion), solver: solver, denoiser: denoiser, lowerOrderFinal: lowerOrderFinal)
+        let table = try sigmaTable(steps: n, diffusion: diffusion)
+        var named: [(sigma: Double, timestep: Double)] = []
+        if case let .diffusers(spacing) = sigmas { named = Array(zip(table, try spacing.timesteps(timesteps: diffusion.timesteps, steps: n))) }
+        let denoiser = try NetworkDenoiser(diffusion: diffusion, timestepConvention: timestepConvention, thresholding: thresholding, scheduleTimesteps: named)
+        return try SigmaSampler(sigmas: table, solver: solver, denoiser: denoiser, lowerOrderFinal: lowerOrderFinal)
     }
 }
