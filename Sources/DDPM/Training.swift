@@ -115,6 +115,12 @@ public func clipGradientNorm(_ parameters: [Tensor], maxNorm: Double) -> Double 
     return norm
 }
 
+/// One point of a loss curve: the loss at a step (a training batch's loss, or the held-out loss).
+public struct LossRecord: Sendable, Equatable {
+    public var step: Int, loss: Double
+    public init(step: Int, loss: Double) { self.step = step; self.loss = loss }
+}
+
 /// A DDPM being trained: the model, its optimiser, its averaged weights and its random state.
 public final class Trainer {
     public let config: ModelConfiguration
@@ -132,6 +138,12 @@ public final class Trainer {
     public var step: Int { optimizer.step }
     /// The loss-second-moment resampler's state (nil with uniform timesteps); saved in checkpoints.
     public var resampler: LossSecondMomentResampler?
+    /// The loss of every step this trainer ran, and of the runs it was resumed from (their checkpoints carry
+    /// it as `/training/loss_history/{step,loss}`; a checkpoint written before the history existed starts it
+    /// at its step). Steps increase; the curve `ddpm train` draws. It plays no part in training.
+    public var lossHistory: [LossRecord] = []
+    /// The held-out losses recorded by ``recordHeldOutLoss(_:seed:batchSize:)`` (`/training/held_out_history`).
+    public var heldOutHistory: [LossRecord] = []
 
     public init(config: ModelConfiguration, options: TrainingOptions, seed: UInt64) throws {
         guard options.batchSize > 0 else { throw DDPMError(.invalidValue, "batch size: expected a positive number, got \(options.batchSize)") }
@@ -204,6 +216,7 @@ public final class Trainer {
         for (k, p) in network.parameters.enumerated() { Self.updateAverage(&ema[k], toward: p.data, decay: d) }
         emaUpdates += 1
         network.zeroGradients()
+        lossHistory.append(LossRecord(step: step, loss: loss.scalar))
         return loss.scalar
     }
 
@@ -218,14 +231,39 @@ public final class Trainer {
         } }
     }
 
-    /// The training loss (the configuration's objective) on fixed images with fixed t and ε drawn from
-    /// `seed` (evaluation mode, no graph).
-    public func heldOutLoss(_ images: Tensor, seed: UInt64) throws -> Double {
+    /// The training loss (the configuration's objective, uniform t) on fixed images with fixed t and ε drawn
+    /// from `seed`: first t_n for every image n, then ε for all of them (N×C×H×W), so the draws depend only
+    /// on the seed and N (evaluation mode, no graph). With `batchSize`, the network sees at most that many
+    /// images at once and the batch means are combined weighted by their sizes (the same mean, up to
+    /// rounding); without it, all images in one batch.
+    public func heldOutLoss(_ images: Tensor, seed: UInt64, batchSize: Int? = nil) throws -> Double {
         var g = RandomGenerator(seed: seed)
         let n = images.shape[0]
         let t = (0..<n).map { _ in g.nextInt(below: config.timesteps) }
         let noise = Tensor.randomNormal(images.shape, generator: &g)
-        return try network.withMode(training: false) { try withoutGradients { try ddpm.loss(images, at: t, noise: noise).scalar } }
+        let b = Swift.max(1, Swift.min(batchSize ?? n, n))
+        return try network.withMode(training: false) { try withoutGradients {
+            if b == n { return try ddpm.loss(images, at: t, noise: noise).scalar }
+            var total = 0.0, start = 0
+            while start < n {
+                let k = Swift.min(b, n - start)
+                let part = try ddpm.loss(images.slice(axis: 0, start: start, length: k), at: Array(t[start..<(start + k)]),
+                                         noise: noise.slice(axis: 0, start: start, length: k)).scalar
+                total += part * Double(k)
+                start += k
+            }
+            return total / Double(n)
+        } }
+    }
+
+    /// ``heldOutLoss(_:seed:batchSize:)`` at the current step, recorded in ``heldOutHistory`` (replacing a
+    /// record of the same step). Returns the loss.
+    @discardableResult
+    public func recordHeldOutLoss(_ images: Tensor, seed: UInt64, batchSize: Int? = nil) throws -> Double {
+        let loss = try heldOutLoss(images, seed: seed, batchSize: batchSize)
+        heldOutHistory.removeAll { $0.step >= step }
+        heldOutHistory.append(LossRecord(step: step, loss: loss))
+        return loss
     }
 
     /// Copies the averaged weights into the network (for sampling with `--ema`).
@@ -263,6 +301,10 @@ public final class Trainer {
             if let r = resampler {
                 try w.write(r.lossHistory, shape: [r.timesteps, r.historyPerTerm], to: "/training/resampler/loss_history")
                 try w.write(r.lossCounts.map(Int64.init), shape: [r.timesteps], to: "/training/resampler/loss_counts")
+            }
+            for (group, history) in [("loss_history", lossHistory), ("held_out_history", heldOutHistory)] where !history.isEmpty {
+                try w.write(history.map { Int64($0.step) }, shape: [history.count], to: "/training/\(group)/step")
+                try w.write(history.map(\.loss), shape: [history.count], to: "/training/\(group)/loss")
             }
             try w.setAttribute("rng_state", ddpm.generator.stateWords.map { Int64(bitPattern: $0) }, on: "/training")
             try w.setAttribute("dropout_rng_state", network.dropoutGenerator.stateWords.map { Int64(bitPattern: $0) }, on: "/training")
@@ -335,6 +377,24 @@ public final class Trainer {
         }
         trainer.ddpm.generator = RandomGenerator(state: try state("rng_state"))
         trainer.network.dropoutGenerator = RandomGenerator(state: try state("dropout_rng_state"))
+        trainer.lossHistory = try readHistory(file, "loss_history", path: path, upTo: trainer.step, first: 1)
+        trainer.heldOutHistory = try readHistory(file, "held_out_history", path: path, upTo: trainer.step, first: 0)
         return trainer
+    }
+
+    /// A loss history `/training/<name>/{step,loss}` (absent: empty): equal lengths, steps increasing from at
+    /// least `first` up to at most the checkpoint's step.
+    static func readHistory(_ file: HDF5File, _ name: String, path: String, upTo step: Int, first: Int) throws -> [LossRecord] {
+        let group = "/training/" + name
+        guard file.exists(group) else { return [] }
+        for k in ["step", "loss"] where !file.exists(group + "/" + k) {
+            throw DDPMError(.malformedFile, "\(path): '\(group)' without '\(group)/\(k)'")
+        }
+        let steps = try file.readInt64s(group + "/step", expectedShape: [-1]).values
+        let losses = try file.readFloatingPoint(group + "/loss", expectedShape: [steps.count]).values
+        for (k, s) in steps.enumerated() where s < first || s > step || (k > 0 && s <= steps[k - 1]) {
+            throw DDPMError(.malformedFile, "\(path) '\(group)/step': expected increasing steps from \(first) to the checkpoint's step \(step), found \(s) at index \(k)")
+        }
+        return zip(steps, losses).map { LossRecord(step: Int($0), loss: $1) }
     }
 }

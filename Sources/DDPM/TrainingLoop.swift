@@ -49,6 +49,21 @@ public struct TrainingProgress: Sendable {
     public var loss: Double, smoothedLoss: Double
     /// The path of a checkpoint written after this step, if one was.
     public var savedCheckpoint: String?
+    /// The held-out loss evaluated after this step, if it was.
+    public var heldOutLoss: Double? = nil
+}
+
+/// Held-out images whose loss the loop records (``Trainer/recordHeldOutLoss(_:seed:batchSize:)``) at the
+/// start, every `every` steps (0: none between), at the last step and at an interrupt; always before the
+/// checkpoint of that step is saved, so the checkpoint holds its own point. The same t and ε (from `seed`)
+/// at every point, so the points differ only by the weights.
+public struct HeldOutSchedule {
+    public var images: Tensor, seed: UInt64, every: Int
+    /// Images per network evaluation (nil: all at once).
+    public var batchSize: Int?
+    public init(images: Tensor, seed: UInt64, every: Int, batchSize: Int? = nil) {
+        self.images = images; self.seed = seed; self.every = every; self.batchSize = batchSize
+    }
 }
 
 /// Watches SIGINT and SIGTERM while a loop runs. The first signal asks the loop to stop after the current
@@ -109,11 +124,19 @@ public final class InterruptWatch: @unchecked Sendable {
 /// - SIGINT or SIGTERM during the loop: the step in progress finishes, a checkpoint at that step is saved
 ///   (when a path is given) and `.interrupted` is thrown saying so; ``InterruptWatch/lastSignal`` names the
 ///   signal. A second SIGINT exits at once.
-/// - `onProgress` is called after every step.
+/// - `heldOut`: held-out losses recorded in the trainer at the start and on its schedule, before any save.
+/// - `onProgress` is called after every step (a trailing closure is `onProgress`: `afterSave` comes after it).
+/// - `afterSave` is called after each checkpoint is saved (before an interrupt is reported): a caller's
+///   files that follow the checkpoint (the loss figure). A failure there stops the loop; the checkpoint stays.
 public enum TrainingLoop {
     public static func run(_ trainer: Trainer, images: Tensor, labels: [Int]? = nil, until: Int, checkpointEvery: Int = 0, checkpoint: String?,
-                           onProgress: (TrainingProgress) -> Void = { _ in }) throws {
+                           heldOut: HeldOutSchedule? = nil, onProgress: (TrainingProgress) -> Void = { _ in },
+                           afterSave: (Trainer) throws -> Void = { _ in }) throws {
         guard checkpointEvery >= 0 else { throw DDPMError(.invalidValue, "checkpoint interval: expected 0 or a positive number, got \(checkpointEvery)") }
+        if let h = heldOut {
+            guard h.every >= 0 else { throw DDPMError(.invalidValue, "held-out interval: expected 0 or a positive number, got \(h.every)") }
+            if trainer.heldOutHistory.last?.step != trainer.step { try trainer.recordHeldOutLoss(h.images, seed: h.seed, batchSize: h.batchSize) }
+        }
         let notice = checkpoint.map { "interrupt: finishing the current step, then saving \($0) (interrupt again to stop at once without saving)" }
             ?? "interrupt: stopping after the current step (interrupt again to stop at once)"
         let watch = InterruptWatch(notice: notice)
@@ -135,11 +158,16 @@ public enum TrainingLoop {
             // Read once: a signal that arrives later (during `onProgress`) stops the loop after the next step,
             // which saves first; reading it again after `onProgress` would report a save that never happened.
             let stopping = watch.signal
+            var heldOutLoss: Double?
+            if let h = heldOut, (h.every > 0 && trainer.step % h.every == 0) || trainer.step == until || stopping != nil {
+                heldOutLoss = try trainer.recordHeldOutLoss(h.images, seed: h.seed, batchSize: h.batchSize)
+            }
             if let checkpoint, (checkpointEvery > 0 && trainer.step % checkpointEvery == 0) || trainer.step == until || stopping != nil {
                 try trainer.save(to: checkpoint)
                 lastSaved = (trainer.step, checkpoint); saved = checkpoint
+                try afterSave(trainer)
             }
-            onProgress(TrainingProgress(step: trainer.step, total: until, loss: loss, smoothedLoss: smoothed!, savedCheckpoint: saved))
+            onProgress(TrainingProgress(step: trainer.step, total: until, loss: loss, smoothedLoss: smoothed!, savedCheckpoint: saved, heldOutLoss: heldOutLoss))
             if let s = stopping {
                 InterruptWatch.lastSignal = s
                 let name = s == SIGINT ? "SIGINT" : s == SIGTERM ? "SIGTERM" : "signal \(s)"

@@ -9,7 +9,8 @@ Files: every command declares the files it reads and writes, and checks all of t
 output must not be one of the inputs (links resolved; resuming a checkpoint in place is the one exception), \
 an existing file is replaced only with --force, and a missing, read-only or full folder is refused. Outputs \
 are written to a temporary file `.NAME.ddpm-tmp-PID-RANDOM` beside each output and put in place when \
-complete; a command with several outputs puts them all in place after the work, or none. A new output is \
+complete; a command with several outputs puts them all in place after the work, or none (except train, whose \
+checkpoint and loss figure are each put in place at every checkpoint). A new output is \
 created exclusively: of two runs writing the same new file, one succeeds and the other stops with an error \
 and leaves it alone; with --force the last run to finish wins. A symbolic link is written through to its \
 target and a replaced file keeps its mode; temporaries of dead processes are removed by the next run that \

@@ -20,9 +20,9 @@ struct Demo: FileCommand {
         reverse chain), samples-ddim.png (the same starts through DDIM, η = 0, 50 steps), samples-dpmpp.png (the same starts through \
         DPM-Solver++(2M) on 20 Karras σ, 20 network evaluations), chain.png (one sample's \
         reverse chain x_T … x_0), nearest.png (each sample above its nearest training image), loss.svg (the \
-        training loss per step), classes.png (one row per digit 0–9 without and with classifier-free guidance: the \
-        model is class-conditional, trained with label dropout 0.1, and the pictures above are its unconditional, \
-        null-class samples), checkpoint.h5, and report.md (with the held-out bits/dim of --bound-images \
+        training loss per step, and the held-out loss at every tenth of the run), classes.png (one row per digit 0–9 \
+        without and with classifier-free guidance: the model is class-conditional, trained with label dropout 0.1, and \
+        the pictures above are its unconditional, null-class samples), checkpoint.h5, and report.md (with the held-out bits/dim of --bound-images \
         held-out images, trained and EMA weights). The files are made in a temporary folder and moved \
         into place together only when everything succeeded. --out may be a new folder or an existing one: other files \
         in it are never touched, and any of the ten that exists already is replaced only with --force. An existing \
@@ -114,12 +114,14 @@ struct Demo: FileCommand {
         note("demo: \(train.shape[0]) \(usesUCI ? "UCI handwritten" : "procedurally drawn") digit images 16×16, network \(trainer.network.parameterCount) parameters, T = \(timesteps), \(steps) steps of \(batchSize)")
         try PNGWriter.writeGrid(train.slice(axis: 0, start: 0, length: count), range: 0...1,
                                 caption: "training images: \(count) of \(train.shape[0])", path: dir + "/data.png")
-        let lossBefore = try trainer.heldOutLoss(heldOut, seed: seed &+ 7)
+        // The held-out loss before training, at every tenth of the run and at the end (loss.svg's circles).
+        let lossBefore = try trainer.recordHeldOutLoss(heldOut, seed: seed &+ 7)
         let trainStart = Date()
-        let losses = try Train.loop(trainer, images: train, labels: labels.train, until: steps, checkpointEvery: 0, out: nil, label: "demo train")
+        try Train.loop(trainer, images: train, labels: labels.train, until: steps, checkpointEvery: 0, out: nil, label: "demo train",
+                       heldOut: HeldOutSchedule(images: heldOut, seed: seed &+ 7, every: max(steps / 10, 1)))
         try trainer.save(to: dir + "/checkpoint.h5")
         let trainSeconds = Date().timeIntervalSince(trainStart)
-        let lossAfter = try trainer.heldOutLoss(heldOut, seed: seed &+ 7)
+        let lossAfter = trainer.heldOutHistory.last!.loss
         // The full bound (bits/dim) of the first --bound-images held-out images, trained then EMA weights.
         let boundSet = heldOut.slice(axis: 0, start: 0, length: boundImages)
         let boundStart = Date()
@@ -166,7 +168,7 @@ struct Demo: FileCommand {
         let nearestReal = NearestNeighbour.search(queries: reference, references: train)
         try PNGWriter.writeGrid(Self.pairedRows(samples, Tensor.concatenate(nearest.index.map { train.slice(axis: 0, start: $0, length: 1) }, axis: 0)), range: 0...1, columns: Self.pairColumns(count),
                                 caption: "each sample (odd rows) above its nearest training image (even rows)", path: dir + "/nearest.png")
-        try writeText(LossCurve.svg(losses, title: "training loss per step (\(diffusion.lossType.rawValue), batch \(batchSize)); held-out: \(String(format: "%.4f", lossBefore)) before, \(String(format: "%.4f", lossAfter)) after"), to: dir + "/loss.svg")
+        try writeText(LossCurve.svg(trainer.lossHistory, heldOut: trainer.heldOutHistory, title: "training loss per step (\(diffusion.lossType.rawValue), batch \(batchSize)); held-out: \(String(format: "%.4f", lossBefore)) before, \(String(format: "%.4f", lossAfter)) after"), to: dir + "/loss.svg")
         let meanOf = { (v: [Double]) in v.reduce(0, +) / Double(v.count) }
         let data = PixelStatistics(statisticsData, range: 0...1), generated = PixelStatistics(samples, range: 0...1)
         let dpmStats = PixelStatistics(dpmSamples, range: 0...1)
@@ -226,7 +228,8 @@ struct Demo: FileCommand {
           the colour fades as the chain moves into the data range.
         - `nearest.png`: the memorisation check: each sample of `samples.png` (odd rows) above the training
           image nearest to it (even rows, Euclidean distance over all pixels).
-        - `loss.svg`: the training loss of every step (log scale).
+        - `loss.svg`: the training loss of every step (log scale) and, as circles, the held-out loss before
+          training, at every tenth of the run and at the end (trained weights, the same t and ε each time).
         \(conditional.figureNote)
         - `checkpoint.h5`: the trained model, for `ddpm sample` (add `--ema` for the averaged weights).
 

@@ -16,6 +16,14 @@ struct Evaluate: FileCommand {
         error (s/√n), the same bound for a model whose output is all zeros (ε̂ = 0 for ε-prediction; no network), \
         and the terms; --out writes them as a Markdown report, --figure the mean L_t per t as an SVG (log scale). \
         The x̂_0 clipping is the checkpoint's (as its sampler uses it). A 'labels' dataset in --data is checked and not used.
+
+        Then --samples N images are drawn from the checkpoint (the sampler options as `ddpm sample` takes them; \
+        noise from --seed, so they are the images `ddpm sample --count N --seed S` draws) and compared with the \
+        evaluated images by the statistics `ddpm demo` reports: mean pixel, ink fraction (pixels above the middle \
+        of the data range), the total-variation distance of the 10-bin pixel histograms and the RMS distance of the \
+        mean images; beside each distance, the same for the first N evaluated images (what N samples of a perfect \
+        model score, a little lower as they are part of the data). The cost (N × the sampler's steps) is printed \
+        first; --samples 0 skips them.
         """)
 
     @Option(help: "Checkpoint written by `ddpm train` or `ddpm demo`.") var checkpoint: String
@@ -28,11 +36,21 @@ struct Evaluate: FileCommand {
     @Option(help: "Markdown report to write.") var out: String?
     @Option(help: "SVG of the mean term L_t per t to write.") var figure: String?
     @Flag(help: "Replace --out and --figure if they exist.") var force = false
+    @Option(parsing: .unconditional, help: "Samples drawn for the sample statistics against --data (0: none).") var samples: Int = 16
+    @OptionGroup(title: "Sampler (of --samples)") var sampling: SamplerOptions
 
     func checkOptions() throws {
         if let count { try requireRange("--images", count, 1...Int.max) }
         try requireRange("--batch-size", batchSize, 1...Int.max)
+        try requireRange("--samples", samples, 0...Int.max, "0 or a positive number")
         _ = try seedValue(seed)
+        _ = try sampling.choice()
+        // The σ-view solvers' own options need a solver --sampler (`choice()` refuses them otherwise).
+        let given = [("--sampler", sampling.sampler != "ancestral"), ("--sample-steps", sampling.steps != nil), ("--spacing", sampling.spacing != nil),
+                     ("--eta", sampling.eta != nil), ("--threshold", sampling.threshold != nil), ("--epsilon", sampling.epsilon != nil),
+                     ("--set-alpha-to-one/--no-set-alpha-to-one", sampling.setAlphaToOne != nil)].filter(\.1).map(\.0)
+        try refuseIfGiven(samples == 0 && !given.isEmpty, given.joined(separator: ", "),
+                          (given.count == 1 ? "applies" : "apply") + " to the samples, and --samples 0 draws none")
     }
 
     func files() throws -> OutputPlan {
@@ -63,6 +81,13 @@ struct Evaluate: FileCommand {
         f.add("--data \(data): the images", doubles: [shape.first ?? 1, c.channels, c.imageSize, c.imageSize], copies: 2)
         f.add("--images \(n): one bound term per image and timestep", doubles: [n, config.timesteps], copies: 2)
         f.network(c, batch: min(batchSize, n), training: false, network: "the network of --checkpoint \(checkpoint)", images: "--batch-size \(min(batchSize, n))")
+        if samples > 0 {
+            if let steps = sampling.steps, steps > config.timesteps {
+                throw DDPMError(.invalidValue, "--sample-steps: expected between 1 and \(config.timesteps) (the checkpoint's T), got \(steps)")
+            }
+            f.add("--samples \(samples) samples of \(c.channels)×\(c.imageSize)×\(c.imageSize)", doubles: [samples, c.channels, c.imageSize, c.imageSize], copies: 2)
+            f.network(c, batch: min(samples, Sample.chunk), training: false, network: "the network of --checkpoint \(checkpoint) (samples)", images: "a batch of \(min(samples, Sample.chunk)) samples")
+        }
         return f
     }
 
@@ -78,6 +103,20 @@ struct Evaluate: FileCommand {
         let weights = ema ? "EMA weights" : "trained weights"
         let lines = Self.summary(result, zero: zero, timesteps: trainer.config.timesteps)
         for line in lines { print(line) }
+        var sampleLines: [String] = []
+        if samples > 0 {
+            let choice = try sampling.choice()
+            let steps = try choice.makeSampler(for: trainer.config.makeDiffusion()).stepCount
+            let batches = (samples + Sample.chunk - 1) / Sample.chunk
+            note("evaluate: \(samples) samples × \(steps) sampler steps (\(choice)) = \(samples * steps) image-steps of at least one network evaluation each, as \(batches * steps) passes of batches of at most \(min(samples, Sample.chunk))")
+            let drawn = try Sample.sample(trainer, count: samples, seed: seed, choice: choice)
+            if let bad = drawn.data.first(where: { !$0.isFinite }) {
+                throw DDPMError(.invalidData, "\(checkpoint): sampling produced a non-finite value (\(bad)); the checkpoint's weights are unusable")
+            }
+            sampleLines = ["samples: \(samples) from seed \(seed), \(weights), \(choice); against the \(images.shape[0]) evaluated images"]
+                + Self.sampleSummary(drawn, data: images, range: trainer.config.diffusion.dataRange)
+            for line in sampleLines { print(line) }
+        }
         if let figure { try writeText(Self.figure(result, title: "L_t in bits/dim: \(images.shape[0]) images of \(URL(fileURLWithPath: data).lastPathComponent), \(weights)"), to: figure) }
         if let out {
             let d = trainer.config.diffusion
@@ -91,7 +130,7 @@ struct Evaluate: FileCommand {
             | diffusion | T = \(d.timesteps), \(d.schedule.name) schedule, mean type \(d.meanType.rawValue), variance \(d.varianceType.rawValue), x̂_0 clipping \(d.clipDenoised ? "on" : "off") |
             | noise | image n from seed \(seed) + n, one draw per t |
 
-            \(lines.map { "- " + $0 }.joined(separator: "\n"))
+            \((lines + sampleLines).map { "- " + $0 }.joined(separator: "\n"))
 
             """
             try writeText(report, to: out)
@@ -116,6 +155,22 @@ struct Evaluate: FileCommand {
             String(format: "bound: %.4f ± %.4f bits/dim (mean ± standard error over %d images)", r.mean, r.standardError, r.perImage.count),
             String(format: "terms (means): L_0 decoder %.4f, L_1 … L_%d (KL) %.4f, prior L_T %.3e", r.perStep[0], T - 1, kl, r.prior),
             String(format: "a model whose output is all zeros (ε̂ = 0 for ε-prediction): %.4f ± %.4f bits/dim", zero.mean, zero.standardError),
+        ]
+    }
+
+    /// The demo's sample statistics (``PixelStatistics``) of `samples` against `data`, one line each, with the
+    /// distances of the first N data images (N = the number of samples) beside them when the data has more.
+    static func sampleSummary(_ samples: Tensor, data: Tensor, range: ClosedRange<Double>) -> [String] {
+        let n = samples.shape[0]
+        let d = PixelStatistics(data, range: range), s = PixelStatistics(samples, range: range)
+        let real = n < data.shape[0] ? PixelStatistics(data.slice(axis: 0, start: 0, length: n), range: range) : nil
+        let f4 = { (v: Double) in String(format: "%.4f", v) }
+        let reference = { (v: Double) in real == nil ? "" : "; the first \(n) evaluated images: \(f4(v))" }
+        return [
+            "mean pixel: data \(f4(d.mean)), samples \(f4(s.mean))",
+            "ink fraction (pixels above the middle of the range): data \(f4(d.inkFraction)), samples \(f4(s.inkFraction))",
+            "histogram distance to the data (total variation, 10 bins; 0 identical, 1 disjoint): samples \(f4(d.histogramDistance(to: s)))" + reference(real.map(d.histogramDistance) ?? 0),
+            "mean-image distance to the data (RMS): samples \(f4(d.meanImageDistance(to: s)))" + reference(real.map(d.meanImageDistance) ?? 0),
         ]
     }
 

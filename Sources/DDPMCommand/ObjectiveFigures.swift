@@ -7,13 +7,16 @@ import Foundation
 struct LogChart {
     var title: String, xLabel: String
     var series: [(name: String, colour: String, values: [Double])]
+    /// Sparse series: (x, value) points on the same axes, each drawn as a circle, joined by a line.
+    var points: [(name: String, colour: String, values: [(x: Int, y: Double)])] = []
 
     func svg(width w: Double = 640, height h: Double = 340) -> String {
         let pad = 50.0
-        let finite = series.flatMap { $0.values }.filter { $0 > 0 && $0.isFinite }
+        let finite = (series.flatMap { $0.values } + points.flatMap { $0.values.map(\.y) }).filter { $0 > 0 && $0.isFinite }
         let lo = Foundation.floor(Foundation.log10(finite.min() ?? 1)), hi = Foundation.ceil(Foundation.log10(finite.max() ?? 10))
-        let n = series.map(\.values.count).max() ?? 1
-        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(w)\" height=\"\(h + 24 * Double((series.count + 2) / 3))\" font-family=\"sans-serif\">\n"
+        let n = max(series.map(\.values.count).max() ?? 1, (points.flatMap { $0.values.map(\.x) }.max() ?? 0) + 1)
+        let legend = series.map { ($0.name, $0.colour) } + points.map { ($0.name, $0.colour) }
+        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(w)\" height=\"\(h + 24 * Double((legend.count + 2) / 3))\" font-family=\"sans-serif\">\n"
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         s += "<rect x=\"\(pad)\" y=\"\(pad)\" width=\"\(w - 2 * pad)\" height=\"\(h - 2 * pad)\" fill=\"none\" stroke=\"#888\"/>\n"
         s += "<text x=\"\(w / 2)\" y=\"24\" text-anchor=\"middle\" font-size=\"14\">\(title)</text>\n"
@@ -38,8 +41,19 @@ struct LogChart {
                 s += "<polyline fill=\"none\" stroke=\"\(colour)\" stroke-width=\"1.5\" points=\"\(seg.joined(separator: " "))\"><title>\(name)</title></polyline>\n"
             }
         }
-        for (k, item) in series.enumerated() {
-            s += "<text x=\"\(20 + Double(k % 3) * 205)\" y=\"\(h + 8 + 20 * Double(k / 3))\" font-size=\"12\" fill=\"\(item.colour)\">■ \(item.name)</text>\n"
+        for (name, colour, values) in points {
+            let drawn = values.filter { $0.y > 0 && $0.y.isFinite }
+            let xy = drawn.map { String(format: "%.1f,%.1f", pad + (w - 2 * pad) * Double($0.x) / Double(max(n - 1, 1)), y($0.y)) }
+            if xy.count > 1 {
+                s += "<polyline fill=\"none\" stroke=\"\(colour)\" stroke-width=\"1\" stroke-dasharray=\"4 3\" points=\"\(xy.joined(separator: " "))\"><title>\(name)</title></polyline>\n"
+            }
+            for (p, c) in zip(drawn, xy) {
+                let cxy = c.split(separator: ",")
+                s += "<circle cx=\"\(cxy[0])\" cy=\"\(cxy[1])\" r=\"3.5\" fill=\"\(colour)\"><title>\(name) at \(xLabel) \(p.x): \(String(format: "%.6g", p.y))</title></circle>\n"
+            }
+        }
+        for (k, item) in legend.enumerated() {
+            s += "<text x=\"\(20 + Double(k % 3) * 205)\" y=\"\(h + 8 + 20 * Double(k / 3))\" font-size=\"12\" fill=\"\(item.1)\">■ \(item.0)</text>\n"
         }
         return s + "</svg>\n"
     }

@@ -10,7 +10,7 @@ final class Progress {
 
     init(_ label: String, total: Int) { self.label = label; self.total = max(total, 1) }
 
-    func update(_ step: Int, loss: Double? = nil) {
+    func update(_ step: Int, loss: Double? = nil, heldOut: Double? = nil) {
         let now = Date()
         let finished = step >= total
         let interval: TimeInterval = terminal ? 0.2 : 10
@@ -21,6 +21,7 @@ final class Progress {
         let left = rate > 0 ? Double(total - step) / rate : 0
         var text = "\(label) \(step)/\(total)  \(String(format: "%.1f", rate))/s  \(Self.clock(elapsed)) elapsed, \(Self.clock(left)) left"
         if let loss { text += String(format: "  loss %.4f", loss) }
+        if let heldOut { text += String(format: "  held-out %.4f", heldOut) }
         if terminal {
             let width = 24, filled = width * step / total
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)

@@ -22,6 +22,18 @@ struct Train: FileCommand {
         With --resume, the checkpoint fixes the network, diffusion and training options: giving any of them \
         with a different value is an error (the same value is accepted); --seed is not used. Resuming into \
         the checkpoint itself (--out equal to --resume) is the one case where an input is replaced.
+
+        The loss figure (SVG, log scale; default: --out with '.h5' replaced by '.loss.svg'; --no-loss-figure: none): \
+        the loss of every step, its running mean over 50 steps and, with --held-out, the held-out loss at the start \
+        and at every checkpoint. It is rewritten (atomically) after each checkpoint from the loss history the \
+        checkpoint itself holds, so a resumed run draws the whole curve. Resuming in place replaces the default \
+        figure beside the checkpoint as it replaces the checkpoint; any other existing figure needs --force.
+
+        --held-out FILE: the training objective (uniform t) on every image of FILE with t and ε drawn once from seed \
+        0 (the same draws at every checkpoint and in every run on that file, so the points differ only by the \
+        weights), the trained (not averaged) weights, in batches of --batch-size; evaluated before each checkpoint \
+        is saved, so the checkpoint holds its point (one network evaluation per held-out image per checkpoint). \
+        A class-conditional network (--classes) is scored with the null class: its unconditional prediction.
         """)
 
     @Option(help: "HDF5 file of training images.") var data: String
@@ -34,8 +46,11 @@ struct Train: FileCommand {
     @Option(parsing: .unconditional, help: "Decay of the exponential moving average of the weights. (default: 0.9999)") var emaDecay: Double?
     @Option(parsing: .unconditional, help: "Write the checkpoint every this many steps (0: only at the end).") var checkpointEvery: Int = 500
     @Option(help: "Continue from this checkpoint (its configuration and options are used).") var resume: String?
+    @Option(help: "HDF5 file of held-out images (same layout as --data): their loss is recorded at the start and at every checkpoint.") var heldOut: String?
+    @Option(help: "SVG of the training loss (and held-out loss) per step, rewritten with each checkpoint. (default: --out with '.h5' replaced by '.loss.svg')") var lossFigure: String?
+    @Flag(help: "Write no loss figure.") var noLossFigure = false
     @Option(parsing: .unconditional, help: "With --classes K: the probability p that a training label is replaced by the null class K (Ho & Salimans 2022, p_uncond; p = 1 trains the unconditional model). The data file needs a dataset 'labels'. (default: 0.1)") var labelDropout: Double?
-    @Flag(help: "Replace --out if it exists and is not the checkpoint being resumed.") var force = false
+    @Flag(help: "Replace --out and the loss figure if they exist (and --out is not the checkpoint being resumed).") var force = false
     @OptionGroup var network: NetworkOptions
     @OptionGroup var diffusion: DiffusionOptions
 
@@ -51,6 +66,7 @@ struct Train: FileCommand {
     }
 
     func checkOptions() throws {
+        try refuseIfGiven(noLossFigure && lossFigure != nil, "--loss-figure", "and --no-loss-figure contradict each other; give one")
         try requireRange("--train-steps", steps, 1...Int.max)
         try requireRange("--checkpoint-every", checkpointEvery, 0...Int.max, "0 or a positive number")
         if let t = diffusion.timesteps { try requireRange("--timesteps", t, 1...Int.max) }
@@ -65,11 +81,24 @@ struct Train: FileCommand {
     /// Resuming into the checkpoint itself is the one allowed replacement of an input.
     var resumesInPlace: Bool { resume.map { OutputFile.sameFile($0, out) } ?? false }
 
+    /// The loss figure's path: --loss-figure, else beside --out (nil with --no-loss-figure).
+    var figurePath: String? {
+        if noLossFigure { return nil }
+        if let lossFigure { return lossFigure }
+        return (out.hasSuffix(".h5") ? String(out.dropLast(3)) : out) + ".loss.svg"
+    }
+
+    /// Both outputs are committed at each write: the checkpoint periodically, the figure after each checkpoint.
     func files() throws -> OutputPlan {
         var plan = OutputPlan()
         plan.input("--data", data)
+        plan.input("--held-out", heldOut)
         plan.input("--resume", resume, replacedInPlace: resumesInPlace)
-        plan.output("--out", out, mayReplace: force || resumesInPlace)
+        plan.output("--out", out, mayReplace: force || resumesInPlace, atEachWrite: true)
+        // The default figure of a checkpoint resumed in place is that checkpoint's own, replaced with it.
+        // About 30 bytes per step for the two lines, 2 KB for the rest.
+        plan.output("--loss-figure", figurePath, mayReplace: force || (resumesInPlace && lossFigure == nil),
+                    bytes: 2048 + 30 * Double(steps), atEachWrite: true)
         return plan
     }
 
@@ -107,11 +136,25 @@ struct Train: FileCommand {
             throw DDPMError(e.kind, e.message + " with --dataset")
         }
         let labels = try Self.labels(for: trainer, data: data, count: images.shape[0])
+        let heldOutImages = try heldOut.map { path in
+            try ImageData.load(path: path, dataset: nil, channels: c.channels, imageSize: c.imageSize, range: trainer.config.diffusion.dataRange)
+        }
         guard trainer.step < steps else { throw DDPMError(.invalidValue, "--train-steps \(steps): the checkpoint is already at step \(trainer.step)") }
-        note("training \(trainer.network.parameterCount) parameters on \(images.shape[0]) images from step \(trainer.step) to \(steps)")
-        try Self.loop(trainer, images: images, labels: labels, until: steps, checkpointEvery: checkpointEvery, out: out)
-        announce("wrote \(out) at step \(trainer.step)")
+        note("training \(trainer.network.parameterCount) parameters on \(images.shape[0]) images from step \(trainer.step) to \(steps)"
+             + (heldOutImages.map { "; held-out loss on \($0.shape[0]) images at the start and at every checkpoint" } ?? ""))
+        let schedule = heldOutImages.map { HeldOutSchedule(images: $0, seed: Self.heldOutSeed, every: checkpointEvery, batchSize: trainer.options.batchSize) }
+        let figure = figurePath
+        let title = "training loss per step (\(trainer.config.diffusion.lossType.rawValue), batch \(trainer.options.batchSize))"
+            + (heldOut.map { "; held-out: \(heldOutImages!.shape[0]) images of \(URL(fileURLWithPath: $0).lastPathComponent)" } ?? "")
+        try Self.loop(trainer, images: images, labels: labels, until: steps, checkpointEvery: checkpointEvery, out: out, heldOut: schedule) { t in
+            if let figure { try writeText(LossCurve.svg(t.lossHistory, heldOut: t.heldOutHistory, title: title), to: figure) }
+        }
+        let last = trainer.heldOutHistory.last.map { String(format: "; held-out loss %.4f", $0.loss) } ?? ""
+        announce("wrote \(out)" + (figure.map { " and \($0)" } ?? "") + " at step \(trainer.step)" + last)
     }
+
+    /// The seed of the held-out loss's t and ε (fixed, so every checkpoint and run on one file draws the same).
+    static let heldOutSeed: UInt64 = 0
 
     /// The data file's `labels` for a class-conditional network (each below its K), nil for an unconditional one.
     static func labels(for trainer: Trainer, data: String, count: Int) throws -> [Int]? {
@@ -155,17 +198,14 @@ struct Train: FileCommand {
         if seed != nil { note("note: --seed is not used when resuming; the checkpoint holds the random state") }
     }
 
-    /// The library's training loop with a progress bar; checkpoints at `out` (periodically and at the end).
-    /// Returns the loss of every step it ran (for the loss curve).
-    @discardableResult
-    static func loop(_ trainer: Trainer, images: Tensor, labels: [Int]? = nil, until: Int, checkpointEvery: Int, out: String?, label: String = "train") throws -> [Double] {
+    /// The library's training loop with a progress bar; checkpoints at `out` (periodically and at the end),
+    /// each followed by `afterSave`; held-out losses on `heldOut`'s schedule (recorded in the trainer).
+    static func loop(_ trainer: Trainer, images: Tensor, labels: [Int]? = nil, until: Int, checkpointEvery: Int, out: String?, label: String = "train",
+                     heldOut: HeldOutSchedule? = nil, afterSave: (Trainer) throws -> Void = { _ in }) throws {
         let progress = Progress(label, total: until)
-        var losses: [Double] = []
-        try TrainingLoop.run(trainer, images: images, labels: labels, until: until, checkpointEvery: checkpointEvery, checkpoint: out) { p in
-            losses.append(p.loss)
-            progress.update(p.step, loss: p.smoothedLoss)
-        }
-        return losses
+        try TrainingLoop.run(trainer, images: images, labels: labels, until: until, checkpointEvery: checkpointEvery, checkpoint: out, heldOut: heldOut,
+                             onProgress: { p in progress.update(p.step, loss: p.smoothedLoss, heldOut: trainer.heldOutHistory.last?.loss) },
+                             afterSave: afterSave)
     }
 }
 

@@ -11,8 +11,11 @@
 //    two outputs that are the same file. Each refusal is one sentence naming the option and the path.
 // 2. ``OutputPlan/run(_:)`` runs the work. Every ``OutputFile/write(to:_:)`` inside it must be to a
 //    declared output (anything else is a programmer error). A plan with one output file commits each
-//    write at once (a training run's periodic checkpoints); a plan with several commits them all after the
-//    work succeeded, or none: a failure leaves no output, and a failed commit undoes the ones before it.
+//    write at once; a plan with several commits them all after the work succeeded, or none: a failure
+//    leaves no output, and a failed commit undoes the ones before it. An output declared `atEachWrite`
+//    (a training run's periodic checkpoint and its loss figure: each write is a complete state the run
+//    may stop after) is committed at each write whatever the plan holds, and is not counted among the
+//    files committed together.
 // 3. An output that did not exist when it was checked is created exclusively (link(2) of the finished
 //    temporary to its name, which fails if the name exists by then): of two runs writing one new file,
 //    exactly one succeeds and the other reports it and leaves the file alone. With `--force` the output
@@ -37,6 +40,16 @@ public struct OutputPlan {
         public var mayReplace: Bool
         /// About how many bytes the output takes (compared with the free space before any work).
         public var bytes: Double
+        /// Committed at each write (a periodic checkpoint), not with the plan's other outputs after the work.
+        public var atEachWrite = false
+
+        /// How many files the output is (a folder: the files it holds).
+        var files: [String] {
+            switch kind {
+            case .file: return [path]
+            case .folder(let names): return names
+            }
+        }
     }
 
     public struct Input: Equatable, Sendable {
@@ -56,8 +69,10 @@ public struct OutputPlan {
     }
 
     /// Declares an output (nothing is declared for a nil path: an option not given).
-    public mutating func output(_ option: String, _ path: String?, kind: Kind = .file, mayReplace: Bool, bytes: Double = 0) {
-        if let path { outputs.append(Output(option: option, path: path, kind: kind, mayReplace: mayReplace, bytes: bytes)) }
+    /// `atEachWrite`: each write of this file is committed at once (see the file's header); files only.
+    public mutating func output(_ option: String, _ path: String?, kind: Kind = .file, mayReplace: Bool, bytes: Double = 0, atEachWrite: Bool = false) {
+        precondition(!atEachWrite || kind == .file, "OutputPlan.output(\(option)): only a file output can be committed at each write")
+        if let path { outputs.append(Output(option: option, path: path, kind: kind, mayReplace: mayReplace, bytes: bytes, atEachWrite: atEachWrite)) }
     }
 
     /// Every file the plan writes (folder outputs expanded into their files), in declaration order.
@@ -167,9 +182,10 @@ public struct OutputPlan {
 
     // MARK: Running
 
-    /// Whether the outputs are committed together after the work (several files, or a new folder) rather than at each write.
+    /// Whether the outputs are committed together after the work (several files not declared `atEachWrite`,
+    /// or a new folder) rather than at each write.
     public var commitsTogether: Bool {
-        files.count > 1 || outputs.contains { o in
+        outputs.filter { !$0.atEachWrite }.map(\.files.count).reduce(0, +) > 1 || outputs.contains { o in
             if case .folder = o.kind { return !FileManager.default.fileExists(atPath: o.path) }
             return false
         }
@@ -200,6 +216,8 @@ final class OutputSession {
         var option: String, path: String, target: String
         /// Created with link(2) (did not exist at the check, and no --force); false: renamed into place.
         var exclusive: Bool
+        /// Committed at each write even when the plan commits its other outputs together.
+        var atEachWrite = false
         var staged: String?
         var created = false
     }
@@ -216,11 +234,13 @@ final class OutputSession {
                 newFolders.append((o.option, o.path, URL(fileURLWithPath: OutputFile.resolve(o.path)).path, nil))
             }
         }
+        let eachWrite = Set(plan.outputs.filter(\.atEachWrite).map { OutputPlan.key($0.path) })
         for f in plan.files {
             let target = OutputFile.resolve(f.path)
             var info = stat()
             let existed = lstat(target, &info) == 0
-            entries.append((OutputPlan.key(f.path), Entry(option: f.option, path: f.path, target: target, exclusive: !existed && !f.mayReplace)))
+            let key = OutputPlan.key(f.path)
+            entries.append((key, Entry(option: f.option, path: f.path, target: target, exclusive: !existed && !f.mayReplace, atEachWrite: eachWrite.contains(key))))
         }
         together = plan.commitsTogether
     }
@@ -244,7 +264,7 @@ final class OutputSession {
             unlink(temporary)
             throw error
         }
-        if together {
+        if together && !entries[i].entry.atEachWrite {
             if let old = entries[i].entry.staged { unlink(old) }
             entries[i].entry.staged = temporary
             return

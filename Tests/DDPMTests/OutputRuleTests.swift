@@ -39,7 +39,7 @@ final class SharedInputs: @unchecked Sendable {
 func quickRun(_ name: String, out dir: String, inputs i: SharedInputs) -> [String]? {
     switch name {
     case "demo": return ["demo", "--train-steps", "1", "--images", "4", "--count", "1", "--timesteps", "10", "--batch-size", "2", "--bound-images", "1", "--out", dir + "/demo"]
-    case "train": return ["train", "--data", i.data, "--out", dir + "/t.h5", "--train-steps", "1"] + tinyRun
+    case "train": return ["train", "--data", i.data, "--held-out", i.data, "--out", dir + "/t.h5", "--loss-figure", dir + "/t.svg", "--train-steps", "1"] + tinyRun
     case "train-classifier": return ["train-classifier", "--data", i.labelled, "--held-out", i.labelled, "--out", dir + "/cls.h5", "--train-steps", "1"] + tinyClassifier
     case "sample": return ["sample", "--checkpoint", i.checkpoint, "--count", "1", "--out", dir + "/s.png", "--h5", dir + "/s.h5"]
     case "interpolate": return ["interpolate", "--checkpoint", i.checkpoint, "--data", i.data, "--from", "0", "--to", "1", "--frames", "2", "--sample-steps", "2", "--out", dir + "/i.png"]
@@ -52,7 +52,7 @@ func quickRun(_ name: String, out dir: String, inputs i: SharedInputs) -> [Strin
     case "weights": return ["weights", "--out", dir + "/w.svg", "--timesteps", "10"]
     case "bound": return ["bound", "--checkpoint", i.checkpoint, "--out", dir + "/b.svg", "--images", "1"]
     case "data digits": return ["data", "digits", "--split", "test", "--image-size", "8", "--out", dir + "/digits.h5"]
-    case "evaluate": return ["evaluate", "--checkpoint", i.checkpoint, "--data", i.data, "--images", "1", "--out", dir + "/e.md", "--figure", dir + "/e.svg"]
+    case "evaluate": return ["evaluate", "--checkpoint", i.checkpoint, "--data", i.data, "--images", "1", "--samples", "1", "--out", dir + "/e.md", "--figure", dir + "/e.svg"]
     case "sampler-figures": return ["sampler-figures", "--checkpoint", i.checkpoint, "--out", dir + "/sf", "--count", "1"]
     default: return nil
     }
@@ -338,6 +338,7 @@ struct SizeOptionTests {
             ("schedules --timesteps", ["schedules", "--out", dir + "/x.svg", "--timesteps", "100000000"]),
             ("weights --timesteps", ["weights", "--out", dir + "/w.svg", "--timesteps", "100000000"]),
             ("bound --images", ["bound", "--checkpoint", c, "--out", dir + "/b.svg", "--images", "1000000000"]),
+            ("evaluate --samples", ["evaluate", "--checkpoint", c, "--data", data, "--samples", "1000000000"]),
             ("figures --count", ["figures", "--checkpoint", c, "--out", dir + "/f", "--count", "1000000000"]),
             ("sampler-figures --count", ["sampler-figures", "--checkpoint", c, "--out", dir + "/sf", "--count", "1000000000"]),
             ("demo --images", ["demo", "--digits", "procedural", "--out", dir + "/d", "--images", "1000000000", "--count", "1"]),
