@@ -7,7 +7,7 @@ import Foundation
 /// pictures and a report with the held-out bits/dim and the memorisation check.
 struct Demo: FileCommand {
     /// The files the demo writes into --out; nothing else there is touched.
-    static let files = ["data.png", "samples.png", "samples-ddim.png", "samples-dpmpp.png", "chain.png", "nearest.png", "loss.svg", "checkpoint.h5", "report.md"]
+    static let files = ["data.png", "samples.png", "samples-ddim.png", "samples-dpmpp.png", "chain.png", "nearest.png", "loss.svg", "checkpoint.h5", "report.md", "classes.png"]
 
     static let configuration = CommandConfiguration(
         abstract: "Train a small DDPM on real handwritten 16×16 digits and sample from it (the default command).",
@@ -20,10 +20,12 @@ struct Demo: FileCommand {
         reverse chain), samples-ddim.png (the same starts through DDIM, η = 0, 50 steps), samples-dpmpp.png (the same starts through \
         DPM-Solver++(2M) on 20 Karras σ, 20 network evaluations), chain.png (one sample's \
         reverse chain x_T … x_0), nearest.png (each sample above its nearest training image), loss.svg (the \
-        training loss per step, and the held-out loss at every tenth of the run), checkpoint.h5, and report.md (with the held-out bits/dim of --bound-images \
+        training loss per step, and the held-out loss at every tenth of the run), classes.png (one row per digit 0–9 \
+        without and with classifier-free guidance: the model is class-conditional, trained with label dropout 0.1, and \
+        the pictures above are its unconditional, null-class samples), checkpoint.h5, and report.md (with the held-out bits/dim of --bound-images \
         held-out images, trained and EMA weights). The files are made in a temporary folder and moved \
         into place together only when everything succeeded. --out may be a new folder or an existing one: other files \
-        in it are never touched, and any of the nine that exists already is replaced only with --force. An existing \
+        in it are never touched, and any of the ten that exists already is replaced only with --force. An existing \
         file (not a folder) at --out is refused.
         """)
 
@@ -38,7 +40,7 @@ struct Demo: FileCommand {
     @Option(parsing: .unconditional, help: "Held-out images whose full bound (bits/dim) the report gives; each costs T network evaluations per set of weights.") var boundImages: Int = 32
     @Option(parsing: .unconditional, help: "Number of samples in samples.png.") var count: Int = 36
     @Option(parsing: .unconditional, help: "Seed of everything.") var seed: Int = 0
-    @Flag(help: "Replace demo files (data.png, samples.png, samples-ddim.png, samples-dpmpp.png, chain.png, nearest.png, loss.svg, checkpoint.h5, report.md) already in --out.") var force = false
+    @Flag(help: "Replace demo files (data.png, samples.png, samples-ddim.png, samples-dpmpp.png, chain.png, nearest.png, loss.svg, checkpoint.h5, report.md, classes.png) already in --out.") var force = false
     @OptionGroup var objective: ObjectiveOptions
 
     /// The demo's DPM-Solver++(2M) panel: 20 steps on Karras σ (ρ = 7), the σ→t log-linear convention
@@ -88,6 +90,8 @@ struct Demo: FileCommand {
         f.diffusion(timesteps: timesteps, "--timesteps \(timesteps) diffusion tables")
         f.network(try Presets.network("demo"), batch: batchSize, training: true, network: "the demo network", images: "--batch-size \(batchSize)")
         f.network(try Presets.network("demo"), batch: boundImages, training: false, network: "the demo network (bound)", images: "--bound-images \(boundImages)")
+        let grid = ConditionalDemo.digitClasses * min(ConditionalDemo.gridPerClass, count)
+        f.network(try Presets.network("demo"), batch: 2 * grid, training: false, network: "the demo network (classes.png, guided)", images: "2 × \(grid) class-grid samples")
         return f
     }
 
@@ -98,12 +102,14 @@ struct Demo: FileCommand {
     }
 
     func produce(in dir: String, options: TrainingOptions, seed: UInt64, started: Date) throws {
-        let (train, heldOut, reference, statisticsData) = try dataSets(seed: seed)
+        let (train, heldOut, reference, statisticsData, labels) = try dataSets(seed: seed)
         let scale = 1000 / Double(timesteps)
         let (betaStart, betaEnd) = (1e-4 * scale, min(0.02 * scale, 0.999))
         var diffusion = DiffusionConfiguration(schedule: .linear(start: betaStart, end: betaEnd), timesteps: timesteps)
         try objective.apply(to: &diffusion)
-        let config = ModelConfiguration(network: try Presets.network("demo"), diffusion: diffusion)
+        // Class-conditional (issue 20): a label embedding of 10 digits + the null class; calls without labels are unconditional.
+        var network = try Presets.network("demo"); network.classes = ConditionalDemo.digitClasses
+        let config = ModelConfiguration(network: network, diffusion: diffusion)
         let trainer = try Trainer(config: config, options: options, seed: seed)
         note("demo: \(train.shape[0]) \(usesUCI ? "UCI handwritten" : "procedurally drawn") digit images 16×16, network \(trainer.network.parameterCount) parameters, T = \(timesteps), \(steps) steps of \(batchSize)")
         try PNGWriter.writeGrid(train.slice(axis: 0, start: 0, length: count), range: 0...1,
@@ -111,7 +117,7 @@ struct Demo: FileCommand {
         // The held-out loss before training, at every tenth of the run and at the end (loss.svg's circles).
         let lossBefore = try trainer.recordHeldOutLoss(heldOut, seed: seed &+ 7)
         let trainStart = Date()
-        try Train.loop(trainer, images: train, until: steps, checkpointEvery: 0, out: nil, label: "demo train",
+        try Train.loop(trainer, images: train, labels: labels.train, until: steps, checkpointEvery: 0, out: nil, label: "demo train",
                        heldOut: HeldOutSchedule(images: heldOut, seed: seed &+ 7, every: max(steps / 10, 1)))
         try trainer.save(to: dir + "/checkpoint.h5")
         let trainSeconds = Date().timeIntervalSince(trainStart)
@@ -141,6 +147,7 @@ struct Demo: FileCommand {
         let ddimStart = Date()
         let ddimSamples = try Sample.sample(trainer, count: count, seed: seed &+ 11, choice: ddimChoice)
         let ddimSeconds = Date().timeIntervalSince(ddimStart)
+        let conditional = try classGrid(trainer, train: train, heldOut: heldOut, labels: labels, choice: ddimChoice, seed: seed, in: dir)
         try PNGWriter.writeGrid(ddimSamples, range: 0...1, caption: "DDIM, eta 0, \(ddimSteps) steps: the same x_T as samples.png", path: dir + "/samples-ddim.png")
         // The same seed through DPM-Solver++(2M) (Lu et al. 2022b) on 20 Karras σ (ρ = 7, σ→t log-linear): 20 network evaluations.
         let dpmSteps = min(Self.dpmppSteps, timesteps)
@@ -198,6 +205,7 @@ struct Demo: FileCommand {
         | DPM-Solver++(2M): histogram distance / mean-image distance to the data | \(f4(data.histogramDistance(to: dpmStats))) / \(f4(data.meanImageDistance(to: dpmStats))) | DDIM (\(ddimSteps) steps): \(f4(data.histogramDistance(to: ddimStats))) / \(f4(data.meanImageDistance(to: ddimStats))) |
         | nearest training image: mean distance of samples (ancestral / DDIM / DPM-Solver++) | \(f4(meanOf(nearest.distance))) / \(f4(meanOf(nearestDDIM.distance))) / \(f4(meanOf(nearestDPM.distance))) | \(count) \(usesUCI ? "held-out" : "fresh") real digits: \(f4(meanOf(nearestReal.distance))) (Euclidean over 256 pixels); far below it means copies of training images |
         | nearest training image: smallest distance of a sample | \(f4(nearest.distance.min()!)) | real digits: \(f4(nearestReal.distance.min()!)); 0 is an exact copy |
+        \(conditional.reportRows(Date().timeIntervalSince(started)))
         | total time | \(String(format: "%.1f", Date().timeIntervalSince(started))) s | |
 
         Figures (each PNG carries its caption in a white strip on top; tiles are the 16×16 images upscaled
@@ -222,6 +230,7 @@ struct Demo: FileCommand {
           image nearest to it (even rows, Euclidean distance over all pixels).
         - `loss.svg`: the training loss of every step (log scale) and, as circles, the held-out loss before
           training, at every tenth of the run and at the end (trained weights, the same t and ε each time).
+        \(conditional.figureNote)
         - `checkpoint.h5`: the trained model, for `ddpm sample` (add `--ema` for the averaged weights).
 
         """
@@ -233,19 +242,20 @@ struct Demo: FileCommand {
     /// images for the sample statistics and nearest-neighbour distances, and the set those statistics compare to.
     /// UCI: the training split, the held-out split, its first --count images, and the training images. Procedural:
     /// drawn in that order from one generator (training, 256 held out, --count fresh), statistics against the held-out.
-    func dataSets(seed: UInt64) throws -> (train: Tensor, heldOut: Tensor, reference: Tensor, statistics: Tensor) {
+    func dataSets(seed: UInt64) throws -> (train: Tensor, heldOut: Tensor, reference: Tensor, statistics: Tensor, labels: (train: [Int], heldOut: [Int])) {
         if usesUCI {
-            let train = try UCIDigits.load(split: .train).images.slice(axis: 0, start: 0, length: imageCount)
-            let heldOut = try UCIDigits.load(split: .test).images
-            return (train, heldOut, heldOut.slice(axis: 0, start: 0, length: count), train)
+            let (all, trainLabels) = try UCIDigits.load(split: .train)
+            let train = all.slice(axis: 0, start: 0, length: imageCount)
+            let (heldOut, heldOutLabels) = try UCIDigits.load(split: .test)
+            return (train, heldOut, heldOut.slice(axis: 0, start: 0, length: count), train, (Array(trainLabels.prefix(imageCount)), heldOutLabels))
         }
         var g = RandomGenerator(seed: seed)
-        let train = DigitImages.make(count: imageCount, generator: &g).images
-        let heldOut = DigitImages.make(count: 256, generator: &g).images
+        let (train, trainLabels) = DigitImages.make(count: imageCount, generator: &g)
+        let (heldOut, heldOutLabels) = DigitImages.make(count: 256, generator: &g)
         // A second real set as large as the samples: its statistics against the held-out set are what a
         // perfect model's samples would score, sampling noise included (drawn after the training and held-out sets, which it leaves unchanged).
         let reference = DigitImages.make(count: count, generator: &g).images
-        return (train, heldOut, reference, heldOut)
+        return (train, heldOut, reference, heldOut, (trainLabels, heldOutLabels))
     }
 
     /// Columns of the nearest-neighbour picture: the samples' grid width, made even rows of pairs.

@@ -72,7 +72,21 @@ struct PictureTests {
         #expect(chain.width == 11 * 65 + 1)
         let labelTop = chain.height - 20
         for i in 0..<11 { #expect(Self.dark(chain, x: (1 + 65 * i)..<(65 * (i + 1)), y: labelTop..<chain.height) > 0, "chain label \(i)") }
+        // classes.png: --count 4 → 4 tiles per digit, two panels (w = 0, w = 3): 20 + 2·(4·65 + 1) + 8 = 550 wide,
+        // caption + heading 20 + 10 rows of 65 + 1 high; each row's digit in the left strip.
+        let classes = try PNGImage.read(path: dir + "/classes.png")
+        let classCaption = classes.height - 20 - 651
+        print("classes.png: \(classes.width)×\(classes.height), caption strip \(classCaption) rows")
+        #expect(classes.width == 550 && classCaption >= 24 && (classCaption - 4) % 20 == 0, "classes.png: \(classes.width)×\(classes.height)")
+        for k in 0..<10 {
+            let y = classCaption + 20 + 1 + 65 * k
+            #expect(Self.dark(classes, x: 0..<20, y: y..<(y + 64)) > 0, "classes.png: the label of row \(k)")
+        }
         let report = try String(contentsOfFile: dir + "/report.md", encoding: .utf8)
         #expect(report.contains("| figure | value | guide |") && report.contains("fresh real images score") && report.contains("`chain.png`"))
+        for text in ["`classes.png`", "classes.png, w = 0: recognised as the requested digit", "classes.png, w = 3: recognised as the requested digit",
+                     "classifier accuracy on the 197 held-out UCI digits, t = 0", "label dropout p = 0.1", "% of the demo's time"] {
+            #expect(report.contains(text), "report lacks '\(text)'")
+        }
     }
 }

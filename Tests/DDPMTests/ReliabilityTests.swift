@@ -128,7 +128,7 @@ struct ReliabilityTests {
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try String(contentsOfFile: dir + "/thesis.txt", encoding: .utf8) == "my thesis")
         #expect(try String(contentsOfFile: dir + "/sub/data.txt", encoding: .utf8) == "data")
-        #expect(Set(try fm.contentsOfDirectory(atPath: dir)) == Set(["thesis.txt", "sub", "data.png", "samples.png", "samples-ddim.png", "samples-dpmpp.png", "chain.png", "nearest.png", "loss.svg", "checkpoint.h5", "report.md"]))
+        #expect(Set(try fm.contentsOfDirectory(atPath: dir)) == Set(["thesis.txt", "sub", "data.png", "samples.png", "samples-ddim.png", "samples-dpmpp.png", "chain.png", "nearest.png", "loss.svg", "checkpoint.h5", "report.md", "classes.png"]))
         // Its own files exist now: replacing them needs --force; a file as --out is refused and kept.
         let report = fileBytes(dir + "/report.md")
         try expectUserError(demo + ["--out", dir], "data.png: exists")
