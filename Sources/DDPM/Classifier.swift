@@ -15,6 +15,30 @@ extension FileFormat {
     public static let classifier = FileFormat(name: "ddpm-classifier", version: 1, readableVersions: [1], label: "classifier checkpoint")
 }
 
+/// Draws `size` images uniformly with replacement from the N×… tensor `images` (one `nextInt(below: N)` from
+/// `generator` per image, in batch order) and returns the batch with the indices picked. The training steps of
+/// the denoiser (``Trainer``) and of the classifier (``ClassifierTrainer``) both start with this draw.
+func randomBatch(of images: Tensor, size: Int, generator: inout RandomGenerator) -> (batch: Tensor, picked: [Int]) {
+    let n = images.shape[0], per = images.count / n
+    var data = [Double](); data.reserveCapacity(size * per)
+    var picked: [Int] = []
+    for _ in 0..<size {
+        let i = generator.nextInt(below: n)
+        data += images.data[(i * per)..<((i + 1) * per)]
+        picked.append(i)
+    }
+    return (Tensor(shape: [size] + Array(images.shape.dropFirst()), data: data), picked)
+}
+
+/// argmax_k of each row of N×K logits: the most probable class of each image, the first on ties.
+func mostProbableClasses(_ logits: Tensor) -> [Int] {
+    let k = logits.shape[1]
+    return (0..<logits.shape[0]).map { j in
+        let row = logits.data[(j * k)..<((j + 1) * k)]
+        return row.indices.max { row[$0] < row[$1] }! - j * k
+    }
+}
+
 /// Held-out accuracy of a noisy classifier: overall and per noise-level bucket (t in equal quarters of 0 ..< T).
 public struct ClassifierAccuracy: Sendable, CustomStringConvertible {
     /// Bucket b covers t in `ranges[b]`; `correct[b]` of `counts[b]` images were classified correctly there.
@@ -81,15 +105,9 @@ public final class ClassifierTrainer {
     /// One optimisation step on a random batch; returns the loss before the update.
     @discardableResult
     public func trainStep(images: Tensor, labels: [Int]) throws -> Double {
-        let n = images.shape[0], per = images.count / n, b = options.batchSize
-        var batch = [Double](); batch.reserveCapacity(b * per)
-        var y: [Int] = []
-        for _ in 0..<b {
-            let i = generator.nextInt(below: n)
-            batch += images.data[(i * per)..<((i + 1) * per)]
-            y.append(labels[i])
-        }
-        let x = Tensor(shape: [b] + Array(images.shape.dropFirst()), data: batch)
+        let b = options.batchSize
+        let (x, picked) = randomBatch(of: images, size: b, generator: &generator)
+        let y = picked.map { labels[$0] }
         let t = diffusion.sampleTimesteps(batchSize: b, generator: &generator)
         let noise = Tensor.randomNormal(x.shape, generator: &generator)
         network.isTraining = true
@@ -111,7 +129,7 @@ public final class ClassifierTrainer {
     /// ``evaluate(images:labels:seed:buckets:)`` for any classifier over `diffusion`.
     public static func evaluate(_ classifier: NoisyClassifier, diffusion: GaussianDiffusion, images: Tensor, labels: [Int],
                                 seed: UInt64, buckets: Int = 4) throws -> ClassifierAccuracy {
-        let T = diffusion.timesteps, n = images.shape[0], per = images.count / max(n, 1)
+        let T = diffusion.timesteps, n = images.shape[0]
         let k = max(1, min(buckets, T))
         let ranges = (0..<k).map { b in (b * T / k)..<((b + 1) * T / k) }
         var g = RandomGenerator(seed: seed)
@@ -122,16 +140,11 @@ public final class ClassifierTrainer {
         try classifier.withMode(training: false) { try withoutGradients {
             for start in stride(from: 0, to: n, by: 64) {
                 let m = min(64, n - start), rows = start..<(start + m)
-                let shape = [m] + Array(images.shape.dropFirst())
-                let x0 = Tensor(shape: shape, data: Array(images.data[(start * per)..<((start + m) * per)]))
-                let z = Tensor(shape: shape, data: Array(noise.data[(start * per)..<((start + m) * per)]))
+                let x0 = images.slice(axis: 0, start: start, length: m), z = noise.slice(axis: 0, start: start, length: m)
                 let tb = Array(t[rows]), yb = Array(labels[rows])
                 let logits = classifier.classifierLogits(try diffusion.qSample(start: x0, t: tb, noise: z), at: tb)
                 total -= ClassifierGuidance.logProbabilities(logits: logits, labels: yb).data.reduce(0, +)
-                let K = logits.shape[1]
-                for j in 0..<m {
-                    let row = logits.data[(j * K)..<((j + 1) * K)]
-                    let predicted = row.indices.max { row[$0] < row[$1] }! - j * K
+                for (j, predicted) in mostProbableClasses(logits).enumerated() {
                     let bucket = ranges.firstIndex { $0.contains(tb[j]) }!
                     counts[bucket] += 1
                     if predicted == yb[j] { correct[bucket] += 1 }

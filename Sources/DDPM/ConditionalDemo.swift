@@ -47,18 +47,12 @@ public enum ConditionalDemo {
     /// `t` (default 0, the least noisy level the classifier was trained on): argmax_y of its logits, the first on
     /// ties. Evaluation mode, no graph, batches of 64.
     public static func predictions(_ classifier: NoisyClassifier, images: Tensor, t: Int = 0) -> [Int] {
-        let n = images.shape[0], per = images.count / max(n, 1)
+        let n = images.shape[0]
         var out: [Int] = []
         classifier.withMode(training: false) { withoutGradients {
             for start in stride(from: 0, to: n, by: 64) {
                 let m = min(64, n - start)
-                let x = Tensor(shape: [m] + Array(images.shape.dropFirst()), data: Array(images.data[(start * per)..<((start + m) * per)]))
-                let logits = classifier.classifierLogits(x, at: [Int](repeating: t, count: m))
-                let k = logits.shape[1]
-                for j in 0..<m {
-                    let row = logits.data[(j * k)..<((j + 1) * k)]
-                    out.append(row.indices.max { row[$0] < row[$1] || (row[$0] == row[$1] && $0 > $1) }! - j * k)
-                }
+                out += mostProbableClasses(classifier.classifierLogits(images.slice(axis: 0, start: start, length: m), at: [Int](repeating: t, count: m)))
             }
         } }
         return out

@@ -187,21 +187,14 @@ public final class Trainer {
     /// before the update.
     @discardableResult
     public func trainStep(on data: Tensor, labels: [Int]? = nil) throws -> Double {
-        let n = data.shape[0], per = data.count / n
+        let n = data.shape[0]
         guard (labels != nil) == (network.labelEmbedding != nil) else {
             throw DDPMError(.invalidValue, labels == nil
                 ? "class labels: the network is class-conditional (\(network.classCount) classes) and needs one label per image"
                 : "class labels: the network is unconditional (trained without --classes); labels cannot be used")
         }
         if let labels { try network.validate(labels: labels, batch: n, allowNull: true) }
-        var batch = [Double](); batch.reserveCapacity(options.batchSize * per)
-        var picked: [Int] = []
-        for _ in 0..<options.batchSize {
-            let i = ddpm.generator.nextInt(below: n)
-            batch += data.data[(i * per)..<((i + 1) * per)]
-            picked.append(i)
-        }
-        let x = Tensor(shape: [options.batchSize] + Array(data.shape.dropFirst()), data: batch)
+        let (x, picked) = randomBatch(of: data, size: options.batchSize, generator: &ddpm.generator)
         let y = labels.map { all in
             Self.dropLabels(picked.map { all[$0] }, probability: options.labelDropout, nullClass: network.nullClass, generator: &ddpm.generator)
         }
