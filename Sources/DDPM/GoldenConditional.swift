@@ -103,14 +103,10 @@ public struct GoldenConditional: Sendable, Equatable {
         if want("cfg_eps_uncond") { result.append(("cfg_eps_uncond", u)) }
         if want("cfg_eps_guided") { result.append(("cfg_eps_guided", g)) }
         if want("cfg_ddim_pred_x0") || want("cfg_ddim_x_prev") {
-            let ab = inputs.t.map { d.tables.alphasCumprod[$0] }, abPrev = inputs.t.map { d.tables.alphasCumprodPrev[$0] }
-            let (x0, eps) = try DDIM.startAndNoise(modelOutput: g, noisy: xt, alphaBar: ab, meanType: config.diffusion.meanType,
-                                                   thresholding: .unchanged, range: config.diffusion.dataRange, rederivation: .rederive)
+            let (x0, prev) = try GoldenFile.ddimStep(config: config, diffusion: d, noisy: xt, t: inputs.t, modelOutput: g, z: nil,
+                                                     eta: 0, thresholding: .unchanged)
             if want("cfg_ddim_pred_x0") { result.append(("cfg_ddim_pred_x0", x0)) }
-            if want("cfg_ddim_x_prev") {
-                result.append(("cfg_ddim_x_prev", DDIM.step(predictedStart: x0, noise: eps, alphaBarPrev: abPrev,
-                                                            sigma: [Double](repeating: 0, count: ab.count), z: nil)))
-            }
+            if want("cfg_ddim_x_prev") { result.append(("cfg_ddim_x_prev", prev)) }
         }
         return result
     }

@@ -62,12 +62,14 @@ extension GoldenFile {
 
     /// One DDIM step on the full chain from x_t at t to t − 1 (the golden outputs' convention): x̂_0 clipped to the data
     /// range when the configuration clips, ε by `rederivation`, x_{t−1} = √ᾱ_prev x̂_0 + √(1 − ᾱ_prev − σ²) ε + σ z
-    /// (DDIM eq. 12) with σ from eq. 16 and `eta`, ᾱ_prev(0) = 1.
-    static func ddimStep(config: ModelConfiguration, diffusion d: GaussianDiffusion, noisy xt: Tensor, t: [Int], modelOutput out: Tensor, z: Tensor,
-                         eta: Double, rederivation: NoiseRederivation = .rederive) throws -> (predictedStart: Tensor, previous: Tensor) {
+    /// (DDIM eq. 12) with σ from eq. 16 and `eta`, ᾱ_prev(0) = 1. `thresholding` overrides the configuration's
+    /// clipping (the guided step of ``GoldenConditional`` uses `.unchanged`); z may be nil when η = 0.
+    static func ddimStep(config: ModelConfiguration, diffusion d: GaussianDiffusion, noisy xt: Tensor, t: [Int], modelOutput out: Tensor, z: Tensor?,
+                         eta: Double, rederivation: NoiseRederivation = .rederive,
+                         thresholding: Thresholding? = nil) throws -> (predictedStart: Tensor, previous: Tensor) {
         let at = t.map { d.tables.alphasCumprod[$0] }, ap = t.map { d.tables.alphasCumprodPrev[$0] }
         let (x0, eps) = try DDIM.startAndNoise(modelOutput: out, noisy: xt, alphaBar: at, meanType: d.meanType,
-                                               thresholding: config.diffusion.clipDenoised ? .clip : .unchanged, range: d.dataRange, rederivation: rederivation)
+                                               thresholding: thresholding ?? (config.diffusion.clipDenoised ? .clip : .unchanged), range: d.dataRange, rederivation: rederivation)
         let sigma = zip(at, ap).map { DDIM.sigma(alphaBar: $0, alphaBarPrev: $1, eta: eta) }
         return (x0, DDIM.step(predictedStart: x0, noise: eps, alphaBarPrev: ap, sigma: sigma, z: z))
     }
