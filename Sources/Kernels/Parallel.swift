@@ -38,12 +38,18 @@ public enum Parallel {
     /// Below this many elementary operations a loop runs inline (thread hand-off costs microseconds).
     public static let minimumWork = 1 << 15
 
+    /// The worker threads (``WorkerPool``, one per core beside the caller's) that run the split loops
+    /// below; nil on one core. While another loop owns the pool (a concurrent caller, or a loop started
+    /// inside a loop), a split loop runs on libdispatch's `concurrentPerform` instead.
+    static let pool: WorkerPool? = cores > 1 ? WorkerPool(workers: cores - 1) : nil
+
     /// Runs `body` over `0 ..< count` split into contiguous ranges, one per core, or inline when
     /// `work` (a rough count of elementary operations) is small. Each index must write only memory
     /// that no other index writes; `body` returns when every range is done.
     public static func chunks(_ count: Int, work: Int, _ body: (Range<Int>) -> Void) {
         let n = min(parts, count)
         if n < 2 || work < minimumWork { body(0..<count); return }
+        if let pool, n >= pool.participants, pool.run(n, { part in body((count * part / n)..<(count * (part + 1) / n)) }) { return }
         withoutActuallyEscaping(body) { body in
             let shared = UncheckedSendable(body)
             DispatchQueue.concurrentPerform(iterations: n) { part in
@@ -52,12 +58,15 @@ public enum Parallel {
         }
     }
 
-    /// Runs `body(lane)` for every lane in `0 ..< count`, on up to `threads` threads (thread w takes
-    /// lanes w, w + threads, …); in lane order on the calling thread when `threads` < 2. Lanes must
-    /// write disjoint memory; which thread runs a lane must not matter to its result.
+    /// Runs `body(lane)` for every lane in `0 ..< count`: on the pool's threads when `threads` is at
+    /// least their number (each takes the next unclaimed lane), else (or when the pool is owned by
+    /// another loop) on up to `threads` threads of
+    /// libdispatch (thread w takes lanes w, w + threads, …); in lane order on the calling thread when
+    /// `threads` < 2. Lanes must write disjoint memory; which thread runs a lane must not matter to its result.
     public static func forEachLane(_ count: Int, threads: Int, _ body: (Int) -> Void) {
         let t = min(threads, count)
         if t < 2 { for lane in 0..<count { body(lane) }; return }
+        if let pool, t >= pool.participants, pool.run(count, body) { return }  // at most `threads` run at once
         withoutActuallyEscaping(body) { body in
             let shared = UncheckedSendable(body)
             DispatchQueue.concurrentPerform(iterations: t) { w in
