@@ -75,7 +75,7 @@ public enum ConvolutionKernels {
     /// ``im2col`` for the rows of input channels `channels`.
     static func lower(_ g: ConvGeometry, _ x: UnsafePointer<Double>, _ cols: UnsafeMutablePointer<Double>, channels: Range<Int>) {
         let (ow, s) = (g.outWidth, g.stride)
-        if s == 1 && g.outHeight == g.height && ow == g.width { return lowerSame(g, x, cols, channels: channels) }
+        if isSame(g) { return lowerSame(g, x, cols, channels: channels) }
         forEachLine(g, channels: channels) { start, pixel, valid in
             let line = cols + start
             guard let pixel, !valid.isEmpty else { return line.update(repeating: 0, count: ow) }
@@ -117,9 +117,26 @@ public enum ConvolutionKernels {
         } } }
     }
 
-    /// col2im: the adjoint of ``im2col``; adds every column entry back onto the input pixel it came from.
-    public static func col2im(_ g: ConvGeometry, _ cols: UnsafePointer<Double>, _ dx: UnsafeMutablePointer<Double>, split: Bool = true) {
-        overChannels(g, split: split) { raise(g, cols, dx, channels: $0) }
+    /// True for a "same" convolution: stride 1 and the output as large as the input (so k = 2·pad + 1).
+    static func isSame(_ g: ConvGeometry) -> Bool { g.stride == 1 && g.outHeight == g.height && g.outWidth == g.width }
+
+    /// col2im: the adjoint of ``im2col``; adds every column entry back onto the input pixel it came from,
+    /// `dx[n, c, oy·s − pad + i, ox·s − pad + j] += cols[(c·k + i)·k + j, n·P + oy·outW + ox]` over the
+    /// entries whose pixel lies inside the image, each dx element's terms in increasing (i, j).
+    /// `overwriting`: dx is set to those sums instead (it may start uninitialised). Same convolutions
+    /// go through ``raiseSame``, the others (and all of them when `generic` is true, the reference
+    /// for tests) zero the planes first when overwriting and go through ``raise``; both give the same
+    /// sums bit for bit. `split`: spread the input channels over the cores.
+    public static func col2im(_ g: ConvGeometry, _ cols: UnsafePointer<Double>, _ dx: UnsafeMutablePointer<Double>, split: Bool = true,
+                              overwriting: Bool = false, generic: Bool = false) {
+        overChannels(g, split: split) { channels in
+            if !generic && isSame(g) { return raiseSame(g, cols, dx, channels: channels, overwriting: overwriting) }
+            if overwriting {
+                let plane = g.height * g.width
+                for n in 0..<g.batch { for c in channels { (dx + (n * g.inChannels + c) * plane).update(repeating: 0, count: plane) } }
+            }
+            raise(g, cols, dx, channels: channels)
+        }
     }
 
     /// ``col2im`` for the input channels `channels` (each writes only its own planes of `dx`).
@@ -135,6 +152,66 @@ public enum ConvolutionKernels {
                 for ox in valid { dst[ox * s] += line[ox] }
             }
         }
+    }
+
+    /// ``raise`` for a "same" convolution (see ``lowerSame``), the input channels `channels`: row
+    /// (c, i, j) of sample n goes back as the plane shifted by di = i − pad rows and dj = j − pad
+    /// columns, `dx[n, c, y, x] += cols[(c·k + i)·k + j, n·P + (y − di)·W + (x − dj)]` for (y, x) and
+    /// (y − di, x − dj) both inside the image (the entries ``lowerSame`` zeroes, rows outside the
+    /// image and wrapped columns, add nothing): one contiguous run per row of dx, or when dj = 0 one
+    /// per block of whole rows that only add (or, at k = 1, only store). The rows (c, i, j) come in increasing (i, j), so each dx
+    /// element receives the same terms in the same order as in ``raise``: the same sums, bit for bit.
+    ///
+    /// `overwriting`: dx may start uninitialised and nothing is zeroed; the first term an element
+    /// receives is stored instead of added to 0 (the same value, except that a first term −0 stays
+    /// −0 where 0 + (−0) is +0). Element (y, x) is first reached by the tap with
+    /// di = max(−pad, y − H + 1) and dj = max(−pad, x − W + 1): tap di = −pad gives their first
+    /// term to the rows y < H − pad, a tap −pad < di ≤ 0 to the one row y = H − 1 + di (if y ≥ 0),
+    /// a tap di > 0 to none; columns alike. These are the last rows (columns) of those the tap
+    /// reaches. The centre tap (di = dj = 0) reaches every element, so none is left unwritten, on
+    /// any plane size (taps that leave a narrow image entirely reach nothing).
+    static func raiseSame(_ g: ConvGeometry, _ cols: UnsafePointer<Double>, _ dx: UnsafeMutablePointer<Double>, channels: Range<Int>,
+                          overwriting: Bool) {
+        let (h, w, k, pad, pix) = (g.height, g.width, g.kernel, g.padding, g.outPixels)
+        precondition(isSame(g), "raiseSame: not a same convolution: \(g)")
+        let columns = g.batch * pix
+        // Along an axis of `size` elements, the dx indices `from ..< to` that a tap of offset d
+        // reaches, of which `first ..< to` receive their first term from it (`first == to`: none).
+        func reach(_ d: Int, _ size: Int) -> (from: Int, first: Int, to: Int) {
+            let from = max(0, d), to = max(from, min(size, size + d))
+            guard overwriting && d <= 0 else { return (from, to, to) }
+            return (from, d == -pad ? from : max(from, size - 1 + d), to)
+        }
+        for c in channels { for i in 0..<k {
+            let di = i - pad, ys = reach(di, h)
+            for j in 0..<k {
+                let dj = j - pad, xs = reach(dj, w)
+                let row = cols + ((c * k + i) * k + j) * columns
+                let width = xs.to - xs.from, added = xs.first - xs.from  // per dx row: `added` terms added, then the rest stored
+                let plain = added == width ? ys.to : ys.first  // the rows before `plain` only add
+                for n in 0..<g.batch {
+                    let plane = dx + (n * g.inChannels + c) * pix, src = row + n * pix
+                    var y = ys.from
+                    if dj == 0 {  // whole rows, contiguous in dx and in the row of cols: one run added, one stored
+                        let d = plane + y * w, r = src + (y - di) * w
+                        for q in 0..<((plain - y) * w) { d[q] += r[q] }
+                        y = plain
+                        if added == 0 {
+                            let d = plane + y * w, r = src + (y - di) * w
+                            for q in 0..<((ys.to - y) * w) { d[q] = r[q] }
+                            continue
+                        }
+                    }
+                    while y < ys.to {
+                        let d = plane + y * w + xs.from, r = src + (y - di) * w + (xs.from - dj)
+                        let a = y < plain ? width : added
+                        for q in 0..<a { d[q] += r[q] }
+                        for q in a..<width { d[q] = r[q] }
+                        y += 1
+                    }
+                }
+            }
+        } }
     }
 
     /// True when the lowered matrix of a sample is the sample itself (1×1, stride 1, no padding).
@@ -225,7 +302,9 @@ public enum ConvolutionKernels {
     /// Gradients of ``forward``, group by group: `dW += dY_g · cols_gᵀ`, `dcols_g = Wᵀ · dY_g` folded
     /// back by ``col2im``, `db[o] += Σ_{n,p} dY[n, o, p]`. Any of the outputs may be nil; gradients
     /// are *added* into them, except that `dx` is overwritten when `overwritingDx` is true (then it
-    /// may start uninitialised: each group zeroes its own samples' planes, on the core that fills them).
+    /// may start uninitialised: each group writes its own samples' planes, on the cores that fill
+    /// them; ``col2im`` stores each element's first term for same convolutions and zeroes the planes
+    /// first for the others).
     /// Each lane sums its share of `dW` in a buffer of its own (lane 0 in `dWeight` itself), added
     /// into `dWeight` in lane order afterwards.
     public static func backward(_ g: ConvGeometry, x: UnsafePointer<Double>, weight: UnsafePointer<Double>,
@@ -274,8 +353,7 @@ public enum ConvolutionKernels {
                 }
                 if let dx {
                     Gemm.blas(inputGradient, weight, dys, cols, split: split)
-                    if overwritingDx { (dx + samples.lowerBound * plane).update(repeating: 0, count: samples.count * plane) }
-                    col2im(group, cols, dx + samples.lowerBound * plane, split: split)
+                    col2im(group, cols, dx + samples.lowerBound * plane, split: split, overwriting: overwritingDx)
                 }
             }
         }

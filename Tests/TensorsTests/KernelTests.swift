@@ -146,6 +146,36 @@ struct KernelTests {
         #expect(cmp.passed, "\(cmp)")
     }
 
+    /// col2im of a same convolution by shifted planes (`ConvolutionKernels.raiseSame`) against the
+    /// generic walk it replaces (`col2im(…, generic: true)`), with exact equality: the same terms in
+    /// the same order give the same doubles. `cols` is random everywhere, so an entry that `lowerSame`
+    /// zeroes (a row outside the image, a wrapped column) and is added back anyway shows. Adding into
+    /// random dx, and overwriting dx that starts as NaN (against zeroing, then adding); planes from
+    /// 1×1 (every tap but the centre leaves the image) to 16×15 (split over the cores at k = 5, batch 3).
+    @Test("col2im of same convolutions by shifted planes vs the generic walk",
+          arguments: [0, 1, 2], [(1, 1), (2, 1), (1, 3), (2, 2), (3, 5), (8, 8), (16, 15)])
+    func raiseSameIsTheGenericWalk(_ pad: Int, _ size: (height: Int, width: Int)) {
+        for batch in 1...3 { for overwriting in [false, true] {
+            let g = ConvGeometry(batch: batch, inChannels: 3, height: size.height, width: size.width, outChannels: 1,
+                                 kernel: 2 * pad + 1, stride: 1, padding: pad)
+            var rng = RandomGenerator(seed: UInt64(1000 * batch + 100 * pad + 10 * size.height + size.width))
+            let cols = rng.normals(g.patch * batch * g.outPixels), start = rng.normals(batch * 3 * size.height * size.width)
+            func run(generic: Bool) -> [Double] {
+                var dx = overwriting ? [Double](repeating: .nan, count: start.count) : start
+                cols.withUnsafeBufferPointer { pc in dx.withUnsafeMutableBufferPointer {
+                    ConvolutionKernels.col2im(g, pc.baseAddress!, $0.baseAddress!, overwriting: overwriting, generic: generic)
+                } }
+                return dx
+            }
+            let fast = run(generic: false), reference = run(generic: true)
+            let differing = zip(fast, reference).filter { $0 != $1 }.count  // NaN differs from everything, −0 equals +0
+            let cmp = Comparison("raiseSame k \(g.kernel) \(size) batch \(batch)\(overwriting ? " over NaN" : " adding")",
+                                 actual: fast, expected: reference, tolerance: Self.tolerance)
+            if differing > 0 || batch == 3 { print("\(cmp); \(differing) elements differ") }
+            #expect(differing == 0, "\(differing) of \(fast.count) elements differ: \(cmp)")
+        } }
+    }
+
     /// The four-lane sums against left-to-right loops, for lengths around the lane width (the tail
     /// loop) and one long one. Entries in [0.5, 1]: no cancellation, so rtol 1e-13 bounds reordering.
     @Test("four-lane sums vs left-to-right loops", arguments: [0, 1, 3, 4, 5, 7, 8, 9, 1000])
