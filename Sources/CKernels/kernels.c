@@ -17,7 +17,8 @@ typedef int64_t v4i __attribute__((vector_size(32)));
 // Compiled twice: for the x86-64 baseline (SSE2, two lanes per instruction) and, with the same
 // source, for AVX2 (four lanes per instruction) where the CPU has it. The operations and their
 // order are the same in both (no FMA in either: FP_CONTRACT OFF and "avx2" does not enable FMA),
-// so both give bit-identical results; `KernelTests.vectorKernelBuildsAgree` checks that.
+// so both give bit-identical results; `KernelTests.vectorKernelBuildsAgree` and `GroupNormKernelTests`
+// check that.
 #define VARIANT(name) name##_baseline
 #include "kernels_body.h"
 #undef VARIANT
@@ -50,6 +51,10 @@ static int cpu_has_avx2(void) { return 0; }
 #define ddpm_sum_avx2 ddpm_sum_baseline
 #define ddpm_squared_deviations_avx2 ddpm_squared_deviations_baseline
 #define ddpm_dot_deviations_avx2 ddpm_dot_deviations_baseline
+#define ddpm_group_normalize_avx2 ddpm_group_normalize_baseline
+#define ddpm_group_normalize_silu_avx2 ddpm_group_normalize_silu_baseline
+#define ddpm_silu_grad_from_normalized_avx2 ddpm_silu_grad_from_normalized_baseline
+#define ddpm_group_norm_dx_avx2 ddpm_group_norm_dx_baseline
 #endif
 
 // -1 until the first call decides. Threads may race to decide; they reach the same answer, and the
@@ -84,4 +89,26 @@ double ddpm_squared_deviations(const double *a, long n, double c) {
 }
 double ddpm_dot_deviations(const double *a, const double *b, long n, double c) {
     return avx2() ? ddpm_dot_deviations_avx2(a, b, n, c) : ddpm_dot_deviations_baseline(a, b, n, c);
+}
+
+void ddpm_group_normalize(int variant, const double *x, double *y, long channels, long spatial,
+                          const double *gamma, const double *beta, double mean, double inv) {
+    if (variant && avx2()) ddpm_group_normalize_avx2(x, y, channels, spatial, gamma, beta, mean, inv);
+    else ddpm_group_normalize_baseline(x, y, channels, spatial, gamma, beta, mean, inv);
+}
+void ddpm_group_normalize_silu(int variant, const double *x, double *y, double *sigma, long channels, long spatial,
+                               const double *gamma, const double *beta, double mean, double inv) {
+    if (variant && avx2()) ddpm_group_normalize_silu_avx2(x, y, sigma, channels, spatial, gamma, beta, mean, inv);
+    else ddpm_group_normalize_silu_baseline(x, y, sigma, channels, spatial, gamma, beta, mean, inv);
+}
+void ddpm_silu_grad_from_normalized(int variant, const double *x, const double *dy, const double *sigma, double *da,
+                                    long channels, long spatial, const double *gamma, const double *beta,
+                                    double mean, double inv) {
+    if (variant && avx2()) ddpm_silu_grad_from_normalized_avx2(x, dy, sigma, da, channels, spatial, gamma, beta, mean, inv);
+    else ddpm_silu_grad_from_normalized_baseline(x, dy, sigma, da, channels, spatial, gamma, beta, mean, inv);
+}
+void ddpm_group_norm_dx(int variant, const double *x, const double *d, double *dx, long channels, long spatial,
+                        const double *gamma, double mean, double inv, double mean_d, double mean_dx) {
+    if (variant && avx2()) ddpm_group_norm_dx_avx2(x, d, dx, channels, spatial, gamma, mean, inv, mean_d, mean_dx);
+    else ddpm_group_norm_dx_baseline(x, d, dx, channels, spatial, gamma, mean, inv, mean_d, mean_dx);
 }

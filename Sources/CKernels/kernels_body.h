@@ -118,3 +118,83 @@ static double VARIANT(ddpm_squared_deviations)(const double *a, long n, double c
 static double VARIANT(ddpm_dot_deviations)(const double *a, const double *b, long n, double c) {
     LANE_SUM(n, VARIANT(load4)(a + i) * (VARIANT(load4)(b + i) - VARIANT(splat)(c)), a[i] * (b[i] - c));
 }
+
+// Group normalisation: one group of `channels` channels, channel ch at x + ch·spatial, γ and β
+// pointing at the group's first channel. Within a channel four lanes at a time, the rest one
+// element at a time; every element goes through the same operations in the same order either way.
+
+static void VARIANT(ddpm_group_normalize)(const double *x, double *y, long channels, long spatial,
+                                          const double *gamma, const double *beta, double mean, double inv) {
+    const v4d vmean = VARIANT(splat)(mean), vinv = VARIANT(splat)(inv);
+    for (long ch = 0; ch < channels; ch++) {
+        const long o = ch * spatial;
+        const double g = gamma[ch], b = beta[ch];
+        const v4d vg = VARIANT(splat)(g), vb = VARIANT(splat)(b);
+        long i = o;
+        for (; i + 4 <= o + spatial; i += 4) VARIANT(store4)(y + i, vg * ((VARIANT(load4)(x + i) - vmean) * vinv) + vb);
+        for (; i < o + spatial; i++) y[i] = g * ((x[i] - mean) * inv) + b;
+    }
+}
+
+// The normalisation followed by SiLU. When the planes are a whole number of four-lane groups, each
+// group of four is normalised and passed through σ while in registers; otherwise the group is
+// normalised and then passed through ddpm_silu as one array. σ is elementwise (a lane's result does
+// not depend on the other lanes, padded or not), so both give the bits of ddpm_group_normalize
+// followed by ddpm_silu over the group.
+static void VARIANT(ddpm_group_normalize_silu)(const double *x, double *y, double *sigma, long channels, long spatial,
+                                               const double *gamma, const double *beta, double mean, double inv) {
+    if (spatial % 4 != 0) {
+        VARIANT(ddpm_group_normalize)(x, y, channels, spatial, gamma, beta, mean, inv);
+        VARIANT(ddpm_silu)(y, y, sigma, channels * spatial);
+        return;
+    }
+    const v4d vmean = VARIANT(splat)(mean), vinv = VARIANT(splat)(inv);
+    for (long ch = 0; ch < channels; ch++) {
+        const long o = ch * spatial;
+        const v4d vg = VARIANT(splat)(gamma[ch]), vb = VARIANT(splat)(beta[ch]);
+        for (long i = o; i < o + spatial; i += 4) {
+            const v4d a = vg * ((VARIANT(load4)(x + i) - vmean) * vinv) + vb, s = VARIANT(logistic4)(a);
+            VARIANT(store4)(y + i, a * s);
+            if (sigma) VARIANT(store4)(sigma + i, s);
+        }
+    }
+}
+
+// da = dy · (σ · (1 + a · (1 − σ))) with a = γ·((x − μ)·inv) + β recomputed as the forward pass did.
+static void VARIANT(ddpm_silu_grad_from_normalized)(const double *x, const double *dy, const double *sigma, double *da,
+                                                    long channels, long spatial, const double *gamma, const double *beta,
+                                                    double mean, double inv) {
+    const v4d vmean = VARIANT(splat)(mean), vinv = VARIANT(splat)(inv), one = VARIANT(splat)(1.0);
+    for (long ch = 0; ch < channels; ch++) {
+        const long o = ch * spatial;
+        const double g = gamma[ch], b = beta[ch];
+        const v4d vg = VARIANT(splat)(g), vb = VARIANT(splat)(b);
+        long i = o;
+        for (; i + 4 <= o + spatial; i += 4) {
+            const v4d a = vg * ((VARIANT(load4)(x + i) - vmean) * vinv) + vb, s = VARIANT(load4)(sigma + i);
+            VARIANT(store4)(da + i, VARIANT(load4)(dy + i) * (s * (one + a * (one - s))));
+        }
+        for (; i < o + spatial; i++) {
+            const double a = g * ((x[i] - mean) * inv) + b, s = sigma[i];
+            da[i] = dy[i] * (s * (1.0 + a * (1.0 - s)));
+        }
+    }
+}
+
+// dx = inv · ((d·γ − mean_d) − ((x − μ)·inv)·mean_dx).
+static void VARIANT(ddpm_group_norm_dx)(const double *x, const double *d, double *dx, long channels, long spatial,
+                                        const double *gamma, double mean, double inv, double mean_d, double mean_dx) {
+    const v4d vmean = VARIANT(splat)(mean), vinv = VARIANT(splat)(inv);
+    const v4d vmd = VARIANT(splat)(mean_d), vmdx = VARIANT(splat)(mean_dx);
+    for (long ch = 0; ch < channels; ch++) {
+        const long o = ch * spatial;
+        const double g = gamma[ch];
+        const v4d vg = VARIANT(splat)(g);
+        long i = o;
+        for (; i + 4 <= o + spatial; i += 4) {
+            const v4d xv = VARIANT(load4)(x + i), dv = VARIANT(load4)(d + i);
+            VARIANT(store4)(dx + i, vinv * ((dv * vg - vmd) - ((xv - vmean) * vinv) * vmdx));
+        }
+        for (; i < o + spatial; i++) dx[i] = inv * ((d[i] * g - mean_d) - ((x[i] - mean) * inv) * mean_dx);
+    }
+}

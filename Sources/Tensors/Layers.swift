@@ -44,27 +44,24 @@ extension Tensor {
         // σ(a) of the fused SiLU, kept for its backward (as `silu()` keeps it).
         var sigma = [Double]()
         if silu && records { sigma = uninitializedArray(x.count) { _ in } }
-        // The normalised value of element k of group (s, gi), the same expression forward and backward.
-        @inline(__always) func normalised(_ px: UnsafeBufferPointer<Double>, _ k: Int, _ cc: Int, _ mean: Double, _ inv: Double) -> Double {
-            gamma[cc] * ((px[k] - mean) * inv) + beta[cc]
-        }
+        // The per-group loops (C kernels, or the plain Swift loops they are tested against), chosen
+        // once here on the calling thread and used by the backward pass too.
+        let path = GroupNormKernels.path
         // Groups are independent: they are split over the cores (each writes only its own channels).
         let out = uninitializedArray(x.count) { po in
             xv.withUnsafeBufferPointer { px in invStd.withUnsafeMutableBufferPointer { pi in means.withUnsafeMutableBufferPointer { pm in
-                sigma.withUnsafeMutableBufferPointer { psig in
+                sigma.withUnsafeMutableBufferPointer { psig in gamma.withUnsafeBufferPointer { pg in beta.withUnsafeBufferPointer { pb in
                     Parallel.chunks(groups, work: 4 * x.count) { range in for gi in range { for s in 0..<n {
                         let base = (s * c + gi * per) * spatial
                         let mean = Sums.sum(px.baseAddress! + base, m) / Double(m)
                         let variance = Sums.squaredDeviations(px.baseAddress! + base, m, from: mean) / Double(m)
                         let inv = 1 / (variance + eps).squareRoot()
                         pi[s * groups + gi] = inv; pm[s * groups + gi] = mean
-                        for ch in 0..<per {
-                            let cc = gi * per + ch
-                            for i in 0..<spatial { let k = base + ch * spatial + i; po[k] = normalised(px, k, cc, mean, inv) }
-                        }
-                        if silu { Exponential.silu(po + base, po + base, sigma: records ? psig.baseAddress! + base : nil, count: m) }
+                        GroupNormKernels.normalize(px.baseAddress! + base, po + base, channels: per, spatial: spatial,
+                                                   gamma: pg.baseAddress! + gi * per, beta: pb.baseAddress! + gi * per, mean: mean, inv: inv,
+                                                   silu: silu, sigma: silu && records ? psig.baseAddress! + base : nil, path: path)
                     } } }
-                }
+                } } }
             } } }
         }
         let inverse = invStd, mu = means, kept = sigma
@@ -72,7 +69,7 @@ extension Tensor {
             var gg = [Double](repeating: 0, count: c), gb = [Double](repeating: 0, count: c)
             let gx = uninitializedArray(dy.count) { px in
                 xv.withUnsafeBufferPointer { px0 in dy.withUnsafeBufferPointer { pdy in kept.withUnsafeBufferPointer { ps in
-                    gg.withUnsafeMutableBufferPointer { pgg in gb.withUnsafeMutableBufferPointer { pgb in
+                    gamma.withUnsafeBufferPointer { pgamma in beta.withUnsafeBufferPointer { pbeta in gg.withUnsafeMutableBufferPointer { pgg in gb.withUnsafeMutableBufferPointer { pgb in
                         Parallel.chunks(groups, work: 4 * dy.count) { range in
                             // With SiLU: ∂L/∂a of one group at a time, in a buffer of this range's own.
                             let da = UnsafeMutablePointer<Double>.allocate(capacity: silu ? m : 0)
@@ -80,15 +77,12 @@ extension Tensor {
                             for gi in range { for s in 0..<n {
                                 let base = (s * c + gi * per) * spatial
                                 let inv = inverse[s * groups + gi], mean = mu[s * groups + gi]
+                                let pg = pgamma.baseAddress! + gi * per
                                 var pd = pdy.baseAddress! + base
                                 if silu {
-                                    for ch in 0..<per {
-                                        let cc = gi * per + ch
-                                        for i in 0..<spatial {
-                                            let q = ch * spatial + i, k = base + q, a = normalised(px0, k, cc, mean, inv), sg = ps[k]
-                                            da[q] = pd[q] * (sg * (1 + a * (1 - sg)))
-                                        }
-                                    }
+                                    GroupNormKernels.siluBackward(x: px0.baseAddress! + base, dy: pd, sigma: ps.baseAddress! + base, da: da,
+                                                                  channels: per, spatial: spatial, gamma: pg, beta: pbeta.baseAddress! + gi * per,
+                                                                  mean: mean, inv: inv, path: path)
                                     pd = UnsafePointer(da)
                                 }
                                 // Per channel: Σ dy and Σ dy·x̂ = (1/√(σ²+ε)) Σ dy·(x − μ); then Σ d̂ = γ Σ dy, Σ d̂·x̂ = γ Σ dy·x̂.
@@ -101,16 +95,11 @@ extension Tensor {
                                     pgg[cc] += sg; pgb[cc] += sb
                                 }
                                 let meanD = sumD / Double(m), meanDX = sumDX / Double(m)
-                                for ch in 0..<per {
-                                    let g = gamma[gi * per + ch]
-                                    for i in 0..<spatial {
-                                        let q = ch * spatial + i, k = base + q
-                                        px[k] = inv * (pd[q] * g - meanD - (px0[k] - mean) * inv * meanDX)
-                                    }
-                                }
+                                GroupNormKernels.inputGradient(x: px0.baseAddress! + base, d: pd, dx: px + base, channels: per, spatial: spatial,
+                                                               gamma: pg, mean: mean, inv: inv, meanD: meanD, meanDX: meanDX, path: path)
                             } }
                         }
-                    } }
+                    } } } }
                 } } }
             }
             return [gx, gg, gb]

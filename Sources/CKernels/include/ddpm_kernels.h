@@ -1,10 +1,11 @@
-// Elementwise float64 kernels in C: e^x, SiLU and lane sums, four lanes at a time.
+// Elementwise float64 kernels in C: e^x, SiLU, lane sums and group normalisation's per-group loops,
+// four lanes at a time.
 //
 // They are in C rather than Swift so that they stay fast in debug builds: Swift's SIMD types are
 // generic and, unoptimised, cost a function call per lane (the debug test suite ran twice as long),
 // while C's vector extensions are plain vector instructions at any optimisation level. The Swift
-// wrappers are in Sources/Kernels (Exponential.swift, Sums.swift), their tests in
-// Tests/TensorsTests/KernelTests.swift.
+// wrappers are in Sources/Kernels (Exponential.swift, Sums.swift, GroupNormKernels.swift), their tests in
+// Tests/TensorsTests/KernelTests.swift and GroupNormKernelTests.swift.
 #ifndef DDPM_KERNELS_H
 #define DDPM_KERNELS_H
 
@@ -34,5 +35,30 @@ int ddpm_kernels_variant(void);
 /// For tests: exp and SiLU through a chosen build (1: AVX2 when the CPU has it, 0: baseline).
 void ddpm_exp_variant(int variant, const double *x, double *y, long n);
 void ddpm_silu_variant(int variant, const double *x, double *y, double *sigma, long n);
+
+/// Group normalisation of one group of `channels` channels of `spatial` elements each (channel ch
+/// at offset ch·spatial of x and y; gamma and beta point at the group's first channel):
+/// y[ch·spatial + i] = γ[ch]·((x[ch·spatial + i] − mean)·inv) + β[ch], each product and sum rounded
+/// once, in that order. variant: 1 runs the AVX2 build when the CPU has it, 0 the baseline.
+void ddpm_group_normalize(int variant, const double *x, double *y, long channels, long spatial,
+                          const double *gamma, const double *beta, double mean, double inv);
+
+/// ddpm_group_normalize, then y = a·σ(a) and, when sigma is not NULL, sigma = σ(a) for each
+/// normalised value a, with σ as in ddpm_silu: the same bits as ddpm_group_normalize followed by
+/// ddpm_silu(y, y, sigma, channels·spatial).
+void ddpm_group_normalize_silu(int variant, const double *x, double *y, double *sigma, long channels, long spatial,
+                               const double *gamma, const double *beta, double mean, double inv);
+
+/// SiLU's backward on normalised values: da[k] = dy[k]·(σ[k]·(1 + a·(1 − σ[k]))), with
+/// a = γ[ch]·((x[k] − mean)·inv) + β[ch] recomputed as in ddpm_group_normalize (k = ch·spatial + i;
+/// all four arrays indexed from the group's first element).
+void ddpm_silu_grad_from_normalized(int variant, const double *x, const double *dy, const double *sigma, double *da,
+                                    long channels, long spatial, const double *gamma, const double *beta,
+                                    double mean, double inv);
+
+/// Group normalisation's input gradient: dx[k] = inv·((d[k]·γ[ch] − mean_d) − ((x[k] − mean)·inv)·mean_dx),
+/// k = ch·spatial + i, operations in that order.
+void ddpm_group_norm_dx(int variant, const double *x, const double *d, double *dx, long channels, long spatial,
+                        const double *gamma, double mean, double inv, double mean_d, double mean_dx);
 
 #endif
