@@ -22,7 +22,7 @@ let package = Package(
         // after choosing its kernel set (see Sources/Kernels/BLASLibrary.swift). OpenBLAS is needed
         // at run time only (Debian/Ubuntu: libopenblas0).
         .target(name: "CBLAS", linkerSettings: [.linkedLibrary("dl")]),
-        // Elementwise vector kernels (e^x, SiLU, lane sums) in C, fast in debug builds too.
+        // Vector kernels in C (e^x, SiLU, lane sums, the group-normalisation passes), fast in debug builds too.
         .target(name: "CKernels", linkerSettings: [.linkedLibrary("m")]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "Errors"),
         // The one way to write a file: atomic temporary + rename, links and modes kept, checks before work.
         .target(name: "FileOutput", dependencies: ["Errors"]),
-        // Matrix products, convolution lowering, vector e^x and sums: fast paths plus plain-loop references.
+        // Matrix products, convolution lowering, vector e^x, sums and group normalisation, the worker pool: fast paths plus plain-loop references.
         .target(name: "Kernels", dependencies: ["CBLAS", "CKernels"]),
         // Float64 tensors, reverse-mode derivatives, random numbers, the gradient checker.
         .target(name: "Tensors", dependencies: ["Kernels", "Errors"]),
