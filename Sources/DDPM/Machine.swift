@@ -1,6 +1,7 @@
 // The machine the library computes on: the start-up set-up and what `ddpm bench` reports. The command
 // reaches the kernels only through here, so the layer below (Kernels) stays behind the library.
 
+import Dispatch
 import Kernels
 
 public enum Machine {
@@ -38,5 +39,32 @@ public enum Machine {
         a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
             Gemm.blas(GemmShape(m: n, n: n, k: n), pa.baseAddress!, pb.baseAddress!, pc.baseAddress!)
         } } }
+    }
+    /// The rate of small products as a convolution runs them: every core at once (``Kernels/Parallel/cores``
+    /// lanes on the worker pool) repeats its own unsplit product `C (m × n) = A (m × k) · B (k × n)`
+    /// (`Gemm.blas` with `split: false`, as a lane of a convolution calls it) `repeats` times; returns
+    /// 2·m·n·k·repeats·cores / the elapsed seconds, the minimum over `runs` timed runs after a warm-up.
+    public static func concurrentProductRate(m: Int, n: Int, k: Int, repeats: Int, runs: Int) -> Double {
+        precondition(m > 0 && n > 0 && k > 0 && repeats > 0 && runs > 0, "concurrentProductRate: m=\(m) n=\(n) k=\(k) repeats=\(repeats) runs=\(runs)")
+        let lanes = Parallel.cores, sizes = (a: m * k, b: k * n, c: m * n)
+        let memory = UnsafeMutablePointer<Double>.allocate(capacity: lanes * (sizes.a + sizes.b + sizes.c))
+        defer { memory.deallocate() }
+        let total = lanes * (sizes.a + sizes.b + sizes.c)
+        for i in 0..<total { memory[i] = Double(i % 17) / 17 - 0.5 }  // any finite values: the rate does not depend on them
+        let operands = (0..<lanes).map { lane in
+            let base = memory + lane * (sizes.a + sizes.b + sizes.c)
+            return (a: UnsafePointer(base), b: UnsafePointer(base + sizes.a), c: base + sizes.a + sizes.b)
+        }
+        var best = Double.infinity
+        for run in 0...runs {
+            let start = DispatchTime.now().uptimeNanoseconds
+            Parallel.forEachLane(lanes, threads: lanes) { lane in
+                let o = operands[lane]
+                for _ in 0..<repeats { Gemm.blas(GemmShape(m: m, n: n, k: k), o.a, o.b, o.c, split: false) }
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            if run > 0 { best = min(best, seconds) }
+        }
+        return 2 * Double(m * n * k * repeats * lanes) / best
     }
 }
