@@ -89,11 +89,18 @@ public enum GroupNormKernels {
 
     // The plain loops (the Swift of `Tensor.normalizedGroups` before the C kernels).
 
+    /// `γ·((x − mean)·inv) + β`: the normalised value, one expression for the forward loop and the
+    /// SiLU backward's recomputation.
+    @inline(__always)
+    static func normalized(_ x: Double, _ gamma: Double, _ beta: Double, _ mean: Double, _ inv: Double) -> Double {
+        gamma * ((x - mean) * inv) + beta
+    }
+
     /// `y[k] = γ[ch]·((x[k] − mean)·inv) + β[ch]`, k = ch·spatial + i, one element at a time.
     public static func referenceNormalize(_ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, channels: Int, spatial: Int,
                                           gamma: UnsafePointer<Double>, beta: UnsafePointer<Double>, mean: Double, inv: Double) {
         for ch in 0..<channels {
-            for i in 0..<spatial { let k = ch * spatial + i; y[k] = gamma[ch] * ((x[k] - mean) * inv) + beta[ch] }
+            for i in 0..<spatial { let k = ch * spatial + i; y[k] = normalized(x[k], gamma[ch], beta[ch], mean, inv) }
         }
     }
 
@@ -103,7 +110,7 @@ public enum GroupNormKernels {
                                              gamma: UnsafePointer<Double>, beta: UnsafePointer<Double>, mean: Double, inv: Double) {
         for ch in 0..<channels {
             for i in 0..<spatial {
-                let k = ch * spatial + i, a = gamma[ch] * ((x[k] - mean) * inv) + beta[ch], sg = sigma[k]
+                let k = ch * spatial + i, a = normalized(x[k], gamma[ch], beta[ch], mean, inv), sg = sigma[k]
                 da[k] = dy[k] * (sg * (1 + a * (1 - sg)))
             }
         }
