@@ -123,6 +123,13 @@ static double VARIANT(ddpm_dot_deviations)(const double *a, const double *b, lon
 // pointing at the group's first channel. Within a channel four lanes at a time, the rest one
 // element at a time; every element goes through the same operations in the same order either way.
 
+// The normalised value a = γ·((x − μ)·inv) + β, four lanes and one element: the one expression the
+// forward pass computes and SiLU's backward recomputes.
+INLINE v4d VARIANT(normalized4)(const double *x, v4d mean, v4d inv, v4d g, v4d b) {
+    return g * ((VARIANT(load4)(x) - mean) * inv) + b;
+}
+INLINE double VARIANT(normalized1)(double x, double mean, double inv, double g, double b) { return g * ((x - mean) * inv) + b; }
+
 static void VARIANT(ddpm_group_normalize)(const double *x, double *y, long channels, long spatial,
                                           const double *gamma, const double *beta, double mean, double inv) {
     const v4d vmean = VARIANT(splat)(mean), vinv = VARIANT(splat)(inv);
@@ -131,8 +138,8 @@ static void VARIANT(ddpm_group_normalize)(const double *x, double *y, long chann
         const double g = gamma[ch], b = beta[ch];
         const v4d vg = VARIANT(splat)(g), vb = VARIANT(splat)(b);
         long i = o;
-        for (; i + 4 <= o + spatial; i += 4) VARIANT(store4)(y + i, vg * ((VARIANT(load4)(x + i) - vmean) * vinv) + vb);
-        for (; i < o + spatial; i++) y[i] = g * ((x[i] - mean) * inv) + b;
+        for (; i + 4 <= o + spatial; i += 4) VARIANT(store4)(y + i, VARIANT(normalized4)(x + i, vmean, vinv, vg, vb));
+        for (; i < o + spatial; i++) y[i] = VARIANT(normalized1)(x[i], mean, inv, g, b);
     }
 }
 
@@ -153,7 +160,7 @@ static void VARIANT(ddpm_group_normalize_silu)(const double *x, double *y, doubl
         const long o = ch * spatial;
         const v4d vg = VARIANT(splat)(gamma[ch]), vb = VARIANT(splat)(beta[ch]);
         for (long i = o; i < o + spatial; i += 4) {
-            const v4d a = vg * ((VARIANT(load4)(x + i) - vmean) * vinv) + vb, s = VARIANT(logistic4)(a);
+            const v4d a = VARIANT(normalized4)(x + i, vmean, vinv, vg, vb), s = VARIANT(logistic4)(a);
             VARIANT(store4)(y + i, a * s);
             if (sigma) VARIANT(store4)(sigma + i, s);
         }
@@ -171,11 +178,11 @@ static void VARIANT(ddpm_silu_grad_from_normalized)(const double *x, const doubl
         const v4d vg = VARIANT(splat)(g), vb = VARIANT(splat)(b);
         long i = o;
         for (; i + 4 <= o + spatial; i += 4) {
-            const v4d a = vg * ((VARIANT(load4)(x + i) - vmean) * vinv) + vb, s = VARIANT(load4)(sigma + i);
+            const v4d a = VARIANT(normalized4)(x + i, vmean, vinv, vg, vb), s = VARIANT(load4)(sigma + i);
             VARIANT(store4)(da + i, VARIANT(load4)(dy + i) * (s * (one + a * (one - s))));
         }
         for (; i < o + spatial; i++) {
-            const double a = g * ((x[i] - mean) * inv) + b, s = sigma[i];
+            const double a = VARIANT(normalized1)(x[i], mean, inv, g, b), s = sigma[i];
             da[i] = dy[i] * (s * (1.0 + a * (1.0 - s)));
         }
     }
