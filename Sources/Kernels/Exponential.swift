@@ -1,4 +1,4 @@
-// e^x and SiLU four elements at a time (the C kernels in Sources/CKernels). The sigmoid in every
+// e^x and SiLU four or eight elements at a time (the C kernels in Sources/CKernels). The sigmoid in every
 // SiLU and the softmax in every attention block call exp once per element; glibc's exp is accurate
 // to half an ULP but is one call per element, and the dependent division after it kept the SiLU
 // loop waiting on latencies (a tenth of the small network's time, `perf annotate`). The vector
@@ -8,22 +8,23 @@
 import CKernels
 
 public enum Exponential {
-    /// The two builds of the C kernels: the x86-64 baseline (SSE2) and AVX2. Same operations in the
-    /// same order, so the same results; AVX2 does four lanes per instruction instead of two.
-    public enum Build: Sendable { case baseline, avx2 }
+    /// The three builds of the C kernels: the x86-64 baseline (SSE2), AVX2 and AVX-512. Same operations
+    /// in the same order, so the same results; AVX2 does four lanes per instruction instead of two,
+    /// AVX-512 eight (its elementwise kernels; the lane sums run in AVX2).
+    public enum Build: Int32, Sendable, CaseIterable { case baseline = 0, avx2 = 1, avx512 = 2 }
 
-    /// The build this CPU runs (AVX2 when CPUID and the OS allow it).
-    public static var active: Build { ddpm_kernels_variant() != 0 ? .avx2 : .baseline }
+    /// The build this CPU runs (the widest that CPUID and the OS allow).
+    public static var active: Build { Build(rawValue: ddpm_kernels_variant()) ?? .baseline }
 
-    /// ``exp(_:_:count:)`` through a chosen build (`.avx2` falls back to the baseline on CPUs without AVX2).
+    /// ``exp(_:_:count:)`` through a chosen build (one the CPU lacks falls back to the widest it has below it).
     public static func exp(_ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, count: Int, build: Build) {
-        ddpm_exp_variant(build == .avx2 ? 1 : 0, x, y, count)
+        ddpm_exp_variant(build.rawValue, x, y, count)
     }
 
     /// ``silu(_:_:sigma:count:)`` through a chosen build.
     public static func silu(_ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, sigma: UnsafeMutablePointer<Double>?,
                             count: Int, build: Build) {
-        ddpm_silu_variant(build == .avx2 ? 1 : 0, x, y, sigma, count)
+        ddpm_silu_variant(build.rawValue, x, y, sigma, count)
     }
 
     /// `y[i] = e^{x[i]}` for `count` elements; `x` and `y` may be the same.

@@ -30,7 +30,7 @@ public enum GroupNormKernels {
         try $pathOverride.withValue(path) { try body() }
     }
 
-    @inline(__always) static func code(_ build: Exponential.Build) -> Int32 { build == .avx2 ? 1 : 0 }
+    @inline(__always) static func code(_ build: Exponential.Build) -> Int32 { build.rawValue }
 
     @inline(__always) static func checkSizes(_ op: String, _ channels: Int, _ spatial: Int) {
         precondition(channels >= 0 && spatial >= 0, "GroupNormKernels.\(op): \(channels) channels of \(spatial) elements")

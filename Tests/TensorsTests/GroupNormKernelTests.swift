@@ -1,4 +1,4 @@
-// Group normalisation's C kernels (`GroupNormKernels`, both builds) against the plain Swift loops
+// Group normalisation's C kernels (`GroupNormKernels`, every build) against the plain Swift loops
 // they replace: the same operations in the same order, so every element must be equal bit for bit.
 import TestSupport
 import Testing
@@ -20,12 +20,13 @@ func bitDifference(_ a: [Double], _ b: [Double]) -> String? {
 
 @Suite("Group normalisation kernels against the plain loops, bit for bit")
 struct GroupNormKernelTests {
-    static let builds: [Exponential.Build] = [.baseline, .avx2]
+    static let builds: [Exponential.Build] = [.baseline, .avx2, .avx512]
 
     /// One group of (channels, spatial): planes of 1, 3 and 5×5 elements (all or part of them in
-    /// the one-at-a-time tail; the fused SiLU then runs over the whole group), 4, 8×8 and 16×16
-    /// (whole four-lane groups: normalised and passed through σ in registers); one and several channels.
-    static let groups: [(Int, Int)] = [(1, 1), (3, 1), (1, 3), (4, 3), (2, 4), (1, 25), (3, 25), (1, 64), (3, 64), (4, 256)]
+    /// the one-at-a-time tail; the fused SiLU then runs over the whole group), 4 and 12 (whole
+    /// four-lane groups but not eight-lane ones), 8×8 and 16×16 (whole groups in every build:
+    /// normalised and passed through σ in registers); one and several channels.
+    static let groups: [(Int, Int)] = [(1, 1), (3, 1), (1, 3), (4, 3), (2, 4), (2, 12), (1, 25), (3, 25), (1, 64), (3, 64), (4, 256)]
 
     /// Reports and expects bit-identical arrays.
     func expectSame(_ name: String, _ fast: [Double], _ reference: [Double], sourceLocation: SourceLocation = #_sourceLocation) {

@@ -1,5 +1,5 @@
 // Elementwise float64 kernels in C: e^x, SiLU, lane sums and group normalisation's per-group loops,
-// four lanes at a time.
+// four lanes at a time (eight in the AVX-512 build of the elementwise ones).
 //
 // They are in C rather than Swift so that they stay fast in debug builds: Swift's SIMD types are
 // generic and, unoptimised, cost a function call per lane (the debug test suite ran twice as long),
@@ -29,17 +29,19 @@ double ddpm_squared_deviations(const double *a, long n, double c);
 /// Σ a[i]·(b[i] − c), in the same lanes.
 double ddpm_dot_deviations(const double *a, const double *b, long n, double c);
 
-/// 1 when the AVX2 build of these kernels runs on this CPU, 0 when the baseline (SSE2) one does.
+/// The build of these kernels this CPU runs: 2 AVX-512 (F and DQ; its lane sums run in AVX2), 1 AVX2,
+/// 0 the baseline (SSE2).
 int ddpm_kernels_variant(void);
 
-/// For tests: exp and SiLU through a chosen build (1: AVX2 when the CPU has it, 0: baseline).
+/// For tests: exp and SiLU through a chosen build (2: AVX-512, 1: AVX2, 0: baseline; a build the CPU
+/// lacks falls back to the widest it has below it).
 void ddpm_exp_variant(int variant, const double *x, double *y, long n);
 void ddpm_silu_variant(int variant, const double *x, double *y, double *sigma, long n);
 
 /// Group normalisation of one group of `channels` channels of `spatial` elements each (channel ch
 /// at offset ch·spatial of x and y; gamma and beta point at the group's first channel):
 /// y[ch·spatial + i] = γ[ch]·((x[ch·spatial + i] − mean)·inv) + β[ch], each product and sum rounded
-/// once, in that order. variant: 1 runs the AVX2 build when the CPU has it, 0 the baseline.
+/// once, in that order. variant: the build, as for ddpm_exp_variant.
 void ddpm_group_normalize(int variant, const double *x, double *y, long channels, long spatial,
                           const double *gamma, const double *beta, double mean, double inv);
 
