@@ -1,5 +1,6 @@
 // 2-D convolution lowered to matrix products over groups of samples (im2col), and the direct loops it is tested against.
 
+import CKernels
 import Dispatch
 
 /// Geometry of a 2-D cross-correlation over NCHW input with OIHW weights (PyTorch's `conv2d`).
@@ -264,9 +265,40 @@ public enum ConvolutionKernels {
     /// of samples, `Y = W (O × patch) · cols (patch × group·P)`. A one-sample group's product is
     /// written straight into `y` (which has `batch·O·P` elements) on top of the bias; a larger
     /// group's goes through a buffer that is then spread into the samples' planes.
+    /// Whether ``forward`` may run a 3×3 same convolution on planes 16 pixels wide through the direct
+    /// kernel `ddpm_conv3x3_w16` (Sources/CKernels/direct_conv.c: it packs each output row's 9·C × 16
+    /// inputs straight from the image and multiplies them by an 8 × 16 AVX-512 tile, without the im2col
+    /// copy): in release builds on CPUs with AVX-512, for the per-lane single-sample products
+    /// (``forEachGroup``'s unsplit ones) of layers with a multiple of 8 output channels. Debug builds
+    /// compile C without optimisation, where the kernel is four times slower than BLAS, so they keep
+    /// the im2col path; `KernelTests.directConvolution` runs the kernel in every build. Its sums run in
+    /// a different order from BLAS's (the same values to rounding, not the same bits).
+    public static let directAvailable: Bool = {
+        #if DEBUG
+        return false
+        #else
+        return ddpm_conv3x3_w16_available() != 0
+        #endif
+    }()
+
+    /// Set only inside ``withDirect(_:_:)``.
+    @TaskLocal static var directOverride: Bool?
+
+    /// Runs `body` with the direct kernel on (where the CPU has it) or off (for tests).
+    public static func withDirect<R>(_ on: Bool, _ body: () throws -> R) rethrows -> R {
+        try $directOverride.withValue(on && ddpm_conv3x3_w16_available() != 0) { try body() }
+    }
+
+    /// True when ``forward`` runs `g`'s single-sample lanes through the direct kernel (see ``directAvailable``).
+    public static func runsDirect(_ g: ConvGeometry) -> Bool {
+        (directOverride ?? directAvailable) && isSame(g) && g.kernel == 3 && g.width == 16 && g.outChannels % 8 == 0
+            && sampleLanes(g) >= 2 && groupSize(g) == 1
+    }
+
     public static func forward(_ g: ConvGeometry, x: UnsafePointer<Double>, weight: UnsafePointer<Double>,
                                bias: UnsafePointer<Double>?, y: UnsafeMutablePointer<Double>) {
         let (o, pix, plane) = (g.outChannels, g.outPixels, g.inChannels * g.height * g.width)
+        let direct = runsDirect(g)  // read on the calling thread (a task-local)
         forEachGroup(g) { samples, _, split in
             var group = g
             group.batch = samples.count
@@ -274,6 +306,11 @@ public enum ConvolutionKernels {
             let shape = GemmShape(m: o, n: columns, k: g.patch)
             if samples.count == 1 {
                 if let bias { for oc in 0..<o { (ys + oc * pix).update(repeating: bias[oc], count: pix) } }
+                if direct && !split {
+                    if bias == nil { ys.update(repeating: 0, count: o * pix) }
+                    Scratch.withBuffer(o * g.patch + g.patch * 16) { ddpm_conv3x3_w16(xs, weight, ys, g.inChannels, o, g.height, $0) }
+                    return
+                }
                 let beta: Double = bias == nil ? 0 : 1
                 if isPointwise(g) { return Gemm.blas(shape, weight, xs, beta: beta, ys, split: split) }  // already its lowered matrix
                 Scratch.withBuffer(g.patch * pix) { cols in

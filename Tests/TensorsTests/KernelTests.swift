@@ -1,6 +1,7 @@
 // The fast kernels against their plain-loop or scalar definitions: BLAS paths at rtol 1e-12, lane sums
 // at 1e-13, softmax at 1e-14, e^x and SiLU within a bound in ULPs.
 import TestSupport
+import CKernels
 import Testing
 import Foundation
 import Kernels
@@ -74,6 +75,33 @@ struct KernelTests {
                            expected: ConvolutionKernels.referenceForward(g, x: x, weight: w, bias: b), tolerance: Self.tolerance)
         print(c)
         #expect(c.passed, "\(c)")
+    }
+
+    /// The direct 3×3 kernel on 16-pixel-wide planes (`ddpm_conv3x3_w16`, which `ConvolutionKernels.forward`
+    /// runs in release builds on AVX-512 CPUs; here switched on with `withDirect`) against the direct
+    /// seven-fold loops: batch 3 runs three single-sample lanes (heights from 16 up, where a group is one
+    /// sample, `ConvolutionKernels.groupSize`); heights 16, 20 and 33, 1–8 input channels, 8 and 16 output
+    /// channels (one and two panels of the 8 × 16 tile), with and without bias. A column shifted the wrong way, a row or panel skipped, or the
+    /// bias dropped is O(1) off. Skipped (with a note) on CPUs without AVX-512.
+    @Test("direct 3×3 convolution kernel vs direct loops", arguments: [(16, 8, 16), (16, 4, 16), (16, 1, 8), (20, 3, 8), (33, 2, 16)])
+    func directConvolution(_ c: (height: Int, inChannels: Int, outChannels: Int)) {
+        guard ddpm_conv3x3_w16_available() != 0 else { print("direct convolution: this CPU has no AVX-512, not run"); return }
+        let g = ConvGeometry(batch: 3, inChannels: c.inChannels, height: c.height, width: 16, outChannels: c.outChannels,
+                             kernel: 3, stride: 1, padding: 1)
+        var rng = RandomGenerator(seed: UInt64(31 + c.height * 100 + c.inChannels * 10 + c.outChannels))
+        // Entries in [0.5, 1], as in `convolutionBackward`: no cancellation, so rtol 1e-12 bounds the rounding of a sum in another order.
+        let x = Self.positive(3 * c.inChannels * c.height * 16, &rng), w = Self.positive(c.outChannels * c.inChannels * 9, &rng)
+        let b = Self.positive(c.outChannels, &rng)
+        ConvolutionKernels.withDirect(true) {
+            #expect(ConvolutionKernels.runsDirect(g), "the direct kernel does not run for \(g)")
+            for bias in [b, nil] {
+                let cmp = Comparison("direct conv \(c)\(bias == nil ? " no bias" : "")",
+                                     actual: ConvolutionKernels.forward(g, x: x, weight: w, bias: bias),
+                                     expected: ConvolutionKernels.referenceForward(g, x: x, weight: w, bias: bias), tolerance: Self.tolerance)
+                print(cmp)
+                #expect(cmp.passed, "\(cmp)")
+            }
+        }
     }
 
     /// A size at which the samples run concurrently: batch 2 is two lanes of one sample (`ConvolutionKernels.sampleLanes`).

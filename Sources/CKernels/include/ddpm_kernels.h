@@ -63,4 +63,13 @@ void ddpm_silu_grad_from_normalized(int variant, const double *x, const double *
 void ddpm_group_norm_dx(int variant, const double *x, const double *d, double *dx, long channels, long spatial,
                         const double *gamma, double mean, double inv, double mean_d, double mean_dx);
 
+/// 1 when ddpm_conv3x3_w16 can run on this CPU (x86-64 with AVX-512 F and FMA, and the OS saving the ZMM state).
+int ddpm_conv3x3_w16_available(void);
+
+/// One sample of a 3×3 "same" convolution (stride 1, padding 1) on planes 16 pixels wide:
+/// y[o, oy, ox] += Σ_{c,i,j} w[o, c, i, j]·x[c, oy + i − 1, ox + j − 1] (x 0 outside the image), x C × H × 16,
+/// w O × C × 3 × 3 (O a multiple of 8), y O × H × 16 holding the bias (or zeros) on entry. The sum runs
+/// in increasing (c, i, j) with a fused multiply–add per term (direct_conv.c). scratch: O·C·9 + C·9·16 doubles.
+void ddpm_conv3x3_w16(const double *x, const double *w, double *y, long C, long O, long H, double *scratch);
+
 #endif
