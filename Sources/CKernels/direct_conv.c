@@ -6,18 +6,11 @@
 #include <string.h>
 
 #if defined(__x86_64__)
-#include <cpuid.h>
 #include <immintrin.h>
 
-int ddpm_conv3x3_w16_available(void) {
-    unsigned a, b, c, d, lo, hi;
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27)) || !(c & (1u << 12))) return 0;  // OSXSAVE, FMA
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if ((lo & 0xE6u) != 0xE6u) return 0;                                  // XMM, YMM, opmask and ZMM state
-    if (__get_cpuid_max(0, 0) < 7) return 0;
-    __cpuid_count(7, 0, a, b, c, d);
-    return (b & (1u << 16)) != 0;                                         // AVX-512 F
-}
+// The CPU check is kernels.c's: its AVX-512 build runs exactly where AVX-512 F and DQ, FMA and the
+// ZMM state are there.
+int ddpm_conv3x3_w16_available(void) { return ddpm_kernels_variant() == 2; }
 
 #pragma clang attribute push(__attribute__((target("avx512f,fma"))), apply_to = function)
 

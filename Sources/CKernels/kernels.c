@@ -68,10 +68,12 @@ static int cpu_has_avx2(void) {
 }
 
 // AVX-512 (F and DQ) needs the CPU flags (CPUID leaf 7, EBX bits 16 and 17) and the OS saving the
-// opmask and ZMM registers (XCR0 bits 5, 6 and 7, besides XMM and YMM).
+// opmask and ZMM registers (XCR0 bits 5, 6 and 7, besides XMM and YMM); FMA (leaf 1, ECX bit 12) is
+// asked for too, for direct_conv.c, which shares this check (every AVX-512 CPU has it).
 static int cpu_has_avx512(void) {
     if (!cpu_has_avx2()) return 0;
     unsigned lo, hi, a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 12))) return 0;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     if ((lo & 0xE6u) != 0xE6u) return 0;
     __cpuid_count(7, 0, a, b, c, d);

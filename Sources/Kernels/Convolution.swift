@@ -261,10 +261,6 @@ public enum ConvolutionKernels {
         stride(from: range.lowerBound, to: range.upperBound, by: size).map { $0..<min(range.upperBound, $0 + size) }
     }
 
-    /// `y[n, o, p] = Σ_{c,i,j} w[o, c, i, j] · x[n, c, p·s − pad + (i, j)] + b[o]`, one dgemm per group
-    /// of samples, `Y = W (O × patch) · cols (patch × group·P)`. A one-sample group's product is
-    /// written straight into `y` (which has `batch·O·P` elements) on top of the bias; a larger
-    /// group's goes through a buffer that is then spread into the samples' planes.
     /// Whether ``forward`` may run a 3×3 same convolution on planes 16 pixels wide through the direct
     /// kernel `ddpm_conv3x3_w16` (Sources/CKernels/direct_conv.c: it packs each output row's 9·C × 16
     /// inputs straight from the image and multiplies them by an 8 × 16 AVX-512 tile, without the im2col
@@ -295,6 +291,11 @@ public enum ConvolutionKernels {
             && sampleLanes(g) >= 2 && groupSize(g) == 1
     }
 
+    /// `y[n, o, p] = Σ_{c,i,j} w[o, c, i, j] · x[n, c, p·s − pad + (i, j)] + b[o]`, one dgemm per group
+    /// of samples, `Y = W (O × patch) · cols (patch × group·P)`. A one-sample group's product is
+    /// written straight into `y` (which has `batch·O·P` elements) on top of the bias; a larger
+    /// group's goes through a buffer that is then spread into the samples' planes. One-sample lanes of
+    /// a 3×3 same convolution on 16-pixel-wide planes may go through the direct kernel instead (``runsDirect(_:)``).
     public static func forward(_ g: ConvGeometry, x: UnsafePointer<Double>, weight: UnsafePointer<Double>,
                                bias: UnsafePointer<Double>?, y: UnsafeMutablePointer<Double>) {
         let (o, pix, plane) = (g.outChannels, g.outPixels, g.inChannels * g.height * g.width)
@@ -306,7 +307,7 @@ public enum ConvolutionKernels {
             let shape = GemmShape(m: o, n: columns, k: g.patch)
             if samples.count == 1 {
                 if let bias { for oc in 0..<o { (ys + oc * pix).update(repeating: bias[oc], count: pix) } }
-                if direct && !split {
+                if direct {  // (runsDirect asks for two lanes or more, whose products forEachGroup runs unsplit)
                     if bias == nil { ys.update(repeating: 0, count: o * pix) }
                     Scratch.withBuffer(o * g.patch + g.patch * 16) { ddpm_conv3x3_w16(xs, weight, ys, g.inChannels, o, g.height, $0) }
                     return

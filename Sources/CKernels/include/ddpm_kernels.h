@@ -29,7 +29,7 @@ double ddpm_squared_deviations(const double *a, long n, double c);
 /// Σ a[i]·(b[i] − c), in the same lanes.
 double ddpm_dot_deviations(const double *a, const double *b, long n, double c);
 
-/// The build of these kernels this CPU runs: 2 AVX-512 (F and DQ; its lane sums run in AVX2), 1 AVX2,
+/// The build of these kernels this CPU runs: 2 AVX-512 (F and DQ, with FMA; its lane sums run in AVX2), 1 AVX2,
 /// 0 the baseline (SSE2).
 int ddpm_kernels_variant(void);
 
@@ -63,7 +63,7 @@ void ddpm_silu_grad_from_normalized(int variant, const double *x, const double *
 void ddpm_group_norm_dx(int variant, const double *x, const double *d, double *dx, long channels, long spatial,
                         const double *gamma, double mean, double inv, double mean_d, double mean_dx);
 
-/// 1 when ddpm_conv3x3_w16 can run on this CPU (x86-64 with AVX-512 F and FMA, and the OS saving the ZMM state).
+/// 1 when ddpm_conv3x3_w16 can run on this CPU: where ddpm_kernels_variant() is 2.
 int ddpm_conv3x3_w16_available(void);
 
 /// One sample of a 3×3 "same" convolution (stride 1, padding 1) on planes 16 pixels wide:
