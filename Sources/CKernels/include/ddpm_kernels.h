@@ -10,7 +10,7 @@
 #define DDPM_KERNELS_H
 
 /// y[i] = e^{x[i]} for i < n (x and y may be the same array). Within 1 ULP of glibc's exp; the
-/// method is described above exp4 in kernels_body.h.
+/// method is described above expv in kernels_body.h.
 void ddpm_exp(const double *x, double *y, long n);
 
 /// y[i] = e^{x[i] − shift} (the softmax's shifted exponentials).
