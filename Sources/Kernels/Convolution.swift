@@ -245,8 +245,9 @@ public enum ConvolutionKernels {
     /// single-threaded (`split` false: the body must not start parallel work of its own); with one
     /// lane, every group in order on the calling thread (`split` true, `lane` 0). The groups depend
     /// only on the geometry, so a result is the same from run to run and on any number of cores.
-    static func forEachGroup(_ g: ConvGeometry, _ body: (_ samples: Range<Int>, _ lane: Int, _ split: Bool) -> Void) {
-        let lanes = sampleLanes(g), size = groupSize(g)
+    /// With `wholeLanes`, each lane's samples come as one group (the direct kernels pack the weights once a call).
+    static func forEachGroup(_ g: ConvGeometry, wholeLanes: Bool = false, _ body: (_ samples: Range<Int>, _ lane: Int, _ split: Bool) -> Void) {
+        let lanes = sampleLanes(g), size = wholeLanes ? g.batch : groupSize(g)
         if lanes < 2 {
             for group in groups(of: size, in: 0..<g.batch) { body(group, 0, true) }
             return
@@ -261,57 +262,82 @@ public enum ConvolutionKernels {
         stride(from: range.lowerBound, to: range.upperBound, by: size).map { $0..<min(range.upperBound, $0 + size) }
     }
 
-    /// Whether ``forward`` may run a 3×3 same convolution on planes 16 pixels wide through the direct
-    /// kernel `ddpm_conv3x3_w16` (Sources/CKernels/direct_conv.c: it packs each output row's 9·C × 16
-    /// inputs straight from the image and multiplies them by an 8 × 16 AVX-512 tile, without the im2col
-    /// copy): in release builds on CPUs with AVX-512, for the per-lane single-sample products
-    /// (``forEachGroup``'s unsplit ones) of layers with a multiple of 8 output channels. Debug builds
-    /// compile C without optimisation, where the kernel is four times slower than BLAS, so they keep
-    /// the im2col path; `KernelTests.directConvolution` runs the kernel in every build. Its sums run in
-    /// a different order from BLAS's (the same values to rounding, not the same bits).
+    /// Whether the direct kernels of Sources/CKernels/direct_conv.c may run 3×3 same convolutions:
+    /// `ddpm_conv3x3` packs the inputs of 16 output pixels (a row of a 16-wide plane, two rows of an
+    /// 8-wide one) straight from the image and multiplies them by an 8 × 16 AVX-512 tile, without the
+    /// im2col copy; with the weights flipped it is the input gradient, without col2im. `ddpm_conv3x3_weight_gradient`
+    /// sums the weight gradient of 16 output channels × the nine taps of an input channel in registers,
+    /// reading the image and the output gradient directly. In release builds on CPUs with AVX-512, for the
+    /// per-lane products (``forEachGroup``'s unsplit ones; ``runsDirect(_:)``, ``runsDirectInputGradient(_:)``,
+    /// ``runsDirectWeightGradient(_:)``). Debug builds compile C without optimisation, where the kernels are
+    /// four times slower than BLAS, so they keep the im2col path; `KernelTests.directConvolution` and
+    /// `directConvolutionBackward` run the kernels in every build. Their sums run in a different order
+    /// from BLAS's (the same values to rounding, not the same bits).
     public static let directAvailable: Bool = {
         #if DEBUG
         return false
         #else
-        return ddpm_conv3x3_w16_available() != 0
+        return ddpm_conv3x3_available() != 0
         #endif
     }()
 
     /// Set only inside ``withDirect(_:_:)``.
     @TaskLocal static var directOverride: Bool?
 
-    /// Runs `body` with the direct kernel on (where the CPU has it) or off (for tests).
+    /// Runs `body` with the direct kernels on (where the CPU has them) or off (for tests).
     public static func withDirect<R>(_ on: Bool, _ body: () throws -> R) rethrows -> R {
-        try $directOverride.withValue(on && ddpm_conv3x3_w16_available() != 0) { try body() }
+        try $directOverride.withValue(on && ddpm_conv3x3_available() != 0) { try body() }
     }
 
-    /// True when ``forward`` runs `g`'s single-sample lanes through the direct kernel (see ``directAvailable``).
+    /// A 3×3 same convolution whose batch runs in per-lane unsplit products, with the direct kernels on.
+    static func directCandidate(_ g: ConvGeometry) -> Bool {
+        (directOverride ?? directAvailable) && isSame(g) && g.kernel == 3 && sampleLanes(g) >= 2
+    }
+
+    /// True when ``forward`` runs `g` through `ddpm_conv3x3` (see ``directAvailable``): planes 8 or 16
+    /// pixels wide (a whole number of 16-pixel strips), a multiple of 8 output channels.
     public static func runsDirect(_ g: ConvGeometry) -> Bool {
-        (directOverride ?? directAvailable) && isSame(g) && g.kernel == 3 && g.width == 16 && g.outChannels % 8 == 0
-            && sampleLanes(g) >= 2 && groupSize(g) == 1
+        directCandidate(g) && (g.width == 16 || g.width == 8) && g.outPixels % 16 == 0 && g.outChannels % 8 == 0
+    }
+
+    /// True when ``backward``'s input gradient is `ddpm_conv3x3` of dY with the flipped weights: the
+    /// forward conditions with the roles of the channels swapped (a multiple of 8 input channels).
+    public static func runsDirectInputGradient(_ g: ConvGeometry) -> Bool {
+        directCandidate(g) && (g.width == 16 || g.width == 8) && g.outPixels % 16 == 0 && g.inChannels % 8 == 0
+    }
+
+    /// True when ``backward``'s weight gradient is `ddpm_conv3x3_weight_gradient`: any width, a
+    /// multiple of 16 output channels.
+    public static func runsDirectWeightGradient(_ g: ConvGeometry) -> Bool {
+        directCandidate(g) && g.outChannels % 16 == 0
     }
 
     /// `y[n, o, p] = Σ_{c,i,j} w[o, c, i, j] · x[n, c, p·s − pad + (i, j)] + b[o]`, one dgemm per group
     /// of samples, `Y = W (O × patch) · cols (patch × group·P)`. A one-sample group's product is
     /// written straight into `y` (which has `batch·O·P` elements) on top of the bias; a larger
     /// group's goes through a buffer that is then spread into the samples' planes. One-sample lanes of
-    /// a 3×3 same convolution on 16-pixel-wide planes may go through the direct kernel instead (``runsDirect(_:)``).
+    /// a 3×3 same convolution on 8- or 16-pixel-wide planes may go through the direct kernel instead, a lane's samples in one call (``runsDirect(_:)``).
     public static func forward(_ g: ConvGeometry, x: UnsafePointer<Double>, weight: UnsafePointer<Double>,
                                bias: UnsafePointer<Double>?, y: UnsafeMutablePointer<Double>) {
         let (o, pix, plane) = (g.outChannels, g.outPixels, g.inChannels * g.height * g.width)
         let direct = runsDirect(g)  // read on the calling thread (a task-local)
-        forEachGroup(g) { samples, _, split in
+        forEachGroup(g, wholeLanes: direct) { samples, _, split in
             var group = g
             group.batch = samples.count
             let columns = samples.count * pix, xs = x + samples.lowerBound * plane, ys = y + samples.lowerBound * o * pix
             let shape = GemmShape(m: o, n: columns, k: g.patch)
+            if direct {  // the lane's samples in one call (runsDirect asks for two lanes or more, whose products forEachGroup runs unsplit)
+                for q in 0..<samples.count {
+                    let yq = ys + q * o * pix
+                    if let bias { for oc in 0..<o { (yq + oc * pix).update(repeating: bias[oc], count: pix) } } else { yq.update(repeating: 0, count: o * pix) }
+                }
+                Scratch.withBuffer(ddpm_conv3x3_scratch(g.inChannels, o)) {
+                    ddpm_conv3x3(xs, weight, 0, ys, samples.count, g.inChannels, o, g.height, g.width, $0)
+                }
+                return
+            }
             if samples.count == 1 {
                 if let bias { for oc in 0..<o { (ys + oc * pix).update(repeating: bias[oc], count: pix) } }
-                if direct {  // (runsDirect asks for two lanes or more, whose products forEachGroup runs unsplit)
-                    if bias == nil { ys.update(repeating: 0, count: o * pix) }
-                    Scratch.withBuffer(o * g.patch + g.patch * 16) { ddpm_conv3x3_w16(xs, weight, ys, g.inChannels, o, g.height, $0) }
-                    return
-                }
                 let beta: Double = bias == nil ? 0 : 1
                 if isPointwise(g) { return Gemm.blas(shape, weight, xs, beta: beta, ys, split: split) }  // already its lowered matrix
                 Scratch.withBuffer(g.patch * pix) { cols in
@@ -344,7 +370,9 @@ public enum ConvolutionKernels {
     /// them; ``col2im`` stores each element's first term for same convolutions and zeroes the planes
     /// first for the others).
     /// Each lane sums its share of `dW` in a buffer of its own (lane 0 in `dWeight` itself), added
-    /// into `dWeight` in lane order afterwards.
+    /// into `dWeight` in lane order afterwards. 3×3 same convolutions may compute `dW` and `dx` with the
+    /// direct kernels instead, each lane's samples in one call (``runsDirectWeightGradient(_:)``,
+    /// ``runsDirectInputGradient(_:)``); whatever does not run direct goes group by group as above.
     public static func backward(_ g: ConvGeometry, x: UnsafePointer<Double>, weight: UnsafePointer<Double>,
                                 dy: UnsafePointer<Double>, dx: UnsafeMutablePointer<Double>?,
                                 dWeight: UnsafeMutablePointer<Double>?, dBias: UnsafeMutablePointer<Double>?,
@@ -362,13 +390,31 @@ public enum ConvolutionKernels {
         let partials = UnsafeMutablePointer<Double>.allocate(capacity: dWeight == nil ? 0 : (lanes - 1) * size)
         partials.initialize(repeating: 0, count: dWeight == nil ? 0 : (lanes - 1) * size)
         defer { partials.deallocate() }
-        forEachGroup(g) { samples, lane, split in
+        let directDx = dx != nil && runsDirectInputGradient(g), directDW = dWeight != nil && runsDirectWeightGradient(g)
+        if directDW || directDx {  // each lane's samples in one call per kernel (runsDirect… ask for two lanes or more: unsplit)
+            let (c, h, w) = (g.inChannels, g.height, g.width)
+            forEachGroup(g, wholeLanes: true) { samples, lane, _ in
+                let n = samples.count, xs = x + samples.lowerBound * plane, dys = dy + samples.lowerBound * o * pix
+                Scratch.withBuffer(max(directDW ? ddpm_conv3x3_weight_gradient_scratch(c, o, h, w) : 0, directDx ? ddpm_conv3x3_scratch(o, c) : 0)) { scratch in
+                    if directDW, let dWeight {
+                        ddpm_conv3x3_weight_gradient(xs, dys, lane == 0 ? dWeight : partials + (lane - 1) * size, n, c, o, h, w, scratch)
+                    }
+                    if directDx, let dx {  // ddpm_conv3x3 of dY with the flipped weights: o channels in, c out
+                        let dxs = dx + samples.lowerBound * plane
+                        if overwritingDx { dxs.update(repeating: 0, count: n * plane) }
+                        ddpm_conv3x3(dys, weight, 1, dxs, n, o, c, h, w, scratch)
+                    }
+                }
+            }
+        }
+        let dxLeft = directDx ? nil : dx, dWeightLeft = directDW ? nil : dWeight
+        if dxLeft != nil || dWeightLeft != nil { forEachGroup(g) { samples, lane, split in
             var group = g
             group.batch = samples.count
             let columns = samples.count * pix, xs = x + samples.lowerBound * plane
             let weightGradient = GemmShape(m: o, n: g.patch, k: columns, transposeB: .transposed)
             let inputGradient = GemmShape(m: g.patch, n: columns, k: o, transposeA: .transposed)
-            let dW = dWeight.map { lane == 0 ? $0 : partials + (lane - 1) * size }
+            let dW = dWeightLeft.map { lane == 0 ? $0 : partials + (lane - 1) * size }, dx = dxLeft
             if samples.count == 1 && isPointwise(g) {  // the sample is its own lowered matrix
                 let dyn = dy + samples.lowerBound * o * pix
                 if let dW { Gemm.blas(weightGradient, dyn, xs, beta: 1, dW, split: split) }
@@ -394,7 +440,7 @@ public enum ConvolutionKernels {
                     col2im(group, cols, dx + samples.lowerBound * plane, split: split, overwriting: overwritingDx)
                 }
             }
-        }
+        } }
         if let dWeight {
             for lane in 1..<max(1, lanes) {
                 let partial = partials + (lane - 1) * size

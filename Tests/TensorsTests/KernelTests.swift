@@ -77,20 +77,25 @@ struct KernelTests {
         #expect(c.passed, "\(c)")
     }
 
-    /// The direct 3×3 kernel on 16-pixel-wide planes (`ddpm_conv3x3_w16`, which `ConvolutionKernels.forward`
-    /// runs in release builds on AVX-512 CPUs; here switched on with `withDirect`) against the direct
-    /// seven-fold loops: batch 3 runs three single-sample lanes (heights from 16 up, where a group is one
-    /// sample, `ConvolutionKernels.groupSize`); heights 16, 20 and 33, 1–8 input channels, 8 and 16 output
-    /// channels (one and two panels of the 8 × 16 tile), with and without bias. A column shifted the wrong way, a row or panel skipped, or the
-    /// bias dropped is O(1) off. Skipped (with a note) on CPUs without AVX-512.
-    @Test("direct 3×3 convolution kernel vs direct loops", arguments: [(16, 8, 16), (16, 4, 16), (16, 1, 8), (20, 3, 8), (33, 2, 16)])
-    func directConvolution(_ c: (height: Int, inChannels: Int, outChannels: Int)) {
-        guard ddpm_conv3x3_w16_available() != 0 else { print("direct convolution: this CPU has no AVX-512, not run"); return }
-        let g = ConvGeometry(batch: 3, inChannels: c.inChannels, height: c.height, width: 16, outChannels: c.outChannels,
+    /// The direct 3×3 kernel (`ddpm_conv3x3`, which `ConvolutionKernels.forward` runs in release builds
+    /// on AVX-512 CPUs; here switched on with `withDirect`) against the direct seven-fold loops: batch 9
+    /// runs four lanes (`Parallel.lanes`: samples 0–1, 2–3, 4–5 and 6–8, each lane's samples in one call); planes 16 wide (one row
+    /// a 16-pixel strip: heights 16, 20 and 33) and 8 wide (two rows a strip: heights 8 and 10), 1–48
+    /// input channels (24 and 48: K = 216 and 432 rows, more than one of the kernel's 192-row chunks),
+    /// 8 and 16 output channels (one and two panels of the 8 × 16 tile), with and without bias. A column
+    /// shifted the wrong way, a row, strip, chunk, panel or sample skipped, or the bias dropped is O(1)
+    /// off. Skipped (with a note) on CPUs without AVX-512.
+    @Test("direct 3×3 convolution kernel vs direct loops", arguments: [
+        (16, 16, 8, 16), (16, 16, 4, 16), (16, 16, 1, 8), (20, 16, 3, 8), (33, 16, 2, 16), (8, 8, 8, 16), (10, 8, 3, 8),
+        (16, 16, 24, 8), (8, 8, 48, 16),
+    ])
+    func directConvolution(_ c: (height: Int, width: Int, inChannels: Int, outChannels: Int)) {
+        guard ddpm_conv3x3_available() != 0 else { print("direct convolution: this CPU has no AVX-512, not run"); return }
+        let g = ConvGeometry(batch: 9, inChannels: c.inChannels, height: c.height, width: c.width, outChannels: c.outChannels,
                              kernel: 3, stride: 1, padding: 1)
         var rng = RandomGenerator(seed: UInt64(31 + c.height * 100 + c.inChannels * 10 + c.outChannels))
         // Entries in [0.5, 1], as in `convolutionBackward`: no cancellation, so rtol 1e-12 bounds the rounding of a sum in another order.
-        let x = Self.positive(3 * c.inChannels * c.height * 16, &rng), w = Self.positive(c.outChannels * c.inChannels * 9, &rng)
+        let x = Self.positive(9 * c.inChannels * c.height * c.width, &rng), w = Self.positive(c.outChannels * c.inChannels * 9, &rng)
         let b = Self.positive(c.outChannels, &rng)
         ConvolutionKernels.withDirect(true) {
             #expect(ConvolutionKernels.runsDirect(g), "the direct kernel does not run for \(g)")
@@ -100,6 +105,51 @@ struct KernelTests {
                                      expected: ConvolutionKernels.referenceForward(g, x: x, weight: w, bias: bias), tolerance: Self.tolerance)
                 print(cmp)
                 #expect(cmp.passed, "\(cmp)")
+            }
+        }
+    }
+
+    /// The direct kernels in ``ConvolutionKernels/backward``: the input gradient as `ddpm_conv3x3` of dY
+    /// with the flipped weights, the weight gradient by `ddpm_conv3x3_weight_gradient`, against the
+    /// direct loops. The gradients start from random values (they are added into, and `dx` is also
+    /// written over NaN), so a kernel that stores instead of adding is O(1) off, as is a tap or
+    /// channel flipped the wrong way, a sample summed twice or dropped. Cases: all three kernels on a
+    /// 16-wide plane; 8-wide planes (batch 5: four lanes, the last of two samples);
+    /// 4 input channels (dx through col2im, dW direct); 8 output channels (dW through BLAS); 12-wide
+    /// planes (dW only); 32 output channels, batch 9 (dx's K = 288 rows: two of the kernel's 192-row chunks;
+    /// lanes of two and three samples). Each case says which parts run direct, so a condition that stopped holding fails too.
+    @Test("direct 3×3 backward kernels vs direct loops", arguments: [
+        (3, 8, 16, 16, 16, true, true), (5, 16, 8, 8, 32, true, true), (3, 8, 10, 8, 16, true, true),
+        (3, 4, 16, 16, 16, false, true), (3, 8, 16, 16, 8, true, false), (3, 8, 12, 12, 16, false, true),
+        (9, 24, 16, 16, 32, true, true),
+    ])
+    func directConvolutionBackward(_ c: (batch: Int, inChannels: Int, height: Int, width: Int, outChannels: Int, dx: Bool, dW: Bool)) {
+        guard ddpm_conv3x3_available() != 0 else { print("direct convolution backward: this CPU has no AVX-512, not run"); return }
+        let g = ConvGeometry(batch: c.batch, inChannels: c.inChannels, height: c.height, width: c.width, outChannels: c.outChannels,
+                             kernel: 3, stride: 1, padding: 1)
+        var rng = RandomGenerator(seed: UInt64(57 + c.height * 100 + c.inChannels * 10 + c.outChannels))
+        let x = Self.positive(g.batch * c.inChannels * c.height * c.width, &rng), w = Self.positive(c.outChannels * c.inChannels * 9, &rng)
+        let dy = Self.positive(g.batch * c.outChannels * g.outPixels, &rng)
+        let dx0 = Self.positive(x.count, &rng), dW0 = Self.positive(w.count, &rng)
+        let reference = ConvolutionKernels.referenceBackward(g, x: x, weight: w, dy: dy)
+        ConvolutionKernels.withDirect(true) {
+            #expect(ConvolutionKernels.runsDirectInputGradient(g) == c.dx && ConvolutionKernels.runsDirectWeightGradient(g) == c.dW,
+                    "direct input / weight gradient for \(g): expected \(c.dx) / \(c.dW)")
+            for overwriting in [false, true] {
+                var dx = overwriting ? [Double](repeating: .nan, count: x.count) : dx0, dW = dW0
+                x.withUnsafeBufferPointer { px in w.withUnsafeBufferPointer { pw in dy.withUnsafeBufferPointer { pd in
+                    dx.withUnsafeMutableBufferPointer { pdx in dW.withUnsafeMutableBufferPointer { pdw in
+                        ConvolutionKernels.backward(g, x: px.baseAddress!, weight: pw.baseAddress!, dy: pd.baseAddress!, dx: pdx.baseAddress!,
+                                                    dWeight: pdw.baseAddress!, dBias: nil, overwritingDx: overwriting)
+                    } }
+                } } }
+                let expectedDx = overwriting ? reference.dx : zip(dx0, reference.dx).map { $0 + $1 }
+                for (name, actual, expected) in [("dx", dx, expectedDx), ("dW", dW, zip(dW0, reference.dWeight).map { $0 + $1 })] {
+                    let cmp = Comparison("direct backward \(name)\(overwriting ? " written over NaN" : " added") \(c)", actual: actual,
+                                         expected: expected, tolerance: Self.tolerance)
+                    print(cmp)
+                    #expect(cmp.passed, "\(cmp)")
+                }
             }
         }
     }

@@ -63,13 +63,25 @@ void ddpm_silu_grad_from_normalized(int variant, const double *x, const double *
 void ddpm_group_norm_dx(int variant, const double *x, const double *d, double *dx, long channels, long spatial,
                         const double *gamma, double mean, double inv, double mean_d, double mean_dx);
 
-/// 1 when ddpm_conv3x3_w16 can run on this CPU: where ddpm_kernels_variant() is 2.
-int ddpm_conv3x3_w16_available(void);
+/// 1 when ddpm_conv3x3 and ddpm_conv3x3_weight_gradient can run on this CPU: where ddpm_kernels_variant() is 2.
+int ddpm_conv3x3_available(void);
 
-/// One sample of a 3×3 "same" convolution (stride 1, padding 1) on planes 16 pixels wide:
-/// y[o, oy, ox] += Σ_{c,i,j} w[o, c, i, j]·x[c, oy + i − 1, ox + j − 1] (x 0 outside the image), x C × H × 16,
-/// w O × C × 3 × 3 (O a multiple of 8), y O × H × 16 holding the bias (or zeros) on entry. The sum runs
-/// in increasing (c, i, j) with a fused multiply–add per term (direct_conv.c). scratch: O·C·9 + C·9·16 doubles.
-void ddpm_conv3x3_w16(const double *x, const double *w, double *y, long C, long O, long H, double *scratch);
+/// N samples of a 3×3 "same" convolution (stride 1, padding 1) on planes 8 or 16 pixels wide:
+/// y[n, o, oy, ox] += Σ_{c,i,j} w'[o, c, i, j]·x[n, c, oy + i − 1, ox + j − 1] (x 0 outside the image), x N × C × H × W,
+/// y N × O × H × W holding the bias (or zeros, or what the result is added to) on entry, O a multiple of 8.
+/// flipped 0: w' = w, O × C × 3 × 3. flipped 1: w holds the weights (C × O × 3 × 3) of the forward
+/// convolution whose input gradient this is, w'[o, c, i, j] = w[c, o, 2 − i, 2 − j]. Each sum runs in
+/// increasing (c, i, j) with a fused multiply–add per term (direct_conv.c); the weights are packed once for
+/// the N samples. scratch: ddpm_conv3x3_scratch(C, O) = O·C·9 + C·9·16 doubles.
+long ddpm_conv3x3_scratch(long C, long O);
+void ddpm_conv3x3(const double *x, const double *w, int flipped, double *y, long N, long C, long O, long H, long W, double *scratch);
+
+/// The weight gradient of N samples of that convolution: dw[o, c, i, j] += Σ_n Σ_p dy[n, o, p]·x[n, c, p + (i − 1, j − 1)],
+/// x N × C × H × W (any width), dy N × O × H × W, dw O × C × 3 × 3, O a multiple of 16. For each sample, each
+/// tap's sum starts from 0 and runs over the pixels p in increasing order with a fused multiply–add per term;
+/// the samples' sums are added in order to a total that starts from 0, and the total is then added into dw.
+/// scratch: ddpm_conv3x3_weight_gradient_scratch(C, O, H, W) = C·9·O + H·W·O + C·(H + 2)·(W + 2) doubles.
+long ddpm_conv3x3_weight_gradient_scratch(long C, long O, long H, long W);
+void ddpm_conv3x3_weight_gradient(const double *x, const double *dy, double *dw, long N, long C, long O, long H, long W, double *scratch);
 
 #endif
