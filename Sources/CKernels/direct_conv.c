@@ -25,17 +25,26 @@ long ddpm_conv3x3_weight_gradient_scratch(long C, long O, long H, long W) { retu
 // of an 8-wide one): bp[k·16 + q] = x[c, oy + i − 1, ox + j − 1] (0 outside the image) for the pixel
 // p0 + q = (oy, ox), k = (c·3 + i)·3 + j: the rows of the im2col matrix restricted to these 16 columns.
 static void pack_strip(const double *x, double *bp, long C, long H, long W, long p0) {
-    for (long c = 0; c < C; c++) {
+    const long blocks = W / 8;  // 8-lane vectors a row: masked loads shift the row by one column each way,
+    for (long c = 0; c < C; c++) {  // reading nothing outside it (a masked-off lane neither loads nor faults)
         for (long i = 0; i < 3; i++) {
             double *b = bp + (c * 3 + i) * 48;
             for (long r = 0; r < 16 / W; r++) {
                 const long y = p0 / W + r + i - 1;
                 double *b0 = b + r * W, *b1 = b0 + 16, *b2 = b0 + 32;
-                if (y < 0 || y >= H) { memset(b0, 0, W * sizeof(double)); memset(b1, 0, W * sizeof(double)); memset(b2, 0, W * sizeof(double)); continue; }
+                if (y < 0 || y >= H) {
+                    for (long v = 0; v < blocks; v++) {
+                        _mm512_storeu_pd(b0 + v * 8, _mm512_setzero_pd()); _mm512_storeu_pd(b1 + v * 8, _mm512_setzero_pd());
+                        _mm512_storeu_pd(b2 + v * 8, _mm512_setzero_pd());
+                    }
+                    continue;
+                }
                 const double *s = x + (c * H + y) * W;
-                b0[0] = 0; memcpy(b0 + 1, s, (W - 1) * sizeof(double));          // j = 0 reads column ox − 1
-                memcpy(b1, s, W * sizeof(double));                               // j = 1 reads column ox
-                memcpy(b2, s + 1, (W - 1) * sizeof(double)); b2[W - 1] = 0;      // j = 2 reads column ox + 1
+                for (long v = 0; v < blocks; v++) {
+                    _mm512_storeu_pd(b0 + v * 8, _mm512_maskz_loadu_pd(v == 0 ? 0xFE : 0xFF, s + v * 8 - 1));           // j = 0: column ox − 1
+                    _mm512_storeu_pd(b1 + v * 8, _mm512_loadu_pd(s + v * 8));                                          // j = 1: column ox
+                    _mm512_storeu_pd(b2 + v * 8, _mm512_maskz_loadu_pd(v == blocks - 1 ? 0x7F : 0xFF, s + v * 8 + 1)); // j = 2: column ox + 1
+                }
             }
         }
     }
