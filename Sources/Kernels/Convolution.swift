@@ -289,9 +289,19 @@ public enum ConvolutionKernels {
         try $directOverride.withValue(on && ddpm_conv3x3_available() != 0) { try body() }
     }
 
-    /// A 3×3 same convolution whose batch runs in per-lane unsplit products, with the direct kernels on.
+    /// The largest weight matrix (O × C·9 doubles) the direct kernels take: 2¹⁷ doubles, 1 MiB. They read
+    /// the whole of it for every 16-pixel strip (forward, input gradient) and keep the weight gradient's
+    /// total in a transposed copy, so they pay off while it stays in the core's cache (the demo's largest,
+    /// 64 × 1152, is 576 KiB); the default network's 16×16 and 8×8 layers (256 × 2304 and up, 4.5 MiB)
+    /// were slower through them than through BLAS (`ddpm bench --batches 8`, forward+backward 3.89–4.44 s
+    /// against 3.27–3.77 s, alternating runs on the Xeon family 6 model 167, 2026-12-03).
+    public static let directWeightLimit = 1 << 17
+
+    /// A 3×3 same convolution whose batch runs in per-lane unsplit products, with the direct kernels on,
+    /// and whose weights are at most ``directWeightLimit`` doubles.
     static func directCandidate(_ g: ConvGeometry) -> Bool {
         (directOverride ?? directAvailable) && isSame(g) && g.kernel == 3 && sampleLanes(g) >= 2
+            && g.outChannels * g.inChannels * 9 <= directWeightLimit
     }
 
     /// True when ``forward`` runs `g` through `ddpm_conv3x3` (see ``directAvailable``): planes 8 or 16

@@ -154,6 +154,25 @@ struct KernelTests {
         }
     }
 
+    /// The direct kernels stop at ``ConvolutionKernels/directWeightLimit`` (2¹⁷ doubles): the demo's
+    /// largest layer (128 → 64 channels at 8×8, 73,728 weights) runs direct, the default network's 256 →
+    /// 256 at 16×16 (589,824) and a layer one input channel over the limit (114 → 128: 131,328) do not.
+    @Test func directKernelsStopAtTheWeightLimit() {
+        func geometry(_ c: Int, _ o: Int, _ side: Int) -> ConvGeometry {
+            ConvGeometry(batch: 8, inChannels: c, height: side, width: side, outChannels: o, kernel: 3, stride: 1, padding: 1)
+        }
+        ConvolutionKernels.withDirect(true) {
+            guard ddpm_conv3x3_available() != 0 else { print("direct kernels: this CPU has no AVX-512, not run"); return }
+            #expect(ConvolutionKernels.directWeightLimit == 131_072)
+            // (113 input channels: not a multiple of 8, so its input gradient goes through col2im anyway.)
+            for (g, expected) in [(geometry(128, 64, 8), [true, true, true]), (geometry(256, 256, 16), [false, false, false]),
+                                  (geometry(113, 128, 8), [true, false, true]), (geometry(114, 128, 8), [false, false, false])] {
+                let runs = [ConvolutionKernels.runsDirect(g), ConvolutionKernels.runsDirectInputGradient(g), ConvolutionKernels.runsDirectWeightGradient(g)]
+                #expect(runs == expected, "\(g): direct forward / dx / dW \(runs), expected \(expected)")
+            }
+        }
+    }
+
     /// A size at which the samples run concurrently: batch 2 is two lanes of one sample (`ConvolutionKernels.sampleLanes`).
     @Test func convolutionSplitOverCores() {
         let g = ConvGeometry(batch: 2, inChannels: 8, height: 16, width: 15, outChannels: 6, kernel: 3, stride: 1, padding: 1)
