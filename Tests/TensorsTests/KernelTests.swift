@@ -113,7 +113,7 @@ struct KernelTests {
     /// with the flipped weights, the weight gradient by `ddpm_conv3x3_weight_gradient`, against the
     /// direct loops. The gradients start from random values (they are added into, and `dx` is also
     /// written over NaN), so a kernel that stores instead of adding is O(1) off, as is a tap or
-    /// channel flipped the wrong way, a sample summed twice or dropped. Cases: all three kernels on a
+    /// channel flipped the wrong way, a sample summed twice or dropped. Cases: both gradients direct on a
     /// 16-wide plane; 8-wide planes (batch 5: four lanes, the last of two samples);
     /// 4 input channels (dx through col2im, dW direct); 8 output channels (dW through BLAS); 12-wide
     /// planes (dW only); 32 output channels, batch 9 (dx's K = 288 rows: two of the kernel's 192-row chunks;

@@ -68,7 +68,8 @@ int ddpm_conv3x3_available(void);
 
 /// N samples of a 3×3 "same" convolution (stride 1, padding 1) on planes 8 or 16 pixels wide:
 /// y[n, o, oy, ox] += Σ_{c,i,j} w'[o, c, i, j]·x[n, c, oy + i − 1, ox + j − 1] (x 0 outside the image), x N × C × H × W,
-/// y N × O × H × W holding the bias (or zeros, or what the result is added to) on entry, O a multiple of 8.
+/// y N × O × H × W holding the bias (or zeros, or what the result is added to) on entry, O a multiple of 8,
+/// H·W a multiple of 16 (whole 16-pixel strips: an 8-wide plane of odd height would write past each plane).
 /// flipped 0: w' = w, O × C × 3 × 3. flipped 1: w holds the weights (C × O × 3 × 3) of the forward
 /// convolution whose input gradient this is, w'[o, c, i, j] = w[c, o, 2 − i, 2 − j]. Each sum runs in
 /// increasing (c, i, j) with a fused multiply–add per term (direct_conv.c); the weights are packed once for
