@@ -245,14 +245,16 @@ public enum ConvolutionKernels {
     /// single-threaded (`split` false: the body must not start parallel work of its own); with one
     /// lane, every group in order on the calling thread (`split` true, `lane` 0). The groups depend
     /// only on the geometry, so a result is the same from run to run and on any number of cores.
-    /// With `wholeLanes`, each lane's samples come as one group (the direct kernels pack the weights once a call).
+    /// With `wholeLanes`, each lane's samples come as one group (the direct kernels pack the weights once a
+    /// call), and the lanes are spread over the cores even when OpenBLAS runs threads of its own, since the
+    /// direct kernels make no OpenBLAS call.
     static func forEachGroup(_ g: ConvGeometry, wholeLanes: Bool = false, _ body: (_ samples: Range<Int>, _ lane: Int, _ split: Bool) -> Void) {
         let lanes = sampleLanes(g), size = wholeLanes ? g.batch : groupSize(g)
         if lanes < 2 {
             for group in groups(of: size, in: 0..<g.batch) { body(group, 0, true) }
             return
         }
-        Parallel.forEachLane(lanes, threads: BLASLibrary.shared.splitsProducts ? Parallel.parts : 1) { lane in
+        Parallel.forEachLane(lanes, threads: wholeLanes || BLASLibrary.shared.splitsProducts ? Parallel.parts : 1) { lane in
             for group in groups(of: size, in: (g.batch * lane / lanes)..<(g.batch * (lane + 1) / lanes)) { body(group, lane, false) }
         }
     }
@@ -325,8 +327,8 @@ public enum ConvolutionKernels {
     /// `y[n, o, p] = Σ_{c,i,j} w[o, c, i, j] · x[n, c, p·s − pad + (i, j)] + b[o]`, one dgemm per group
     /// of samples, `Y = W (O × patch) · cols (patch × group·P)`. A one-sample group's product is
     /// written straight into `y` (which has `batch·O·P` elements) on top of the bias; a larger
-    /// group's goes through a buffer that is then spread into the samples' planes. One-sample lanes of
-    /// a 3×3 same convolution on 8- or 16-pixel-wide planes may go through the direct kernel instead, a lane's samples in one call (``runsDirect(_:)``).
+    /// group's goes through a buffer that is then spread into the samples' planes. The lanes of a 3×3
+    /// same convolution on 8- or 16-pixel-wide planes may go through the direct kernel instead, a lane's samples in one call (``runsDirect(_:)``).
     public static func forward(_ g: ConvGeometry, x: UnsafePointer<Double>, weight: UnsafePointer<Double>,
                                bias: UnsafePointer<Double>?, y: UnsafeMutablePointer<Double>) {
         let (o, pix, plane) = (g.outChannels, g.outPixels, g.inChannels * g.height * g.width)
