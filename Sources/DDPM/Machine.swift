@@ -9,8 +9,8 @@ public enum Machine {
     /// start-up, before any work; see `Allocator`).
     public static func prepare() { Allocator.retainFreedMemory() }
 
-    /// CPU, BLAS library and version, the BLAS core and how it was chosen, and threads, one line each;
-    /// and a warning when the core is a generic fallback for this CPU.
+    /// CPU, BLAS library and version, the BLAS core and how it was chosen, threads, and whether the
+    /// direct 3×3 convolution kernels run (`ConvolutionKernels.directAvailable`), one line each; and a warning when the core is a generic fallback for this CPU.
     public static func report() -> (lines: [String], warning: String?) {
         let blas = BLASLibrary.shared
         var lines = ["cpu: \(blas.cpu.summary)"]
@@ -24,6 +24,9 @@ public enum Machine {
             ? "OpenBLAS single-threaded, products split over \(Parallel.parts) cores by ddpm"
             : "\(blas.threads) OpenBLAS thread\(blas.threads == 1 ? "" : "s")"
         lines.append("blas core: \(blas.core.isEmpty ? "unknown" : blas.core) (\(how)); \(threads)")
+        lines.append(ConvolutionKernels.directAvailable
+            ? "direct 3×3 kernels: on (AVX-512, release build): small networks' 3×3 same convolutions on 8- and 16-wide planes skip im2col and OpenBLAS"
+            : "direct 3×3 kernels: off (\(ConvolutionKernels.directOnThisCPU ? "debug build" : "no AVX-512 on this CPU")): every convolution goes through im2col + OpenBLAS")
         var warning: String?
         if blas.isFallback {
             let better = OpenBLASCore.preferred(for: blas.cpu.features) ?? "a wider core"

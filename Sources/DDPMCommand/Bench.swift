@@ -69,9 +69,11 @@ struct Bench: FileCommand {
         // above; the first level's 3×3 convolution of one sample is the most common shape. Its rate (operands
         // in cache, OpenBLAS's packing included) is the ceiling for a network made of such products: the gap
         // between it and the network's rate is the lowering, the elementwise passes and the waits between them.
+        // The direct 3×3 kernels (ConvolutionKernels.runsDirect…, AVX-512 release builds) do not go through
+        // OpenBLAS, so a network that runs them is not bound by this line.
         let (pm, pn, pk) = (c.baseChannels, c.imageSize * c.imageSize, 9 * c.baseChannels)
         let small = Machine.concurrentProductRate(m: pm, n: pn, k: pk, repeats: max(1, 200_000_000 / (pm * pn * pk)), runs: runs)
-        print(String(format: "small products: %d×%d×%d (a first-level 3×3 convolution of one sample: O × output pixels × C·9), unsplit, one per core at once: %.2f GFLOP/s (%.0f%% of dgemm), the ceiling for a network of such products; below it: lowering, elementwise passes, waits",
+        print(String(format: "small products: %d×%d×%d (a first-level 3×3 convolution of one sample: O × output pixels × C·9), unsplit, one per core at once: %.2f GFLOP/s (%.0f%% of dgemm), the ceiling for a network of such OpenBLAS products (lowering, elementwise passes and waits below it; the direct 3×3 kernels, where they run, are not bound by it)",
                      pm, pn, pk, small / 1e9, 100 * small / gemmRate))
         var forwardFLOPs: [Int: Double] = [:]
         for n in sizes {

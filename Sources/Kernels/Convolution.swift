@@ -264,6 +264,9 @@ public enum ConvolutionKernels {
         stride(from: range.lowerBound, to: range.upperBound, by: size).map { $0..<min(range.upperBound, $0 + size) }
     }
 
+    /// Whether this CPU can run the direct kernels (AVX-512 F and DQ, FMA), in any build.
+    public static let directOnThisCPU: Bool = ddpm_conv3x3_available() != 0
+
     /// Whether the direct kernels of Sources/CKernels/direct_conv.c may run 3×3 same convolutions:
     /// `ddpm_conv3x3` packs the inputs of 16 output pixels (a row of a 16-wide plane, two rows of an
     /// 8-wide one) straight from the image and multiplies them by an 8 × 16 AVX-512 tile, without the
