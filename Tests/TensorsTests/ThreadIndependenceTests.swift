@@ -53,6 +53,23 @@ struct ThreadIndependenceTests {
         }
     }
 
+    /// The same convolution through the direct 3×3 kernels (forward, input and weight gradient all direct):
+    /// each lane's samples go to one call whichever thread runs it, and the lanes' dW shares are added in
+    /// lane order. Skipped (with a note) on CPUs without AVX-512.
+    @Test func directConvolution() {
+        guard ConvolutionKernels.directOnThisCPU else { print("direct convolution on any core count: this CPU has no AVX-512, not run"); return }
+        let g = ConvGeometry(batch: 8, inChannels: 8, height: 16, width: 16, outChannels: 16, kernel: 3, stride: 1, padding: 1)
+        var rng = RandomGenerator(seed: 6)
+        let x = rng.normals(8 * 8 * 256), w = rng.normals(16 * 8 * 9), b = rng.normals(16), dy = rng.normals(8 * 16 * 256)
+        ConvolutionKernels.withDirect(true) {
+            #expect(ConvolutionKernels.runsDirect(g) && ConvolutionKernels.runsDirectInputGradient(g) && ConvolutionKernels.runsDirectWeightGradient(g))
+            expectSameOnAnyCoreCount("direct conv batch 8") {
+                let grads = ConvolutionKernels.backward(g, x: x, weight: w, dy: dy)
+                return [("y", ConvolutionKernels.forward(g, x: x, weight: w, bias: b)), ("dx", grads.dx), ("dW", grads.dWeight), ("db", grads.dBias)]
+            }
+        }
+    }
+
     /// Group normalisation, SiLU, a broadcast add, softmax and a batched product, forward and backward.
     @Test func elementwiseAndAttentionOps() {
         let x = randomTensor([4, 16, 16, 16], seed: 7), t = randomTensor([4, 16, 1, 1], seed: 8)
