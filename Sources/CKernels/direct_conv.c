@@ -49,12 +49,15 @@ static void pack_strip(const double *x, double *bp, long C, long H, long W, long
     }
 }
 
-// c[r·ldc + q] += Σ_k ap[k·8 + r]·bp[k·16 + q] for r < 8, q < 16: sixteen 8-lane accumulators, k in order.
-#define LOAD(r) __m512d c##r##0 = _mm512_loadu_pd(cp + r * ldc), c##r##1 = _mm512_loadu_pd(cp + r * ldc + 8);
+// c[r·ldc + q] = s + Σ_k ap[k·8 + r]·bp[k·16 + q] for r < 8, q < 16, where s is init[r] or, when init is NULL,
+// c[r·ldc + q] itself: sixteen 8-lane accumulators, k in order.
+#define LOAD(r) __m512d c##r##0, c##r##1; \
+                if (init) { c##r##0 = c##r##1 = _mm512_set1_pd(init[r]); } \
+                else { c##r##0 = _mm512_loadu_pd(cp + r * ldc); c##r##1 = _mm512_loadu_pd(cp + r * ldc + 8); }
 #define STEP(r) { const __m512d a = _mm512_set1_pd(ap[k * 8 + r]); \
                   c##r##0 = _mm512_fmadd_pd(a, b0, c##r##0); c##r##1 = _mm512_fmadd_pd(a, b1, c##r##1); }
 #define STORE(r) _mm512_storeu_pd(cp + r * ldc, c##r##0); _mm512_storeu_pd(cp + r * ldc + 8, c##r##1);
-static void tile8x16(long K, const double *ap, const double *bp, double *cp, long ldc) {
+static void tile8x16(long K, const double *ap, const double *bp, double *cp, long ldc, const double *init) {
     LOAD(0) LOAD(1) LOAD(2) LOAD(3) LOAD(4) LOAD(5) LOAD(6) LOAD(7)
     for (long k = 0; k < K; k++) {
         const __m512d b0 = _mm512_loadu_pd(bp + k * 16), b1 = _mm512_loadu_pd(bp + k * 16 + 8);
@@ -66,8 +69,10 @@ static void tile8x16(long K, const double *ap, const double *bp, double *cp, lon
 #undef STEP
 #undef STORE
 
-void ddpm_conv3x3(const double *x, const double *w, int flipped, double *y, long N, long C, long O, long H, long W, double *scratch) {
+void ddpm_conv3x3(const double *x, const double *w, int flipped, const double *bias, int accumulate, double *y,
+                  long N, long C, long O, long H, long W, double *scratch) {
     const long K = C * 9, P = H * W, KC = 192;
+    static const double zeros[8] = {0};
     double *ap = scratch, *bp = scratch + O * K;
     // The weights w'[o, k] (O × K) in panels of 8 output channels, packed once for the N samples:
     // ap[(o/8)·K·8 + k·8 + o%8]. Flipped, the forward weights w (C × O × 3 × 3) read as w'[o, c, i, j] = w[c, o, 2 − i, 2 − j].
@@ -78,6 +83,7 @@ void ddpm_conv3x3(const double *x, const double *w, int flipped, double *y, long
     }
     // Each strip's K rows go in chunks of KC (a 24 KiB slice of the strip, kept in L1 across the panels);
     // a tile is stored after one chunk and reloaded for the next, so every sum still runs k = 0 ..< K in order.
+    // The first chunk starts from y (accumulate) or from the bias (0 without one), so y is then not read.
     for (long n = 0; n < N; n++) {
         const double *xn = x + n * C * P;
         double *yn = y + n * O * P;
@@ -85,7 +91,10 @@ void ddpm_conv3x3(const double *x, const double *w, int flipped, double *y, long
             pack_strip(xn, bp, C, H, W, p0);
             for (long k0 = 0; k0 < K; k0 += KC) {
                 const long kc = K - k0 < KC ? K - k0 : KC;
-                for (long panel = 0; panel < O / 8; panel++) tile8x16(kc, ap + panel * K * 8 + k0 * 8, bp + k0 * 16, yn + panel * 8 * P + p0, P);
+                for (long panel = 0; panel < O / 8; panel++) {
+                    const double *init = accumulate || k0 > 0 ? NULL : bias ? bias + panel * 8 : zeros;
+                    tile8x16(kc, ap + panel * K * 8 + k0 * 8, bp + k0 * 16, yn + panel * 8 * P + p0, P, init);
+                }
             }
         }
     }
@@ -134,8 +143,9 @@ void ddpm_conv3x3_weight_gradient(const double *x, const double *dy, double *dw,
 #pragma clang attribute pop
 #else
 int ddpm_conv3x3_available(void) { return 0; }
-void ddpm_conv3x3(const double *x, const double *w, int flipped, double *y, long N, long C, long O, long H, long W, double *scratch) {
-    (void)x; (void)w; (void)flipped; (void)y; (void)N; (void)C; (void)O; (void)H; (void)W; (void)scratch;
+void ddpm_conv3x3(const double *x, const double *w, int flipped, const double *bias, int accumulate, double *y,
+                  long N, long C, long O, long H, long W, double *scratch) {
+    (void)x; (void)w; (void)flipped; (void)bias; (void)accumulate; (void)y; (void)N; (void)C; (void)O; (void)H; (void)W; (void)scratch;
 }
 void ddpm_conv3x3_weight_gradient(const double *x, const double *dy, double *dw, long N, long C, long O, long H, long W, double *scratch) {
     (void)x; (void)dy; (void)dw; (void)N; (void)C; (void)O; (void)H; (void)W; (void)scratch;

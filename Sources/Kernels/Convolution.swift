@@ -341,13 +341,10 @@ public enum ConvolutionKernels {
             group.batch = samples.count
             let columns = samples.count * pix, xs = x + samples.lowerBound * plane, ys = y + samples.lowerBound * o * pix
             let shape = GemmShape(m: o, n: columns, k: g.patch)
-            if direct {  // the lane's samples in one call (runsDirect asks for two lanes or more, whose products forEachGroup runs unsplit)
-                for q in 0..<samples.count {
-                    let yq = ys + q * o * pix
-                    if let bias { for oc in 0..<o { (yq + oc * pix).update(repeating: bias[oc], count: pix) } } else { yq.update(repeating: 0, count: o * pix) }
-                }
+            if direct {  // the lane's samples in one call (runsDirect asks for two lanes or more, whose products forEachGroup runs unsplit);
+                // y = bias + the sums, started in registers (y is not read)
                 Scratch.withBuffer(ddpm_conv3x3_scratch(g.inChannels, o)) {
-                    ddpm_conv3x3(xs, weight, 0, ys, samples.count, g.inChannels, o, g.height, g.width, $0)
+                    ddpm_conv3x3(xs, weight, 0, bias, 0, ys, samples.count, g.inChannels, o, g.height, g.width, $0)
                 }
                 return
             }
@@ -415,9 +412,7 @@ public enum ConvolutionKernels {
                         ddpm_conv3x3_weight_gradient(xs, dys, lane == 0 ? dWeight : partials + (lane - 1) * size, n, c, o, h, w, scratch)
                     }
                     if directDx, let dx {  // ddpm_conv3x3 of dY with the flipped weights: o channels in, c out
-                        let dxs = dx + samples.lowerBound * plane
-                        if overwritingDx { dxs.update(repeating: 0, count: n * plane) }
-                        ddpm_conv3x3(dys, weight, 1, dxs, n, o, c, h, w, scratch)
+                        ddpm_conv3x3(dys, weight, 1, nil, overwritingDx ? 0 : 1, dx + samples.lowerBound * plane, n, o, c, h, w, scratch)
                     }
                 }
             }
@@ -502,8 +497,9 @@ public enum ConvolutionKernels {
     }
 
     /// Array convenience over ``forward`` for tests.
+    /// (`y` starts as NaN: every path must write each output without reading it, as `Tensor.conv2d` relies on.)
     public static func forward(_ g: ConvGeometry, x: [Double], weight: [Double], bias: [Double]?) -> [Double] {
-        var y = [Double](repeating: 0, count: g.batch * g.outChannels * g.outPixels)
+        var y = [Double](repeating: .nan, count: g.batch * g.outChannels * g.outPixels)
         x.withUnsafeBufferPointer { px in weight.withUnsafeBufferPointer { pw in y.withUnsafeMutableBufferPointer { py in
             if let bias {
                 bias.withUnsafeBufferPointer { pb in forward(g, x: px.baseAddress!, weight: pw.baseAddress!, bias: pb.baseAddress!, y: py.baseAddress!) }

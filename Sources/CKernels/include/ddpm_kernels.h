@@ -67,15 +67,17 @@ void ddpm_group_norm_dx(int variant, const double *x, const double *d, double *d
 int ddpm_conv3x3_available(void);
 
 /// N samples of a 3×3 "same" convolution (stride 1, padding 1) on planes 8 or 16 pixels wide:
-/// y[n, o, oy, ox] += Σ_{c,i,j} w'[o, c, i, j]·x[n, c, oy + i − 1, ox + j − 1] (x 0 outside the image), x N × C × H × W,
-/// y N × O × H × W holding the bias (or zeros, or what the result is added to) on entry, O a multiple of 8,
+/// y[n, o, oy, ox] = s + Σ_{c,i,j} w'[o, c, i, j]·x[n, c, oy + i − 1, ox + j − 1] (x 0 outside the image), x N × C × H × W,
+/// y N × O × H × W. accumulate 1: s is y's entry value (the result is added to y; bias unused). accumulate 0:
+/// s is bias[o] (O values), or 0 when bias is NULL, and y's entry contents are not read. O a multiple of 8,
 /// H·W a multiple of 16 (whole 16-pixel strips: an 8-wide plane of odd height would write past each plane).
 /// flipped 0: w' = w, O × C × 3 × 3. flipped 1: w holds the weights (C × O × 3 × 3) of the forward
 /// convolution whose input gradient this is, w'[o, c, i, j] = w[c, o, 2 − i, 2 − j]. Each sum runs in
 /// increasing (c, i, j) with a fused multiply–add per term (direct_conv.c); the weights are packed once for
 /// the N samples. scratch: ddpm_conv3x3_scratch(C, O) = O·C·9 + C·9·16 doubles.
 long ddpm_conv3x3_scratch(long C, long O);
-void ddpm_conv3x3(const double *x, const double *w, int flipped, double *y, long N, long C, long O, long H, long W, double *scratch);
+void ddpm_conv3x3(const double *x, const double *w, int flipped, const double *bias, int accumulate, double *y,
+                  long N, long C, long O, long H, long W, double *scratch);
 
 /// The weight gradient of N samples of that convolution: dw[o, c, i, j] += Σ_n Σ_p dy[n, o, p]·x[n, c, p + (i − 1, j − 1)],
 /// x N × C × H × W (any width), dy N × O × H × W, dw O × C × 3 × 3, O a multiple of 16. For each sample, each
