@@ -1,7 +1,8 @@
 // A 3×3 "same" convolution (stride 1, padding 1) of N samples as matrix products that read their operands
 // straight from the image instead of from an im2col copy (issue 24): the forward pass on planes 8 or 16
-// pixels wide (and, with the weights flipped, the input gradient) and the weight gradient (any width). Unlike kernels.c this file uses fused multiply–adds, as OpenBLAS's DGEMM kernels do: one
-// rounding per term, the terms of each sum in the order stated at each function.
+// pixels wide (and, with the weights flipped, the input gradient) and the weight gradient (any width).
+// Unlike kernels.c this file uses fused multiply–adds, as OpenBLAS's DGEMM kernels do: one rounding per
+// term, the terms of each sum in the order stated at each function.
 #include "ddpm_kernels.h"
 #include <string.h>
 

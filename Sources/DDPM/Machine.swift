@@ -10,7 +10,8 @@ public enum Machine {
     public static func prepare() { Allocator.retainFreedMemory() }
 
     /// CPU, BLAS library and version, the BLAS core and how it was chosen, threads, and whether the
-    /// direct 3×3 convolution kernels run (`ConvolutionKernels.directAvailable`), one line each; and a warning when the core is a generic fallback for this CPU.
+    /// direct 3×3 convolution kernels run (`ConvolutionKernels.directAvailable`), one line each; and a
+    /// warning when the core is a generic fallback for this CPU.
     public static func report() -> (lines: [String], warning: String?) {
         let blas = BLASLibrary.shared
         var lines = ["cpu: \(blas.cpu.summary)"]

@@ -282,7 +282,7 @@ public enum ConvolutionKernels {
         #if DEBUG
         return false
         #else
-        return ddpm_conv3x3_available() != 0
+        return directOnThisCPU
         #endif
     }()
 
@@ -291,7 +291,7 @@ public enum ConvolutionKernels {
 
     /// Runs `body` with the direct kernels on (where the CPU has them) or off (for tests).
     public static func withDirect<R>(_ on: Bool, _ body: () throws -> R) rethrows -> R {
-        try $directOverride.withValue(on && ddpm_conv3x3_available() != 0) { try body() }
+        try $directOverride.withValue(on && directOnThisCPU) { try body() }
     }
 
     /// The largest weight matrix (O × C·9 doubles) the direct kernels take: 2¹⁷ doubles, 1 MiB. They read
@@ -309,16 +309,19 @@ public enum ConvolutionKernels {
             && g.outChannels * g.inChannels * 9 <= directWeightLimit
     }
 
-    /// True when ``forward`` runs `g` through `ddpm_conv3x3` (see ``directAvailable``): planes 8 or 16
-    /// pixels wide (a whole number of 16-pixel strips), a multiple of 8 output channels.
+    /// The planes `ddpm_conv3x3` takes: 8 or 16 pixels wide, a whole number of 16-pixel strips.
+    static func directPlanes(_ g: ConvGeometry) -> Bool { (g.width == 16 || g.width == 8) && g.outPixels % 16 == 0 }
+
+    /// True when ``forward`` runs `g` through `ddpm_conv3x3` (see ``directAvailable``): ``directPlanes(_:)``,
+    /// a multiple of 8 output channels.
     public static func runsDirect(_ g: ConvGeometry) -> Bool {
-        directCandidate(g) && (g.width == 16 || g.width == 8) && g.outPixels % 16 == 0 && g.outChannels % 8 == 0
+        directCandidate(g) && directPlanes(g) && g.outChannels % 8 == 0
     }
 
     /// True when ``backward``'s input gradient is `ddpm_conv3x3` of dY with the flipped weights: the
     /// forward conditions with the roles of the channels swapped (a multiple of 8 input channels).
     public static func runsDirectInputGradient(_ g: ConvGeometry) -> Bool {
-        directCandidate(g) && (g.width == 16 || g.width == 8) && g.outPixels % 16 == 0 && g.inChannels % 8 == 0
+        directCandidate(g) && directPlanes(g) && g.inChannels % 8 == 0
     }
 
     /// True when ``backward``'s weight gradient is `ddpm_conv3x3_weight_gradient`: any width, a
@@ -402,6 +405,7 @@ public enum ConvolutionKernels {
         let partials = UnsafeMutablePointer<Double>.allocate(capacity: dWeight == nil ? 0 : (lanes - 1) * size)
         partials.initialize(repeating: 0, count: dWeight == nil ? 0 : (lanes - 1) * size)
         defer { partials.deallocate() }
+        func laneShare(_ dW: UnsafeMutablePointer<Double>, _ lane: Int) -> UnsafeMutablePointer<Double> { lane == 0 ? dW : partials + (lane - 1) * size }
         let directDx = dx != nil && runsDirectInputGradient(g), directDW = dWeight != nil && runsDirectWeightGradient(g)
         if directDW || directDx {  // each lane's samples in one call per kernel (runsDirect… ask for two lanes or more: unsplit)
             let (c, h, w) = (g.inChannels, g.height, g.width)
@@ -409,7 +413,7 @@ public enum ConvolutionKernels {
                 let n = samples.count, xs = x + samples.lowerBound * plane, dys = dy + samples.lowerBound * o * pix
                 Scratch.withBuffer(max(directDW ? ddpm_conv3x3_weight_gradient_scratch(c, o, h, w) : 0, directDx ? ddpm_conv3x3_scratch(o, c) : 0)) { scratch in
                     if directDW, let dWeight {
-                        ddpm_conv3x3_weight_gradient(xs, dys, lane == 0 ? dWeight : partials + (lane - 1) * size, n, c, o, h, w, scratch)
+                        ddpm_conv3x3_weight_gradient(xs, dys, laneShare(dWeight, lane), n, c, o, h, w, scratch)
                     }
                     if directDx, let dx {  // ddpm_conv3x3 of dY with the flipped weights: o channels in, c out
                         ddpm_conv3x3(dys, weight, 1, nil, overwritingDx ? 0 : 1, dx + samples.lowerBound * plane, n, o, c, h, w, scratch)
@@ -424,7 +428,7 @@ public enum ConvolutionKernels {
             let columns = samples.count * pix, xs = x + samples.lowerBound * plane
             let weightGradient = GemmShape(m: o, n: g.patch, k: columns, transposeB: .transposed)
             let inputGradient = GemmShape(m: g.patch, n: columns, k: o, transposeA: .transposed)
-            let dW = dWeightLeft.map { lane == 0 ? $0 : partials + (lane - 1) * size }, dx = dxLeft
+            let dW = dWeightLeft.map { laneShare($0, lane) }, dx = dxLeft
             if samples.count == 1 && isPointwise(g) {  // the sample is its own lowered matrix
                 let dyn = dy + samples.lowerBound * o * pix
                 if let dW { Gemm.blas(weightGradient, dyn, xs, beta: 1, dW, split: split) }

@@ -90,7 +90,7 @@ struct KernelTests {
         (16, 16, 24, 8), (8, 8, 48, 16),
     ])
     func directConvolution(_ c: (height: Int, width: Int, inChannels: Int, outChannels: Int)) {
-        guard ddpm_conv3x3_available() != 0 else { print("direct convolution: this CPU has no AVX-512, not run"); return }
+        guard ConvolutionKernels.directOnThisCPU else { print("direct convolution: this CPU has no AVX-512, not run"); return }
         let g = ConvGeometry(batch: 9, inChannels: c.inChannels, height: c.height, width: c.width, outChannels: c.outChannels,
                              kernel: 3, stride: 1, padding: 1)
         var rng = RandomGenerator(seed: UInt64(31 + c.height * 100 + c.inChannels * 10 + c.outChannels))
@@ -124,7 +124,7 @@ struct KernelTests {
         (9, 24, 16, 16, 32, true, true),
     ])
     func directConvolutionBackward(_ c: (batch: Int, inChannels: Int, height: Int, width: Int, outChannels: Int, dx: Bool, dW: Bool)) {
-        guard ddpm_conv3x3_available() != 0 else { print("direct convolution backward: this CPU has no AVX-512, not run"); return }
+        guard ConvolutionKernels.directOnThisCPU else { print("direct convolution backward: this CPU has no AVX-512, not run"); return }
         let g = ConvGeometry(batch: c.batch, inChannels: c.inChannels, height: c.height, width: c.width, outChannels: c.outChannels,
                              kernel: 3, stride: 1, padding: 1)
         var rng = RandomGenerator(seed: UInt64(57 + c.height * 100 + c.inChannels * 10 + c.outChannels))
@@ -162,7 +162,7 @@ struct KernelTests {
             ConvGeometry(batch: 8, inChannels: c, height: side, width: side, outChannels: o, kernel: 3, stride: 1, padding: 1)
         }
         ConvolutionKernels.withDirect(true) {
-            guard ddpm_conv3x3_available() != 0 else { print("direct kernels: this CPU has no AVX-512, not run"); return }
+            guard ConvolutionKernels.directOnThisCPU else { print("direct kernels: this CPU has no AVX-512, not run"); return }
             #expect(ConvolutionKernels.directWeightLimit == 131_072)
             // (113 input channels: not a multiple of 8, so its input gradient goes through col2im anyway.)
             for (g, expected) in [(geometry(128, 64, 8), [true, true, true]), (geometry(256, 256, 16), [false, false, false]),
