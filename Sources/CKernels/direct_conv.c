@@ -14,7 +14,8 @@
 int ddpm_conv3x3_available(void) { return ddpm_kernels_variant() == 2; }
 #endif
 
-long ddpm_conv3x3_scratch(long C, long O) { return O * C * 9 + C * 9 * 16; }
+long ddpm_conv3x3_packed_size(long C, long O) { return O * C * 9; }
+long ddpm_conv3x3_strip_scratch(long C) { return C * 9 * 16; }
 long ddpm_conv3x3_weight_gradient_scratch(long C, long O, long H, long W) { return C * 9 * O + H * W * O + C * (H + 2) * (W + 2); }
 
 #if defined(__x86_64__)
@@ -70,18 +71,21 @@ static void tile8x16(long K, const double *ap, const double *bp, double *cp, lon
 #undef STEP
 #undef STORE
 
-void ddpm_conv3x3(const double *x, const double *w, int flipped, const double *bias, int accumulate, double *y,
-                  long N, long C, long O, long H, long W, double *scratch) {
-    const long K = C * 9, P = H * W, KC = 192;
-    static const double zeros[8] = {0};
-    double *ap = scratch, *bp = scratch + O * K;
-    // The weights w'[o, k] (O × K) in panels of 8 output channels, packed once for the N samples:
-    // ap[(o/8)·K·8 + k·8 + o%8]. Flipped, the forward weights w (C × O × 3 × 3) read as w'[o, c, i, j] = w[c, o, 2 − i, 2 − j].
+void ddpm_conv3x3_pack(const double *w, int flipped, long C, long O, double *ap) {
+    const long K = C * 9;
+    // The weights w'[o, k] (O × K) in panels of 8 output channels: ap[(o/8)·K·8 + k·8 + o%8]. Flipped, the
+    // forward weights w (C × O × 3 × 3) read as w'[o, c, i, j] = w[c, o, 2 − i, 2 − j].
     for (long o = 0; o < O; o++) {
         double *panel = ap + (o / 8) * K * 8 + o % 8;
         if (!flipped) { for (long k = 0; k < K; k++) panel[k * 8] = w[o * K + k]; continue; }
         for (long c = 0; c < C; c++) for (long t = 0; t < 9; t++) panel[(c * 9 + t) * 8] = w[(c * O + o) * 9 + 8 - t];
     }
+}
+
+void ddpm_conv3x3_packed(const double *x, const double *ap, const double *bias, int accumulate, double *y,
+                         long N, long C, long O, long H, long W, double *bp) {
+    const long K = C * 9, P = H * W, KC = 192;
+    static const double zeros[8] = {0};
     // Each strip's K rows go in chunks of KC (a 24 KiB slice of the strip, kept in L1 across the panels);
     // a tile is stored after one chunk and reloaded for the next, so every sum still runs k = 0 ..< K in order.
     // The first chunk starts from y (accumulate) or from the bias (0 without one), so y is then not read.
@@ -144,9 +148,10 @@ void ddpm_conv3x3_weight_gradient(const double *x, const double *dy, double *dw,
 #pragma clang attribute pop
 #else
 int ddpm_conv3x3_available(void) { return 0; }
-void ddpm_conv3x3(const double *x, const double *w, int flipped, const double *bias, int accumulate, double *y,
-                  long N, long C, long O, long H, long W, double *scratch) {
-    (void)x; (void)w; (void)flipped; (void)bias; (void)accumulate; (void)y; (void)N; (void)C; (void)O; (void)H; (void)W; (void)scratch;
+void ddpm_conv3x3_pack(const double *w, int flipped, long C, long O, double *ap) { (void)w; (void)flipped; (void)C; (void)O; (void)ap; }
+void ddpm_conv3x3_packed(const double *x, const double *ap, const double *bias, int accumulate, double *y,
+                         long N, long C, long O, long H, long W, double *bp) {
+    (void)x; (void)ap; (void)bias; (void)accumulate; (void)y; (void)N; (void)C; (void)O; (void)H; (void)W; (void)bp;
 }
 void ddpm_conv3x3_weight_gradient(const double *x, const double *dy, double *dw, long N, long C, long O, long H, long W, double *scratch) {
     (void)x; (void)dy; (void)dw; (void)N; (void)C; (void)O; (void)H; (void)W; (void)scratch;

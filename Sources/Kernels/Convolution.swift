@@ -245,16 +245,13 @@ public enum ConvolutionKernels {
     /// single-threaded (`split` false: the body must not start parallel work of its own); with one
     /// lane, every group in order on the calling thread (`split` true, `lane` 0). The groups depend
     /// only on the geometry, so a result is the same from run to run and on any number of cores.
-    /// With `wholeLanes`, each lane's samples come as one group (the direct kernels pack the weights once a
-    /// call), and the lanes are spread over the cores even when OpenBLAS runs threads of its own, since the
-    /// direct kernels make no OpenBLAS call.
-    static func forEachGroup(_ g: ConvGeometry, wholeLanes: Bool = false, _ body: (_ samples: Range<Int>, _ lane: Int, _ split: Bool) -> Void) {
-        let lanes = sampleLanes(g), size = wholeLanes ? g.batch : groupSize(g)
+    static func forEachGroup(_ g: ConvGeometry, _ body: (_ samples: Range<Int>, _ lane: Int, _ split: Bool) -> Void) {
+        let lanes = sampleLanes(g), size = groupSize(g)
         if lanes < 2 {
             for group in groups(of: size, in: 0..<g.batch) { body(group, 0, true) }
             return
         }
-        Parallel.forEachLane(lanes, threads: wholeLanes || BLASLibrary.shared.splitsProducts ? Parallel.parts : 1) { lane in
+        Parallel.forEachLane(lanes, threads: BLASLibrary.shared.splitsProducts ? Parallel.parts : 1) { lane in
             for group in groups(of: size, in: (g.batch * lane / lanes)..<(g.batch * (lane + 1) / lanes)) { body(group, lane, false) }
         }
     }
@@ -264,16 +261,36 @@ public enum ConvolutionKernels {
         stride(from: range.lowerBound, to: range.upperBound, by: size).map { $0..<min(range.upperBound, $0 + size) }
     }
 
+    /// The direct kernels' work as one job of pieces claimed by the cores as they come free (``Parallel/forEachLane(_:threads:)``):
+    /// first `dWeightLanes` pieces (the weight gradient's lanes, whose sums are combined in lane order), then, when
+    /// `weight` is given, one piece per sample of `ddpm_conv3x3_packed` with `weight` packed once (flipped or not;
+    /// the kernel's `inChannels` → `outChannels`). A sample's output depends on no other piece, so the pieces may
+    /// run on any thread in any order; small pieces keep both cores busy to the end of the job, where whole lanes
+    /// left one core waiting for the other. `body(piece, packed, scratch)`: scratch of the running thread, large enough
+    /// for either kind of piece. The lanes run on our threads in either OpenBLAS setting (no OpenBLAS call).
+    static func directPieces(_ g: ConvGeometry, weight: UnsafePointer<Double>?, flipped: Bool, inChannels: Int, outChannels: Int,
+                             dWeightLanes: Int, _ body: (_ piece: Int, _ packed: UnsafePointer<Double>, _ scratch: UnsafeMutablePointer<Double>) -> Void) {
+        let packedCount = weight == nil ? 0 : ddpm_conv3x3_packed_size(inChannels, outChannels)
+        let packed = UnsafeMutablePointer<Double>.allocate(capacity: packedCount)
+        defer { packed.deallocate() }
+        if let weight { ddpm_conv3x3_pack(weight, flipped ? 1 : 0, inChannels, outChannels, packed) }
+        let scratchCount = max(dWeightLanes > 0 ? ddpm_conv3x3_weight_gradient_scratch(g.inChannels, g.outChannels, g.height, g.width) : 0,
+                               weight == nil ? 0 : ddpm_conv3x3_strip_scratch(inChannels))
+        Parallel.forEachLane(dWeightLanes + (weight == nil ? 0 : g.batch), threads: Parallel.parts) { piece in
+            Scratch.withBuffer(scratchCount) { body(piece, packed, $0) }
+        }
+    }
+
     /// Whether this CPU can run the direct kernels (AVX-512 F and DQ, FMA), in any build.
     public static let directOnThisCPU: Bool = ddpm_conv3x3_available() != 0
 
     /// Whether the direct kernels of Sources/CKernels/direct_conv.c may run 3×3 same convolutions:
-    /// `ddpm_conv3x3` packs the inputs of 16 output pixels (a row of a 16-wide plane, two rows of an
+    /// `ddpm_conv3x3_packed` packs the inputs of 16 output pixels (a row of a 16-wide plane, two rows of an
     /// 8-wide one) straight from the image and multiplies them by an 8 × 16 AVX-512 tile, without the
     /// im2col copy; with the weights flipped it is the input gradient, without col2im. `ddpm_conv3x3_weight_gradient`
     /// sums the weight gradient of 16 output channels × the nine taps of an input channel in registers,
-    /// reading the image and the output gradient directly. In release builds on CPUs with AVX-512, for the
-    /// per-lane products (``forEachGroup``'s unsplit ones; ``runsDirect(_:)``, ``runsDirectInputGradient(_:)``,
+    /// reading the image and the output gradient directly. In release builds on CPUs with AVX-512, for
+    /// batches that ``sampleLanes(_:)`` cuts into lanes (``runsDirect(_:)``, ``runsDirectInputGradient(_:)``,
     /// ``runsDirectWeightGradient(_:)``). Debug builds compile C without optimisation, where the kernels are
     /// four times slower than BLAS, so they keep the im2col path; `KernelTests.directConvolution` and
     /// `directConvolutionBackward` run the kernels in every build. Their sums run in a different order
@@ -309,16 +326,16 @@ public enum ConvolutionKernels {
             && g.outChannels * g.inChannels * 9 <= directWeightLimit
     }
 
-    /// The planes `ddpm_conv3x3` takes: 8 or 16 pixels wide, a whole number of 16-pixel strips.
+    /// The planes `ddpm_conv3x3_packed` takes: 8 or 16 pixels wide, a whole number of 16-pixel strips.
     static func directPlanes(_ g: ConvGeometry) -> Bool { (g.width == 16 || g.width == 8) && g.outPixels % 16 == 0 }
 
-    /// True when ``forward`` runs `g` through `ddpm_conv3x3` (see ``directAvailable``): ``directPlanes(_:)``,
+    /// True when ``forward`` runs `g` through `ddpm_conv3x3_packed` (see ``directAvailable``): ``directPlanes(_:)``,
     /// a multiple of 8 output channels.
     public static func runsDirect(_ g: ConvGeometry) -> Bool {
         directCandidate(g) && directPlanes(g) && g.outChannels % 8 == 0
     }
 
-    /// True when ``backward``'s input gradient is `ddpm_conv3x3` of dY with the flipped weights: the
+    /// True when ``backward``'s input gradient is `ddpm_conv3x3_packed` of dY with the flipped weights: the
     /// forward conditions with the roles of the channels swapped (a multiple of 8 input channels).
     public static func runsDirectInputGradient(_ g: ConvGeometry) -> Bool {
         directCandidate(g) && directPlanes(g) && g.inChannels % 8 == 0
@@ -333,24 +350,24 @@ public enum ConvolutionKernels {
     /// `y[n, o, p] = Σ_{c,i,j} w[o, c, i, j] · x[n, c, p·s − pad + (i, j)] + b[o]`, one dgemm per group
     /// of samples, `Y = W (O × patch) · cols (patch × group·P)`. A one-sample group's product is
     /// written straight into `y` (which has `batch·O·P` elements) on top of the bias; a larger
-    /// group's goes through a buffer that is then spread into the samples' planes. The lanes of a 3×3
-    /// same convolution on 8- or 16-pixel-wide planes may go through the direct kernel instead, a lane's samples in one call (``runsDirect(_:)``).
+    /// group's goes through a buffer that is then spread into the samples' planes. A 3×3 same convolution
+    /// on 8- or 16-pixel-wide planes may go through the direct kernel instead, sample by sample (``runsDirect(_:)``,
+    /// ``directPieces(_:weight:flipped:inChannels:outChannels:dWeightLanes:_:)``).
     public static func forward(_ g: ConvGeometry, x: UnsafePointer<Double>, weight: UnsafePointer<Double>,
                                bias: UnsafePointer<Double>?, y: UnsafeMutablePointer<Double>) {
         let (o, pix, plane) = (g.outChannels, g.outPixels, g.inChannels * g.height * g.width)
-        let direct = runsDirect(g)  // read on the calling thread (a task-local)
-        forEachGroup(g, wholeLanes: direct) { samples, _, split in
+        if runsDirect(g) {  // (runsDirect reads a task-local: on the calling thread)
+            directPieces(g, weight: weight, flipped: false, inChannels: g.inChannels, outChannels: o, dWeightLanes: 0) { n, packed, strip in
+                // y = bias + the sums, started in registers (y is not read)
+                ddpm_conv3x3_packed(x + n * plane, packed, bias, 0, y + n * o * pix, 1, g.inChannels, o, g.height, g.width, strip)
+            }
+            return
+        }
+        forEachGroup(g) { samples, _, split in
             var group = g
             group.batch = samples.count
             let columns = samples.count * pix, xs = x + samples.lowerBound * plane, ys = y + samples.lowerBound * o * pix
             let shape = GemmShape(m: o, n: columns, k: g.patch)
-            if direct {  // the lane's samples in one call (runsDirect asks for two lanes or more, whose products forEachGroup runs unsplit);
-                // y = bias + the sums, started in registers (y is not read)
-                Scratch.withBuffer(ddpm_conv3x3_scratch(g.inChannels, o)) {
-                    ddpm_conv3x3(xs, weight, 0, bias, 0, ys, samples.count, g.inChannels, o, g.height, g.width, $0)
-                }
-                return
-            }
             if samples.count == 1 {
                 if let bias { for oc in 0..<o { (ys + oc * pix).update(repeating: bias[oc], count: pix) } }
                 let beta: Double = bias == nil ? 0 : 1
@@ -385,9 +402,10 @@ public enum ConvolutionKernels {
     /// them; ``col2im`` stores each element's first term for same convolutions and zeroes the planes
     /// first for the others).
     /// Each lane sums its share of `dW` in a buffer of its own (lane 0 in `dWeight` itself), added
-    /// into `dWeight` in lane order afterwards. 3×3 same convolutions may compute `dW` and `dx` with the
-    /// direct kernels instead, each lane's samples in one call (``runsDirectWeightGradient(_:)``,
-    /// ``runsDirectInputGradient(_:)``); whatever does not run direct goes group by group as above.
+    /// into `dWeight` in lane order afterwards. 3×3 same convolutions may compute `dW` (lane by lane) and `dx`
+    /// (sample by sample) with the direct kernels instead, in one job (``runsDirectWeightGradient(_:)``,
+    /// ``runsDirectInputGradient(_:)``, ``directPieces(_:weight:flipped:inChannels:outChannels:dWeightLanes:_:)``);
+    /// whatever does not run direct goes group by group as above.
     public static func backward(_ g: ConvGeometry, x: UnsafePointer<Double>, weight: UnsafePointer<Double>,
                                 dy: UnsafePointer<Double>, dx: UnsafeMutablePointer<Double>?,
                                 dWeight: UnsafeMutablePointer<Double>?, dBias: UnsafeMutablePointer<Double>?,
@@ -407,17 +425,17 @@ public enum ConvolutionKernels {
         defer { partials.deallocate() }
         func laneShare(_ dW: UnsafeMutablePointer<Double>, _ lane: Int) -> UnsafeMutablePointer<Double> { lane == 0 ? dW : partials + (lane - 1) * size }
         let directDx = dx != nil && runsDirectInputGradient(g), directDW = dWeight != nil && runsDirectWeightGradient(g)
-        if directDW || directDx {  // each lane's samples in one call per kernel (runsDirect… ask for two lanes or more: unsplit)
-            let (c, h, w) = (g.inChannels, g.height, g.width)
-            forEachGroup(g, wholeLanes: true) { samples, lane, _ in
-                let n = samples.count, xs = x + samples.lowerBound * plane, dys = dy + samples.lowerBound * o * pix
-                Scratch.withBuffer(max(directDW ? ddpm_conv3x3_weight_gradient_scratch(c, o, h, w) : 0, directDx ? ddpm_conv3x3_scratch(o, c) : 0)) { scratch in
-                    if directDW, let dWeight {
-                        ddpm_conv3x3_weight_gradient(xs, dys, laneShare(dWeight, lane), n, c, o, h, w, scratch)
-                    }
-                    if directDx, let dx {  // ddpm_conv3x3 of dY with the flipped weights: o channels in, c out
-                        ddpm_conv3x3(dys, weight, 1, nil, overwritingDx ? 0 : 1, dx + samples.lowerBound * plane, n, o, c, h, w, scratch)
-                    }
+        if directDW || directDx {  // one job: dW's lanes first (the larger pieces), then dx sample by sample
+            let (c, h, w) = (g.inChannels, g.height, g.width), dWLanes = directDW ? lanes : 0
+            // dx is ddpm_conv3x3 of dY with the flipped weights: o channels in, c out.
+            directPieces(g, weight: directDx ? weight : nil, flipped: true, inChannels: o, outChannels: c, dWeightLanes: dWLanes) { piece, packed, scratch in
+                if piece < dWLanes, let dWeight {
+                    let samples = (g.batch * piece / lanes)..<(g.batch * (piece + 1) / lanes)
+                    ddpm_conv3x3_weight_gradient(x + samples.lowerBound * plane, dy + samples.lowerBound * o * pix, laneShare(dWeight, piece),
+                                                 samples.count, c, o, h, w, scratch)
+                } else if let dx {
+                    let n = piece - dWLanes
+                    ddpm_conv3x3_packed(dy + n * o * pix, packed, nil, overwritingDx ? 0 : 1, dx + n * plane, 1, o, c, h, w, scratch)
                 }
             }
         }

@@ -77,9 +77,9 @@ struct KernelTests {
         #expect(c.passed, "\(c)")
     }
 
-    /// The direct 3×3 kernel (`ddpm_conv3x3`, which `ConvolutionKernels.forward` runs in release builds
+    /// The direct 3×3 kernel (`ddpm_conv3x3_packed`, which `ConvolutionKernels.forward` runs in release builds
     /// on AVX-512 CPUs; here switched on with `withDirect`) against the direct seven-fold loops: batch 9
-    /// runs four lanes (`Parallel.lanes`: samples 0–1, 2–3, 4–5 and 6–8, each lane's samples in one call); planes 16 wide (one row
+    /// runs nine one-sample pieces sharing the weights packed once (`ddpm_conv3x3_pack`); planes 16 wide (one row
     /// a 16-pixel strip: heights 16, 20 and 33) and 8 wide (two rows a strip: heights 8 and 10), 1–48
     /// input channels (24 and 48: K = 216 and 432 rows, more than one of the kernel's 192-row chunks),
     /// 8 and 16 output channels (one and two panels of the 8 × 16 tile), with and without bias. A column
@@ -109,12 +109,12 @@ struct KernelTests {
         }
     }
 
-    /// The direct kernels in ``ConvolutionKernels/backward``: the input gradient as `ddpm_conv3x3` of dY
+    /// The direct kernels in ``ConvolutionKernels/backward``: the input gradient as `ddpm_conv3x3_packed` of dY
     /// with the flipped weights, the weight gradient by `ddpm_conv3x3_weight_gradient`, against the
     /// direct loops. The gradients start from random values (they are added into, and `dx` is also
     /// written over NaN), so a kernel that stores instead of adding is O(1) off, as is a tap or
     /// channel flipped the wrong way, a sample summed twice or dropped. Cases: both gradients direct on a
-    /// 16-wide plane; 8-wide planes (batch 5: four lanes, the last of two samples);
+    /// 16-wide plane; 8-wide planes (batch 5: four dW lanes, the last of two samples; dx sample by sample);
     /// 4 input channels (dx through col2im, dW direct); 8 output channels (dW through BLAS); 12-wide
     /// planes (dW only); 32 output channels, batch 9 (dx's K = 288 rows: two of the kernel's 192-row chunks;
     /// lanes of two and three samples). Each case says which parts run direct, so a condition that stopped holding fails too.

@@ -54,8 +54,8 @@ struct ThreadIndependenceTests {
     }
 
     /// The same convolution through the direct 3×3 kernels (forward, input and weight gradient all direct):
-    /// each lane's samples go to one call whichever thread runs it, and the lanes' dW shares are added in
-    /// lane order. Skipped (with a note) on CPUs without AVX-512.
+    /// the forward pass and dx sample by sample and dW lane by lane, whichever thread claims each piece, and the
+    /// lanes' dW shares are added in lane order. Skipped (with a note) on CPUs without AVX-512.
     @Test func directConvolution() {
         guard ConvolutionKernels.directOnThisCPU else { print("direct convolution on any core count: this CPU has no AVX-512, not run"); return }
         let g = ConvGeometry(batch: 8, inChannels: 8, height: 16, width: 16, outChannels: 16, kernel: 3, stride: 1, padding: 1)

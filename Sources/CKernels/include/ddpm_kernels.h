@@ -63,21 +63,25 @@ void ddpm_silu_grad_from_normalized(int variant, const double *x, const double *
 void ddpm_group_norm_dx(int variant, const double *x, const double *d, double *dx, long channels, long spatial,
                         const double *gamma, double mean, double inv, double mean_d, double mean_dx);
 
-/// 1 when ddpm_conv3x3 and ddpm_conv3x3_weight_gradient can run on this CPU: where ddpm_kernels_variant() is 2.
+/// 1 when ddpm_conv3x3_pack, ddpm_conv3x3_packed and ddpm_conv3x3_weight_gradient can run on this CPU: where ddpm_kernels_variant() is 2.
 int ddpm_conv3x3_available(void);
 
 /// N samples of a 3×3 "same" convolution (stride 1, padding 1) on planes 8 or 16 pixels wide:
 /// y[n, o, oy, ox] = s + Σ_{c,i,j} w'[o, c, i, j]·x[n, c, oy + i − 1, ox + j − 1] (x 0 outside the image), x N × C × H × W,
-/// y N × O × H × W. accumulate 1: s is y's entry value (the result is added to y; bias unused). accumulate 0:
-/// s is bias[o] (O values), or 0 when bias is NULL, and y's entry contents are not read. O a multiple of 8,
-/// H·W a multiple of 16 (whole 16-pixel strips: an 8-wide plane of odd height would write past each plane).
-/// flipped 0: w' = w, O × C × 3 × 3. flipped 1: w holds the weights (C × O × 3 × 3) of the forward
-/// convolution whose input gradient this is, w'[o, c, i, j] = w[c, o, 2 − i, 2 − j]. Each sum runs in
-/// increasing (c, i, j) with a fused multiply–add per term (direct_conv.c); the weights are packed once for
-/// the N samples. scratch: ddpm_conv3x3_scratch(C, O) = O·C·9 + C·9·16 doubles.
-long ddpm_conv3x3_scratch(long C, long O);
-void ddpm_conv3x3(const double *x, const double *w, int flipped, const double *bias, int accumulate, double *y,
-                  long N, long C, long O, long H, long W, double *scratch);
+/// y N × O × H × W, in two steps: ddpm_conv3x3_pack puts the weights w' into ap (ddpm_conv3x3_packed_size(C, O)
+/// = O·C·9 doubles), once for any number of calls of ddpm_conv3x3_packed, which reads only ap (so several threads
+/// may share it). flipped 0: w' = w, O × C × 3 × 3. flipped 1: w holds the weights (C × O × 3 × 3) of the forward
+/// convolution whose input gradient this is, w'[o, c, i, j] = w[c, o, 2 − i, 2 − j].
+/// accumulate 1: s is y's entry value (the result is added to y; bias unused). accumulate 0: s is bias[o]
+/// (O values), or 0 when bias is NULL, and y's entry contents are not read. O a multiple of 8, H·W a multiple
+/// of 16 (whole 16-pixel strips: an 8-wide plane of odd height would write past each plane). Each sum runs in
+/// increasing (c, i, j) with a fused multiply–add per term (direct_conv.c), so a sample's output does not depend
+/// on N or on the other samples. bp: ddpm_conv3x3_strip_scratch(C) = C·9·16 doubles of the caller's own.
+long ddpm_conv3x3_packed_size(long C, long O);
+long ddpm_conv3x3_strip_scratch(long C);
+void ddpm_conv3x3_pack(const double *w, int flipped, long C, long O, double *ap);
+void ddpm_conv3x3_packed(const double *x, const double *ap, const double *bias, int accumulate, double *y,
+                         long N, long C, long O, long H, long W, double *bp);
 
 /// The weight gradient of N samples of that convolution: dw[o, c, i, j] += Σ_n Σ_p dy[n, o, p]·x[n, c, p + (i − 1, j − 1)],
 /// x N × C × H × W (any width), dy N × O × H × W, dw O × C × 3 × 3, O a multiple of 16. For each sample, each
