@@ -26,6 +26,38 @@ public struct ConvGeometry: Sendable, Equatable {
     public var macs: Int { batch * outChannels * outPixels * patch }
 }
 
+/// What ``ConvolutionKernels/forward(_:x:weight:bias:y:adding:)`` adds to a convolution's finished output, so that
+/// the sums a network writes right after a convolution (the residual block's time embedding, a residual
+/// connection) need no pass and no array of their own: `y[n, o, p] = ((conv + b[o]) + perChannel[n, o]) + elementwise[n, o, p]`,
+/// each addition rounded as written, so the same values as adding them afterwards.
+public struct OutputAddition: @unchecked Sendable {
+    /// `batch × O` values, one per sample and output channel (nil: none).
+    public var perChannel: UnsafePointer<Double>?
+    /// `batch × O × P` values, the output's shape (nil: none).
+    public var elementwise: UnsafePointer<Double>?
+    public init(perChannel: UnsafePointer<Double>? = nil, elementwise: UnsafePointer<Double>? = nil) {
+        self.perChannel = perChannel; self.elementwise = elementwise
+    }
+    public static let none = OutputAddition()
+    var isEmpty: Bool { perChannel == nil && elementwise == nil }
+
+    /// Adds this to sample `n` of `y` (`channels` planes of `pixels`).
+    @inline(__always)
+    func apply(to y: UnsafeMutablePointer<Double>, sample n: Int, channels: Int, pixels: Int) {
+        let yn = y + n * channels * pixels
+        if let perChannel {
+            for oc in 0..<channels {
+                let c = perChannel[n * channels + oc], plane = yn + oc * pixels
+                for p in 0..<pixels { plane[p] = plane[p] + c }
+            }
+        }
+        if let elementwise {
+            let r = elementwise + n * channels * pixels
+            for k in 0..<(channels * pixels) { yn[k] = yn[k] + r[k] }
+        }
+    }
+}
+
 /// Convolution kernels. `forward`/`backward` go through ``Gemm/blas``; `referenceForward` and
 /// `referenceBackward` are the direct seven-fold loops.
 public enum ConvolutionKernels {
@@ -353,15 +385,26 @@ public enum ConvolutionKernels {
     /// group's goes through a buffer that is then spread into the samples' planes. A 3×3 same convolution
     /// on 8- or 16-pixel-wide planes may go through the direct kernel instead, sample by sample (``runsDirect(_:)``,
     /// ``directPieces(_:weight:flipped:inChannels:outChannels:dWeightLanes:_:)``).
+    ///
+    /// `adding` is added to the finished output (`y = ((conv + b) + c[n, o]) + r[n, o, p]`, each sum rounded
+    /// as written): by each direct piece to its own sample while it is in cache, else in one pass at the end.
     public static func forward(_ g: ConvGeometry, x: UnsafePointer<Double>, weight: UnsafePointer<Double>,
-                               bias: UnsafePointer<Double>?, y: UnsafeMutablePointer<Double>) {
+                               bias: UnsafePointer<Double>?, y: UnsafeMutablePointer<Double>, adding: OutputAddition = .none) {
         let (o, pix, plane) = (g.outChannels, g.outPixels, g.inChannels * g.height * g.width)
         if runsDirect(g) {  // (runsDirect reads a task-local: on the calling thread)
             directPieces(g, weight: weight, flipped: false, inChannels: g.inChannels, outChannels: o, dWeightLanes: 0) { n, packed, strip in
                 // y = bias + the sums, started in registers (y is not read)
                 ddpm_conv3x3_packed(x + n * plane, packed, bias, 0, y + n * o * pix, 1, g.inChannels, o, g.height, g.width, strip)
+                adding.apply(to: y, sample: n, channels: o, pixels: pix)
             }
             return
+        }
+        defer {
+            if !adding.isEmpty {
+                Parallel.chunks(g.batch, work: g.batch * o * pix) { samples in
+                    for n in samples { adding.apply(to: y, sample: n, channels: o, pixels: pix) }
+                }
+            }
         }
         forEachGroup(g) { samples, _, split in
             var group = g

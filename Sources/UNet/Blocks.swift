@@ -49,14 +49,20 @@ public final class ResidualBlock: Module {
     }
 
     /// In training mode the dropout mask is drawn from `generator` (the caller owns the random state).
+    /// Without an ``ActivationTap`` recording and without active dropout, the two sums are part of the
+    /// convolutions before them (``Conv2d/callAsFunction(_:addingPerChannel:adding:)``): the same values, bit
+    /// for bit, without their passes and arrays.
     public func callAsFunction(_ x: Tensor, _ temb: Tensor, training: Bool, generator: inout RandomGenerator) -> Tensor {
-        var h = conv1(norm1.normalizedSiLU(x))
-        let t = timeProjection(temb)
-        h = h + t.reshaped([t.shape[0], t.shape[1], 1, 1])
-        h = conv2(norm2.normalizedSiLU(h)).dropout2d(probability: dropout, training: training, generator: &generator)
-        return ActivationTap.output(of: self, h + (residual.map { $0(x) } ?? x))
+        if ActivationTap.isRecording || (training && dropout > 0) {
+            var h = conv1(norm1.normalizedSiLU(x))
+            let t = timeProjection(temb)
+            h = h + t.reshaped([t.shape[0], t.shape[1], 1, 1])
+            h = conv2(norm2.normalizedSiLU(h)).dropout2d(probability: dropout, training: training, generator: &generator)
+            return ActivationTap.output(of: self, h + (residual.map { $0(x) } ?? x))
+        }
+        let h = conv1(norm1.normalizedSiLU(x), addingPerChannel: timeProjection(temb))
+        return conv2(norm2.normalizedSiLU(h), adding: residual.map { $0(x) } ?? x)
     }
-
 }
 
 /// Single-head self-attention over the pixels of a feature map (C channels, P = H·W):
@@ -82,6 +88,6 @@ public final class AttentionBlock: Module {
         let attention = (q.matmul(k, transposeA: true) / Double(c).squareRoot()).softmax()
         let out = v.matmul(attention, transposeB: true).reshaped([n, c, h, w])
         MultiplyAddCounter.add(2 * n * c * (h * w) * (h * w))   // qᵀk and v Aᵀ
-        return ActivationTap.output(of: self, x + projection(out))
+        return ActivationTap.output(of: self, projection(out, adding: x))  // x + proj(…), as one operation
     }
 }

@@ -85,4 +85,48 @@ struct FusedKernelTests {
         let g = randomTensor([4], seed: 20, in: 0.5...1.5), b = randomTensor([4], seed: 21)
         expectGradient("groupNormSiLU", [x, g, b]) { Tensor.groupNormSiLU(x, groups: 2, weight: g, bias: b) }
     }
+
+    /// `conv2d(…, addingPerChannel: c, adding: r)` against `conv2d(…) + c.reshaped([N, O, 1, 1])` followed by
+    /// `+ r` (what the residual block and the attention block wrote before): output and the gradients of x,
+    /// w, b, c and r bit for bit. Cases: a 3×3 same convolution on 8-wide planes (the direct kernels where the
+    /// CPU has them: the sums are added by each one-sample piece; with `withDirect(false)` the im2col path, one
+    /// pass at the end), a 1×1 convolution (samples lowered four at a time), a stride-2 convolution; c only,
+    /// r only, both. A sum dropped, added twice, or added to another sample's plane is O(1) off.
+    @Test("conv2d with the sums after it: bit for bit the separate operations", arguments: [
+        (3, 8, 8, 16, 3, 1, 1, true, false), (3, 8, 8, 16, 3, 1, 1, false, true), (3, 8, 8, 16, 3, 1, 1, true, true),
+        (5, 8, 8, 16, 1, 1, 0, false, true), (2, 4, 7, 6, 3, 2, 1, true, true),
+    ])
+    func convolutionAdding(_ c: (batch: Int, inChannels: Int, size: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int, perChannel: Bool, elementwise: Bool)) {
+        let seed = UInt64(c.batch * 100 + c.size * 10 + c.kernel + (c.perChannel ? 1000 : 0) + (c.elementwise ? 2000 : 0))
+        let x0 = randomTensor([c.batch, c.inChannels, c.size, c.size], seed: seed)
+        let w0 = randomTensor([c.outChannels, c.inChannels, c.kernel, c.kernel], seed: seed + 1)
+        let b0 = randomTensor([c.outChannels], seed: seed + 2)
+        let side = (c.size + 2 * c.padding - c.kernel) / c.stride + 1, outShape = [c.batch, c.outChannels, side, side]
+        let c0 = randomTensor([c.batch, c.outChannels], seed: seed + 3), r0 = randomTensor(outShape, seed: seed + 4)
+        let dy = randomTensor(outShape, seed: seed + 5).data
+        func run(fused: Bool) -> [[Double]] {
+            let leaves = [x0, w0, b0, c0, r0].map { Tensor(shape: $0.shape, data: $0.data, requiresGrad: true) }
+            let (pc, pr) = (c.perChannel ? leaves[3] : nil, c.elementwise ? leaves[4] : nil)
+            var y: Tensor
+            if fused {
+                y = Tensor.conv2d(leaves[0], weight: leaves[1], bias: leaves[2], stride: c.stride, padding: c.padding, addingPerChannel: pc, adding: pr)
+            } else {
+                y = Tensor.conv2d(leaves[0], weight: leaves[1], bias: leaves[2], stride: c.stride, padding: c.padding)
+                if let pc { y = y + pc.reshaped([c.batch, c.outChannels, 1, 1]) }
+                if let pr { y = y + pr }
+            }
+            y.backward(seed: dy)
+            return [y.data] + leaves.map { $0.gradValues ?? [] }
+        }
+        for direct in [true, false] {
+            ConvolutionKernels.withDirect(direct) {
+                let (fused, separate) = (run(fused: true), run(fused: false))
+                for (k, name) in ["y", "dx", "dw", "db", "dc", "dr"].enumerated() {
+                    let difference = firstDifference(fused[k], separate[k])
+                    #expect(difference == nil, "\(name) \(c) direct \(direct): \(difference ?? "")")
+                }
+                print("conv2d adding \(c) direct \(direct && ConvolutionKernels.runsDirect(ConvGeometry(batch: c.batch, inChannels: c.inChannels, height: c.size, width: c.size, outChannels: c.outChannels, kernel: c.kernel, stride: c.stride, padding: c.padding))): bit-identical: \(fused.indices.allSatisfy { firstDifference(fused[$0], separate[$0]) == nil })")
+            }
+        }
+    }
 }
