@@ -43,13 +43,20 @@ public enum Parallel {
     /// inside a loop), a split loop runs on libdispatch's `concurrentPerform` instead.
     static let pool: WorkerPool? = cores > 1 ? WorkerPool(workers: cores - 1) : nil
 
-    /// Runs `body` over `0 ..< count` split into contiguous ranges, one per core, or inline when
-    /// `work` (a rough count of elementary operations) is small. Each index must write only memory
-    /// that no other index writes; `body` returns when every range is done.
+    /// Contiguous ranges per core that ``chunks(_:work:_:)`` cuts a loop into on the pool: claimed one at a
+    /// time, so a worker that joins late (woken from its sleep, 75–150 µs) takes fewer, instead of leaving the
+    /// caller waiting for a whole half of the loop.
+    public static let rangesPerCore = 4
+
+    /// Runs `body` over `0 ..< count` split into contiguous ranges (``rangesPerCore`` per core on the pool,
+    /// one per core otherwise), or inline when `work` (a rough count of elementary operations) is small.
+    /// Each index must write only memory that no other index writes; `body` returns when every range is done.
     public static func chunks(_ count: Int, work: Int, _ body: (Range<Int>) -> Void) {
         let n = min(parts, count)
         if n < 2 || work < minimumWork { body(0..<count); return }
-        if let pool, n >= pool.participants, pool.run(n, { part in body((count * part / n)..<(count * (part + 1) / n)) }) { return }
+        let ranges = min(count, n * rangesPerCore)
+        if let pool, n >= pool.participants,
+           pool.run(ranges, { part in body((count * part / ranges)..<(count * (part + 1) / ranges)) }) { return }
         withoutActuallyEscaping(body) { body in
             let shared = UncheckedSendable(body)
             DispatchQueue.concurrentPerform(iterations: n) { part in
