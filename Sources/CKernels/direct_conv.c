@@ -153,7 +153,7 @@ void ddpm_conv3x3_weight_gradient(const double *x, const double *dy, double *dw,
         for (long c = 0; c < C; c++) for (long y = 0; y < H; y++) copy_row(xp + c * padded + (y + 1) * (W + 2) + 1, xn + (c * H + y) * W, W);
         for (long c = 0; c < C; c++) for (long o0 = 0; o0 < O; o0 += 16) weight_taps(dyt, xp + c * padded, dwt, c, o0, O, H, W);
     }
-    for (long o = 0; o < O; o++) for (long k = 0; k < K; k++) dw[o * K + k] += dwt[k * O + o];
+    for (long o = 0; o < O; o++) for (long k = 0; k < K; k++) dw[o * K + k] = dwt[k * O + o];
 }
 
 #pragma clang attribute pop

@@ -461,20 +461,23 @@ public enum ConvolutionKernels {
         }
         if dx == nil && dWeight == nil { return }
         let dxBeta: Double = overwritingDx ? 0 : 1
-        // Lane 0 adds into dWeight itself; lanes 1… into zeroed buffers of their own.
+        let directDx = dx != nil && runsDirectInputGradient(g), directDW = dWeight != nil && runsDirectWeightGradient(g)
+        // The lowered path: lane 0 adds into dWeight itself, lanes 1… into zeroed buffers of their own. The direct
+        // kernel writes each lane's total into a buffer of its own (nothing to zero). Either way dWeight ends as
+        // (((dW + t₀) + t₁) + t₂) + t₃ over the lanes' totals t, added in lane order below.
         let lanes = sampleLanes(g), size = o * g.patch
-        let partials = UnsafeMutablePointer<Double>.allocate(capacity: dWeight == nil ? 0 : (lanes - 1) * size)
-        partials.initialize(repeating: 0, count: dWeight == nil ? 0 : (lanes - 1) * size)
+        let partialCount = dWeight == nil ? 0 : (directDW ? lanes : lanes - 1) * size
+        let partials = UnsafeMutablePointer<Double>.allocate(capacity: partialCount)
+        if !directDW { partials.initialize(repeating: 0, count: partialCount) }
         defer { partials.deallocate() }
         func laneShare(_ dW: UnsafeMutablePointer<Double>, _ lane: Int) -> UnsafeMutablePointer<Double> { lane == 0 ? dW : partials + (lane - 1) * size }
-        let directDx = dx != nil && runsDirectInputGradient(g), directDW = dWeight != nil && runsDirectWeightGradient(g)
         if directDW || directDx {  // one job: dW's lanes first (the larger pieces), then dx sample by sample
             let (c, h, w) = (g.inChannels, g.height, g.width), dWLanes = directDW ? lanes : 0
             // dx is ddpm_conv3x3 of dY with the flipped weights: o channels in, c out.
             directPieces(g, weight: directDx ? weight : nil, flipped: true, inChannels: o, outChannels: c, dWeightLanes: dWLanes) { piece, packed, scratch in
                 if piece < dWLanes, let dWeight {
                     let samples = (g.batch * piece / lanes)..<(g.batch * (piece + 1) / lanes)
-                    ddpm_conv3x3_weight_gradient(x + samples.lowerBound * plane, dy + samples.lowerBound * o * pix, laneShare(dWeight, piece),
+                    ddpm_conv3x3_weight_gradient(x + samples.lowerBound * plane, dy + samples.lowerBound * o * pix, partials + piece * size,
                                                  samples.count, c, o, h, w, scratch)
                 } else if let dx {
                     let n = piece - dWLanes
@@ -516,10 +519,14 @@ public enum ConvolutionKernels {
                 }
             }
         } }
-        if let dWeight {
-            for lane in 1..<max(1, lanes) {
-                let partial = partials + (lane - 1) * size
-                for e in 0..<size { dWeight[e] += partial[e] }
+        if let dWeight {  // elements over the cores, each adding the lanes' totals in lane order
+            let first = directDW ? 0 : 1
+            Parallel.chunks(size, work: lanes * size) { elements in
+                for e in elements {
+                    var v = dWeight[e]
+                    for lane in first..<max(first, lanes) { v += partials[(lane - first) * size + e] }
+                    dWeight[e] = v
+                }
             }
         }
     }

@@ -90,10 +90,11 @@ void ddpm_conv3x3_pack(const double *w, int flipped, long C, long O, double *ap)
 void ddpm_conv3x3_packed(const double *x, const double *ap, const double *bias, int accumulate, double *y,
                          long N, long C, long O, long H, long W, double *bp);
 
-/// The weight gradient of N samples of that convolution: dw[o, c, i, j] += Σ_n Σ_p dy[n, o, p]·x[n, c, p + (i − 1, j − 1)],
+/// The weight gradient of N samples of that convolution: dw[o, c, i, j] = Σ_n Σ_p dy[n, o, p]·x[n, c, p + (i − 1, j − 1)],
 /// x N × C × H × W (any width), dy N × O × H × W, dw O × C × 3 × 3, O a multiple of 16. For each sample, each
 /// tap's sum starts from 0 and runs over the pixels p in increasing order with a fused multiply–add per term;
-/// the samples' sums are added in order to a total that starts from 0, and the total is then added into dw.
+/// the samples' sums are added in order to a total that starts from 0, and the total is written to dw (its
+/// entry contents are not read; the caller adds the lanes' totals into the gradient in lane order).
 /// scratch: ddpm_conv3x3_weight_gradient_scratch(C, O, H, W) = C·9·O + H·W·O + C·(H + 2)·(W + 2) doubles.
 long ddpm_conv3x3_weight_gradient_scratch(long C, long O, long H, long W);
 void ddpm_conv3x3_weight_gradient(const double *x, const double *dy, double *dw, long N, long C, long O, long H, long W, double *scratch);
