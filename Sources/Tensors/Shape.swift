@@ -1,5 +1,16 @@
 // Operations that move values without arithmetic: reshape, transpose, concatenate, split, gather.
 
+import Kernels
+
+/// Copies `outer` blocks of `count` doubles, block o from `src + o·srcStride` to `dst + o·dstStride`, the blocks
+/// split over the cores (they write disjoint memory; a copy is the same whichever thread makes it).
+func copyBlocks(_ outer: Int, of count: Int, from src: UnsafePointer<Double>, stride srcStride: Int,
+                to dst: UnsafeMutablePointer<Double>, stride dstStride: Int) {
+    Parallel.chunks(outer, work: outer * count) { blocks in
+        for o in blocks { (dst + o * dstStride).update(from: src + o * srcStride, count: count) }
+    }
+}
+
 extension Tensor {
     /// The same values with a new shape of equal element count; the gradient is reshaped back.
     public func reshaped(_ newShape: [Int]) -> Tensor {
@@ -37,9 +48,7 @@ extension Tensor {
         let out = uninitializedArray(outer * total) { dst in
             var offset = 0
             for (p, w) in zip(parts, widths) {
-                p.data.withUnsafeBufferPointer { src in
-                    for o in 0..<outer { (dst + o * total + offset).update(from: src.baseAddress! + o * w, count: w) }
-                }
+                p.data.withUnsafeBufferPointer { src in copyBlocks(outer, of: w, from: src.baseAddress!, stride: w, to: dst + offset, stride: total) }
                 offset += w
             }
         }
@@ -49,7 +58,7 @@ extension Tensor {
             for (p, w) in zip(parts, widths) {
                 if p.requiresGrad {
                     grads.append(uninitializedArray(outer * w) { gp in g.withUnsafeBufferPointer { pg in
-                        for o in 0..<outer { (gp + o * w).update(from: pg.baseAddress! + o * total + off, count: w) }
+                        copyBlocks(outer, of: w, from: pg.baseAddress! + off, stride: total, to: gp, stride: w)
                     } })
                 } else { grads.append(nil) }
                 off += w
@@ -74,13 +83,13 @@ extension Tensor {
         let full = shape[axis] * inner, w = length * inner, off = start * inner
         var outShape = shape; outShape[axis] = length
         let out = uninitializedArray(outer * w) { dst in data.withUnsafeBufferPointer { src in
-            for o in 0..<outer { (dst + o * w).update(from: src.baseAddress! + o * full + off, count: w) }
+            copyBlocks(outer, of: w, from: src.baseAddress! + off, stride: full, to: dst, stride: w)
         } }
         let n = count
         return Tensor.operation("slice", shape: outShape, data: out, parents: [self]) { g in
             var gi = [Double](repeating: 0, count: n)
             gi.withUnsafeMutableBufferPointer { d in g.withUnsafeBufferPointer { pg in
-                for o in 0..<outer { (d.baseAddress! + o * full + off).update(from: pg.baseAddress! + o * w, count: w) }
+                copyBlocks(outer, of: w, from: pg.baseAddress!, stride: w, to: d.baseAddress! + off, stride: full)
             } }
             return [gi]
         }
