@@ -71,11 +71,11 @@ static void tile8x16(long K, const double *ap, const double *bp, double *cp, lon
 #undef STEP
 #undef STORE
 
-void ddpm_conv3x3_pack(const double *w, int flipped, long C, long O, double *ap) {
+void ddpm_conv3x3_pack(const double *w, int flipped, long C, long O, long o_begin, long o_end, double *ap) {
     const long K = C * 9;
     // The weights w'[o, k] (O × K) in panels of 8 output channels: ap[(o/8)·K·8 + k·8 + o%8]. Flipped, the
     // forward weights w (C × O × 3 × 3) read as w'[o, c, i, j] = w[c, o, 2 − i, 2 − j].
-    for (long o = 0; o < O; o++) {
+    for (long o = o_begin; o < o_end; o++) {
         double *panel = ap + (o / 8) * K * 8 + o % 8;
         if (!flipped) { for (long k = 0; k < K; k++) panel[k * 8] = w[o * K + k]; continue; }
         for (long c = 0; c < C; c++) for (long t = 0; t < 9; t++) panel[(c * 9 + t) * 8] = w[(c * O + o) * 9 + 8 - t];
@@ -159,7 +159,9 @@ void ddpm_conv3x3_weight_gradient(const double *x, const double *dy, double *dw,
 #pragma clang attribute pop
 #else
 int ddpm_conv3x3_available(void) { return 0; }
-void ddpm_conv3x3_pack(const double *w, int flipped, long C, long O, double *ap) { (void)w; (void)flipped; (void)C; (void)O; (void)ap; }
+void ddpm_conv3x3_pack(const double *w, int flipped, long C, long O, long o_begin, long o_end, double *ap) {
+    (void)w; (void)flipped; (void)C; (void)O; (void)o_begin; (void)o_end; (void)ap;
+}
 void ddpm_conv3x3_packed(const double *x, const double *ap, const double *bias, int accumulate, double *y,
                          long N, long C, long O, long H, long W, double *bp) {
     (void)x; (void)ap; (void)bias; (void)accumulate; (void)y; (void)N; (void)C; (void)O; (void)H; (void)W; (void)bp;

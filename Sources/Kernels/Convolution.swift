@@ -305,7 +305,11 @@ public enum ConvolutionKernels {
         let packedCount = weight == nil ? 0 : ddpm_conv3x3_packed_size(inChannels, outChannels)
         let packed = UnsafeMutablePointer<Double>.allocate(capacity: packedCount)
         defer { packed.deallocate() }
-        if let weight { ddpm_conv3x3_pack(weight, flipped ? 1 : 0, inChannels, outChannels, packed) }
+        if let weight {  // output channels over the cores (each writes its own entries)
+            Parallel.chunks(outChannels, work: packedCount) { r in
+                ddpm_conv3x3_pack(weight, flipped ? 1 : 0, inChannels, outChannels, r.lowerBound, r.upperBound, packed)
+            }
+        }
         let scratchCount = max(dWeightLanes > 0 ? ddpm_conv3x3_weight_gradient_scratch(g.inChannels, g.outChannels, g.height, g.width) : 0,
                                weight == nil ? 0 : ddpm_conv3x3_strip_scratch(inChannels))
         Parallel.forEachLane(dWeightLanes + (weight == nil ? 0 : g.batch), threads: Parallel.parts) { piece in
