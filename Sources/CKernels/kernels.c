@@ -88,6 +88,8 @@ static int cpu_has_avx512(void) { return 0; }
 #define ddpm_sum_avx2 ddpm_sum_baseline
 #define ddpm_squared_deviations_avx2 ddpm_squared_deviations_baseline
 #define ddpm_dot_deviations_avx2 ddpm_dot_deviations_baseline
+#define ddpm_sums_avx2 ddpm_sums_baseline
+#define ddpm_squared_deviations_each_avx2 ddpm_squared_deviations_each_baseline
 #define ddpm_group_normalize_avx2 ddpm_group_normalize_baseline
 #define ddpm_group_normalize_silu_avx2 ddpm_group_normalize_silu_baseline
 #define ddpm_silu_grad_from_normalized_avx2 ddpm_silu_grad_from_normalized_baseline
@@ -137,6 +139,13 @@ double ddpm_squared_deviations(const double *a, long n, double c) {
 }
 double ddpm_dot_deviations(const double *a, const double *b, long n, double c) {
     return avx2() ? ddpm_dot_deviations_avx2(a, b, n, c) : ddpm_dot_deviations_baseline(a, b, n, c);
+}
+void ddpm_sums(const double *a, long stride, long count, long n, double *out) {
+    if (avx2()) ddpm_sums_avx2(a, stride, count, n, out); else ddpm_sums_baseline(a, stride, count, n, out);
+}
+void ddpm_squared_deviations_each(const double *a, long stride, long count, long n, const double *centres, double *out) {
+    if (avx2()) ddpm_squared_deviations_each_avx2(a, stride, count, n, centres, out);
+    else ddpm_squared_deviations_each_baseline(a, stride, count, n, centres, out);
 }
 
 void ddpm_group_normalize(int variant, const double *x, double *y, long channels, long spatial,

@@ -254,3 +254,53 @@ static void VARIANT(ddpm_group_norm_grad_sums)(const double *x, const double *dy
     }
 }
 #endif
+
+#if LANES == 4
+// Several sums at once, each exactly as ddpm_sum / ddpm_squared_deviations computes it: out[j] over
+// a + j·stride, n elements, for j < count. A lane sum is one chain of dependent additions (four cycles
+// each, four elements an addition); four of them interleaved keep the adder busy, the order of the
+// additions within each sum unchanged.
+#define SUMS4(term_vec, term_scalar)                                                                      \
+    do {                                                                                                  \
+        long j = 0;                                                                                       \
+        for (; j + 4 <= count; j += 4) {                                                                  \
+            const double *a0 = a + j * stride, *a1 = a0 + stride, *a2 = a1 + stride, *a3 = a2 + stride;  \
+            const double c0 = C(j), c1 = C(j + 1), c2 = C(j + 2), c3 = C(j + 3);                          \
+            const VD v0 = VARIANT(splat)(c0), v1 = VARIANT(splat)(c1), v2 = VARIANT(splat)(c2), v3 = VARIANT(splat)(c3); \
+            VD l0 = VARIANT(splat)(0.0), l1 = l0, l2 = l0, l3 = l0;                                       \
+            long i = 0;                                                                                   \
+            for (; i + 4 <= n; i += 4) {                                                                  \
+                l0 += term_vec(a0, v0); l1 += term_vec(a1, v1); l2 += term_vec(a2, v2); l3 += term_vec(a3, v3); \
+            }                                                                                             \
+            double t0 = (l0[0] + l0[1]) + (l0[2] + l0[3]), t1 = (l1[0] + l1[1]) + (l1[2] + l1[3]);        \
+            double t2 = (l2[0] + l2[1]) + (l2[2] + l2[3]), t3 = (l3[0] + l3[1]) + (l3[2] + l3[3]);        \
+            for (; i < n; i++) {                                                                          \
+                t0 += term_scalar(a0, c0); t1 += term_scalar(a1, c1); t2 += term_scalar(a2, c2); t3 += term_scalar(a3, c3); \
+            }                                                                                             \
+            out[j] = t0; out[j + 1] = t1; out[j + 2] = t2; out[j + 3] = t3;                               \
+        }                                                                                                 \
+        for (; j < count; j++) out[j] = SINGLE(a + j * stride, n, C(j));                                  \
+    } while (0)
+
+#define SUM_VEC(p, v) VARIANT(loadv)((p) + i)
+#define SUM_SCALAR(p, c) (p)[i]
+#define C(j) 0.0
+#define SINGLE(p, n, c) VARIANT(ddpm_sum)(p, n)
+static void VARIANT(ddpm_sums)(const double *a, long stride, long count, long n, double *out) { SUMS4(SUM_VEC, SUM_SCALAR); }
+#undef C
+#undef SINGLE
+#define DEV_VEC(p, v) ((VARIANT(loadv)((p) + i) - (v)) * (VARIANT(loadv)((p) + i) - (v)))
+#define DEV_SCALAR(p, c) (((p)[i] - (c)) * ((p)[i] - (c)))
+#define C(j) centres[j]
+#define SINGLE(p, n, c) VARIANT(ddpm_squared_deviations)(p, n, c)
+static void VARIANT(ddpm_squared_deviations_each)(const double *a, long stride, long count, long n, const double *centres, double *out) {
+    SUMS4(DEV_VEC, DEV_SCALAR);
+}
+#undef C
+#undef SINGLE
+#undef SUM_VEC
+#undef SUM_SCALAR
+#undef DEV_VEC
+#undef DEV_SCALAR
+#undef SUMS4
+#endif

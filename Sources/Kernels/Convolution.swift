@@ -458,9 +458,14 @@ public enum ConvolutionKernels {
                                 dWeight: UnsafeMutablePointer<Double>?, dBias: UnsafeMutablePointer<Double>?,
                                 overwritingDx: Bool = false) {
         let (o, pix, plane) = (g.outChannels, g.outPixels, g.inChannels * g.height * g.width)
-        if let dBias {  // channels over the cores, each summing its samples in order
+        if let dBias {  // channels over the cores, each adding its samples' plane sums in order
             Parallel.chunks(o, work: g.batch * o * pix) { channels in
-                for oc in channels { for n in 0..<g.batch { dBias[oc] += Sums.sum(dy + (n * o + oc) * pix, pix) } }
+                let sums = UnsafeMutablePointer<Double>.allocate(capacity: g.batch)
+                defer { sums.deallocate() }
+                for oc in channels {
+                    Sums.sums(dy + oc * pix, stride: o * pix, count: g.batch, length: pix, into: sums)
+                    for n in 0..<g.batch { dBias[oc] += sums[n] }
+                }
             }
         }
         if dx == nil && dWeight == nil { return }

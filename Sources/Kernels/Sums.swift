@@ -21,4 +21,18 @@ public enum Sums {
     public static func dotDeviations(_ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>, _ n: Int, from c: Double) -> Double {
         ddpm_dot_deviations(a, b, n, c)
     }
+
+    /// `out[j] = sum(a + j·stride, n)` for `j < count`: the same bits as ``sum(_:_:)`` one at a time, four sums
+    /// interleaved (a lane sum is one chain of dependent additions; four chains keep the adder busy).
+    @inline(__always)
+    public static func sums(_ a: UnsafePointer<Double>, stride: Int, count: Int, length n: Int, into out: UnsafeMutablePointer<Double>) {
+        ddpm_sums(a, stride, count, n, out)
+    }
+
+    /// `out[j] = squaredDeviations(a + j·stride, n, from: centres[j])` for `j < count`, the same bits, four at a time.
+    @inline(__always)
+    public static func squaredDeviations(_ a: UnsafePointer<Double>, stride: Int, count: Int, length n: Int,
+                                         from centres: UnsafePointer<Double>, into out: UnsafeMutablePointer<Double>) {
+        ddpm_squared_deviations_each(a, stride, count, n, centres, out)
+    }
 }

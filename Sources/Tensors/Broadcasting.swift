@@ -71,7 +71,9 @@ enum Broadcast {
         if let block = trailingBlock(of: shape, in: outShape), block > 0 {  // one sum per block
             let count = shape.reduce(1, *)
             return uninitializedArray(count) { r in grad.withUnsafeBufferPointer { g in
-                Parallel.chunks(count, work: grad.count) { range in for q in range { r[q] = Sums.sum(g.baseAddress! + q * block, block) } }
+                Parallel.chunks(count, work: grad.count) { range in
+                    Sums.sums(g.baseAddress! + range.lowerBound * block, stride: block, count: range.count, length: block, into: r + range.lowerBound)
+                }
             } }
         }
         var result = [Double](repeating: 0, count: shape.reduce(1, *))

@@ -51,16 +51,27 @@ extension Tensor {
         let out = uninitializedArray(x.count) { po in
             xv.withUnsafeBufferPointer { px in invStd.withUnsafeMutableBufferPointer { pi in means.withUnsafeMutableBufferPointer { pm in
                 sigma.withUnsafeMutableBufferPointer { psig in gamma.withUnsafeBufferPointer { pg in beta.withUnsafeBufferPointer { pb in
-                    Parallel.chunks(groups, work: 4 * x.count) { range in for gi in range { for s in 0..<n {
-                        let base = (s * c + gi * per) * spatial
-                        let mean = Sums.sum(px.baseAddress! + base, m) / Double(m)
-                        let variance = Sums.squaredDeviations(px.baseAddress! + base, m, from: mean) / Double(m)
-                        let inv = 1 / (variance + eps).squareRoot()
-                        pi[s * groups + gi] = inv; pm[s * groups + gi] = mean
-                        GroupNormKernels.normalize(px.baseAddress! + base, po + base, channels: per, spatial: spatial,
-                                                   gamma: pg.baseAddress! + gi * per, beta: pb.baseAddress! + gi * per, mean: mean, inv: inv,
-                                                   silu: silu, sigma: silu && records ? psig.baseAddress! + base : nil, path: path)
-                    } } }
+                    Parallel.chunks(groups, work: 4 * x.count) { range in
+                        // Group gi of every sample: the n means, then the n sums of squared deviations, each sum
+                        // as `Sums.sum` / `Sums.squaredDeviations` computes it (several at a time), then the values.
+                        let stats = UnsafeMutablePointer<Double>.allocate(capacity: 2 * n)
+                        defer { stats.deallocate() }
+                        for gi in range {
+                            let first = px.baseAddress! + gi * per * spatial
+                            Sums.sums(first, stride: c * spatial, count: n, length: m, into: stats)
+                            for s in 0..<n { stats[s] = stats[s] / Double(m) }
+                            Sums.squaredDeviations(first, stride: c * spatial, count: n, length: m, from: stats, into: stats + n)
+                            for s in 0..<n {
+                                let base = (s * c + gi * per) * spatial
+                                let mean = stats[s], variance = stats[n + s] / Double(m)
+                                let inv = 1 / (variance + eps).squareRoot()
+                                pi[s * groups + gi] = inv; pm[s * groups + gi] = mean
+                                GroupNormKernels.normalize(px.baseAddress! + base, po + base, channels: per, spatial: spatial,
+                                                           gamma: pg.baseAddress! + gi * per, beta: pb.baseAddress! + gi * per, mean: mean, inv: inv,
+                                                           silu: silu, sigma: silu && records ? psig.baseAddress! + base : nil, path: path)
+                            }
+                        }
+                    }
                 } } }
             } } }
         }

@@ -293,6 +293,30 @@ struct KernelTests {
         if n == 9 { #expect(Sums.sum([1, 2, 3, 4, 5, 6, 7, 8, 9.5], 9) == 45.5) }  // by hand
     }
 
+    /// Several sums at once (`Sums.sums`, `Sums.squaredDeviations(_:stride:count:length:from:into:)`: four
+    /// interleaved, then one at a time) are, bit for bit, the one-at-a-time sums they stand for: counts 1–9
+    /// (whole groups of four and the rest), lengths around the lane width, rows with gaps between them
+    /// (stride > length), each row with its own centre.
+    @Test("several lane sums at once vs one at a time", arguments: [(1, 5), (4, 4), (5, 3), (7, 64), (9, 1000)])
+    func laneSumsAtOnce(_ c: (count: Int, length: Int)) {
+        let stride = c.length + 3
+        var rng = RandomGenerator(seed: UInt64(c.count * 10 + c.length))
+        let a = (0..<(c.count * stride)).map { _ in 2 * rng.nextUniform() - 1 }, centres = (0..<c.count).map { _ in rng.nextUniform() - 0.5 }
+        var sums = [Double](repeating: .nan, count: c.count), deviations = sums
+        a.withUnsafeBufferPointer { pa in centres.withUnsafeBufferPointer { pc in
+            sums.withUnsafeMutableBufferPointer { ps in deviations.withUnsafeMutableBufferPointer { pd in
+                Sums.sums(pa.baseAddress!, stride: stride, count: c.count, length: c.length, into: ps.baseAddress!)
+                Sums.squaredDeviations(pa.baseAddress!, stride: stride, count: c.count, length: c.length, from: pc.baseAddress!, into: pd.baseAddress!)
+            } }
+        } }
+        let one = a.withUnsafeBufferPointer { pa in (0..<c.count).map { j in
+            (Sums.sum(pa.baseAddress! + j * stride, c.length), Sums.squaredDeviations(pa.baseAddress! + j * stride, c.length, from: centres[j]))
+        } }
+        let d = firstDifference(sums + deviations, one.map(\.0) + one.map(\.1))
+        print("lane sums at once \(c): \(d ?? "bit-identical")")
+        #expect(d == nil, "\(c): \(d ?? "")")
+    }
+
     /// Batched products with operands read transposed, against the definition written out: 8
     /// products of 16×20·20×16 (40,960 multiply–adds in all: whole products spread over the cores) and
     /// one product above the split threshold (split over the cores). Entries in [0.5, 1]: no cancellation.

@@ -29,6 +29,12 @@ double ddpm_squared_deviations(const double *a, long n, double c);
 /// Σ a[i]·(b[i] − c), in the same lanes.
 double ddpm_dot_deviations(const double *a, const double *b, long n, double c);
 
+/// out[j] = ddpm_sum(a + j·stride, n) for j < count, the same bits, four sums interleaved at a time.
+void ddpm_sums(const double *a, long stride, long count, long n, double *out);
+
+/// out[j] = ddpm_squared_deviations(a + j·stride, n, centres[j]) for j < count, the same bits, four at a time.
+void ddpm_squared_deviations_each(const double *a, long stride, long count, long n, const double *centres, double *out);
+
 /// The build of these kernels this CPU runs: 2 AVX-512 (F and DQ, with FMA; its lane sums run in AVX2), 1 AVX2,
 /// 0 the baseline (SSE2).
 int ddpm_kernels_variant(void);
