@@ -94,7 +94,6 @@ static int cpu_has_avx512(void) { return 0; }
 #define ddpm_group_normalize_silu_avx2 ddpm_group_normalize_silu_baseline
 #define ddpm_silu_grad_from_normalized_avx2 ddpm_silu_grad_from_normalized_baseline
 #define ddpm_group_norm_dx_avx2 ddpm_group_norm_dx_baseline
-#define ddpm_group_norm_grad_sums_avx2 ddpm_group_norm_grad_sums_baseline
 #define ddpm_exp_avx512 ddpm_exp_baseline
 #define ddpm_exp_shifted_avx512 ddpm_exp_shifted_baseline
 #define ddpm_silu_avx512 ddpm_silu_baseline
@@ -164,9 +163,4 @@ void ddpm_silu_grad_from_normalized(int variant, const double *x, const double *
 void ddpm_group_norm_dx(int variant, const double *x, const double *d, double *dx, long channels, long spatial,
                         const double *gamma, double mean, double inv, double mean_d, double mean_dx) {
     DISPATCH(variant, ddpm_group_norm_dx, (x, d, dx, channels, spatial, gamma, mean, inv, mean_d, mean_dx));
-}
-void ddpm_group_norm_grad_sums(const double *x, const double *dy, const double *sigma, double *da, long channels, long spatial,
-                               const double *gamma, const double *beta, double mean, double inv, double *sum_d, double *sum_dx) {
-    if (avx2()) ddpm_group_norm_grad_sums_avx2(x, dy, sigma, da, channels, spatial, gamma, beta, mean, inv, sum_d, sum_dx);
-    else ddpm_group_norm_grad_sums_baseline(x, dy, sigma, da, channels, spatial, gamma, beta, mean, inv, sum_d, sum_dx);
 }

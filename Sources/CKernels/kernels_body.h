@@ -213,48 +213,6 @@ static void VARIANT(ddpm_group_norm_dx)(const double *x, const double *d, double
         for (; i < o + spatial; i++) dx[i] = inv * ((d[i] * g - mean_d) - ((x[i] - mean) * inv) * mean_dx);
     }
 }
-
-#if LANES == 4
-// Group normalisation's per-channel backward sums in one pass (see ddpm_group_norm_grad_sums in
-// ddpm_kernels.h): d is dy, or SiLU's backward da (computed and written as
-// ddpm_silu_grad_from_normalized does), summed in the lanes of ddpm_sum and ddpm_dot_deviations.
-static void VARIANT(ddpm_group_norm_grad_sums)(const double *x, const double *dy, const double *sigma, double *da,
-                                               long channels, long spatial, const double *gamma, const double *beta,
-                                               double mean, double inv, double *sum_d, double *sum_dx) {
-    const VD vmean = VARIANT(splat)(mean), vinv = VARIANT(splat)(inv), one = VARIANT(splat)(1.0);
-    for (long ch = 0; ch < channels; ch++) {
-        const long o = ch * spatial;
-        const double g = gamma[ch], b = beta[ch];
-        const VD vg = VARIANT(splat)(g), vb = VARIANT(splat)(b);
-        VD ls = VARIANT(splat)(0.0), lx = VARIANT(splat)(0.0);
-        long i = o;
-        for (; i + 4 <= o + spatial; i += 4) {
-            VD dv = VARIANT(loadv)(dy + i);
-            if (sigma) {
-                const VD a = VARIANT(normalizedv)(x + i, vmean, vinv, vg, vb), s = VARIANT(loadv)(sigma + i);
-                dv = dv * (s * (one + a * (one - s)));
-                VARIANT(storev)(da + i, dv);
-            }
-            ls += dv;
-            lx += dv * (VARIANT(loadv)(x + i) - vmean);
-        }
-        double ts = (ls[0] + ls[1]) + (ls[2] + ls[3]), tx = (lx[0] + lx[1]) + (lx[2] + lx[3]);
-        for (; i < o + spatial; i++) {
-            double dv = dy[i];
-            if (sigma) {
-                const double a = VARIANT(normalized1)(x[i], mean, inv, g, b), s = sigma[i];
-                dv = dv * (s * (1.0 + a * (1.0 - s)));
-                da[i] = dv;
-            }
-            ts += dv;
-            tx += dv * (x[i] - mean);
-        }
-        sum_d[ch] = ts;
-        sum_dx[ch] = tx;
-    }
-}
-#endif
-
 #if LANES == 4
 // Several sums at once, each exactly as ddpm_sum / ddpm_squared_deviations computes it: out[j] over
 // a + j·stride, n elements, for j < count. A lane sum is one chain of dependent additions (four cycles

@@ -72,35 +72,6 @@ public enum GroupNormKernels {
         }
     }
 
-    /// The backward pass's sums over each channel ch of the group, `sumD[ch] = Σ_i d[k]` and
-    /// `sumDX[ch] = Σ_i d[k]·(x[k] − mean)` in ``Sums``' lanes, where `d` is `dy`, or, with `sigma` (the fused SiLU's
-    /// σ), `da` = SiLU's backward as ``siluBackward(x:dy:sigma:da:channels:spatial:gamma:beta:mean:inv:path:)`` computes it,
-    /// written to `da`. The kernel path is one pass (`ddpm_group_norm_grad_sums`); the reference path runs
-    /// ``siluBackward(x:dy:sigma:da:channels:spatial:gamma:beta:mean:inv:path:)`` and then ``Sums/sum(_:_:)`` and
-    /// ``Sums/dotDeviations(_:_:_:from:)`` over each channel, the same bits (`GroupNormKernelTests`).
-    public static func gradientSums(x: UnsafePointer<Double>, dy: UnsafePointer<Double>, sigma: UnsafePointer<Double>?,
-                                    da: UnsafeMutablePointer<Double>?, channels: Int, spatial: Int,
-                                    gamma: UnsafePointer<Double>, beta: UnsafePointer<Double>, mean: Double, inv: Double,
-                                    sumD: UnsafeMutablePointer<Double>, sumDX: UnsafeMutablePointer<Double>, path: Path) {
-        checkSizes("gradientSums", channels, spatial)
-        precondition((sigma == nil) == (da == nil), "GroupNormKernels.gradientSums: sigma and da must be given together")
-        switch path {
-        case .kernels:
-            ddpm_group_norm_grad_sums(x, dy, sigma, da, channels, spatial, gamma, beta, mean, inv, sumD, sumDX)
-        case .reference:
-            var d = dy
-            if let sigma, let da {
-                referenceSiLUBackward(x: x, dy: dy, sigma: sigma, da: da, channels: channels, spatial: spatial,
-                                      gamma: gamma, beta: beta, mean: mean, inv: inv)
-                d = UnsafePointer(da)
-            }
-            for ch in 0..<channels {
-                sumD[ch] = Sums.sum(d + ch * spatial, spatial)
-                sumDX[ch] = Sums.dotDeviations(d + ch * spatial, x + ch * spatial, spatial, from: mean)
-            }
-        }
-    }
-
     /// The input gradient: `dx[k] = inv·(d[k]·γ[ch] − meanD − (x[k] − mean)·inv·meanDX)`, evaluated
     /// left to right as written (k = ch·spatial + i).
     public static func inputGradient(x: UnsafePointer<Double>, d: UnsafePointer<Double>, dx: UnsafeMutablePointer<Double>,

@@ -82,25 +82,26 @@ extension Tensor {
                 xv.withUnsafeBufferPointer { px0 in dy.withUnsafeBufferPointer { pdy in kept.withUnsafeBufferPointer { ps in
                     gamma.withUnsafeBufferPointer { pgamma in beta.withUnsafeBufferPointer { pbeta in gg.withUnsafeMutableBufferPointer { pgg in gb.withUnsafeMutableBufferPointer { pgb in
                         Parallel.chunks(groups, work: 4 * dy.count) { range in
-                            // With SiLU: ∂L/∂a of one group at a time, in a buffer of this range's own; the
-                            // channels' Σ d and Σ d·(x − μ), of that or of dy, in the same pass.
+                            // With SiLU: ∂L/∂a of one group at a time, in a buffer of this range's own.
                             let da = UnsafeMutablePointer<Double>.allocate(capacity: silu ? m : 0)
-                            let channelSums = UnsafeMutablePointer<Double>.allocate(capacity: 2 * per)
-                            defer { da.deallocate(); channelSums.deallocate() }
+                            defer { da.deallocate() }
                             for gi in range { for s in 0..<n {
                                 let base = (s * c + gi * per) * spatial
                                 let inv = inverse[s * groups + gi], mean = mu[s * groups + gi]
                                 let pg = pgamma.baseAddress! + gi * per
-                                GroupNormKernels.gradientSums(x: px0.baseAddress! + base, dy: pdy.baseAddress! + base,
-                                                              sigma: silu ? ps.baseAddress! + base : nil, da: silu ? da : nil,
-                                                              channels: per, spatial: spatial, gamma: pg, beta: pbeta.baseAddress! + gi * per,
-                                                              mean: mean, inv: inv, sumD: channelSums, sumDX: channelSums + per, path: path)
-                                let pd = silu ? UnsafePointer(da) : pdy.baseAddress! + base
+                                var pd = pdy.baseAddress! + base
+                                if silu {
+                                    GroupNormKernels.siluBackward(x: px0.baseAddress! + base, dy: pd, sigma: ps.baseAddress! + base, da: da,
+                                                                  channels: per, spatial: spatial, gamma: pg, beta: pbeta.baseAddress! + gi * per,
+                                                                  mean: mean, inv: inv, path: path)
+                                    pd = UnsafePointer(da)
+                                }
                                 // Per channel: Σ dy and Σ dy·x̂ = (1/√(σ²+ε)) Σ dy·(x − μ); then Σ d̂ = γ Σ dy, Σ d̂·x̂ = γ Σ dy·x̂.
                                 var sumD = 0.0, sumDX = 0.0
                                 for ch in 0..<per {
-                                    let cc = gi * per + ch, g = gamma[cc]
-                                    let sb = channelSums[ch], sg = channelSums[per + ch] * inv
+                                    let cc = gi * per + ch, g = gamma[cc], q = ch * spatial
+                                    let sb = Sums.sum(pd + q, spatial)
+                                    let sg = Sums.dotDeviations(pd + q, px0.baseAddress! + base + q, spatial, from: mean) * inv
                                     sumD += g * sb; sumDX += g * sg
                                     pgg[cc] += sg; pgb[cc] += sb
                                 }

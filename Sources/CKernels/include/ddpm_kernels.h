@@ -69,13 +69,6 @@ void ddpm_silu_grad_from_normalized(int variant, const double *x, const double *
 void ddpm_group_norm_dx(int variant, const double *x, const double *d, double *dx, long channels, long spatial,
                         const double *gamma, double mean, double inv, double mean_d, double mean_dx);
 
-/// Group normalisation's backward sums over each channel ch of a group, in one pass: sum_d[ch] = Σ_i d[k] and
-/// sum_dx[ch] = Σ_i d[k]·(x[k] − mean), k = ch·spatial + i, in the lanes of ddpm_sum and ddpm_dot_deviations (the
-/// same bits as those two over each channel), where d = dy, or, when sigma is not NULL, d = da, SiLU's backward as
-/// ddpm_silu_grad_from_normalized computes it, written to da. Runs in AVX2 where the CPU has it (as the lane sums).
-void ddpm_group_norm_grad_sums(const double *x, const double *dy, const double *sigma, double *da, long channels, long spatial,
-                               const double *gamma, const double *beta, double mean, double inv, double *sum_d, double *sum_dx);
-
 /// 1 when ddpm_conv3x3_pack, ddpm_conv3x3_packed and ddpm_conv3x3_weight_gradient can run on this CPU: where ddpm_kernels_variant() is 2.
 int ddpm_conv3x3_available(void);
 
