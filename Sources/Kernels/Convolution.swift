@@ -482,7 +482,7 @@ public enum ConvolutionKernels {
         func laneShare(_ dW: UnsafeMutablePointer<Double>, _ lane: Int) -> UnsafeMutablePointer<Double> { lane == 0 ? dW : partials + (lane - 1) * size }
         if directDW || directDx {  // one job: dW's lanes first (the larger pieces), then dx sample by sample
             let (c, h, w) = (g.inChannels, g.height, g.width), dWLanes = directDW ? lanes : 0
-            // dx is ddpm_conv3x3 of dY with the flipped weights: o channels in, c out.
+            // dx is ddpm_conv3x3_packed of dY with the flipped weights: o channels in, c out.
             directPieces(g, weight: directDx ? weight : nil, flipped: true, inChannels: o, outChannels: c, dWeightLanes: dWLanes) { piece, packed, scratch in
                 if piece < dWLanes, let dWeight {
                     let samples = (g.batch * piece / lanes)..<(g.batch * (piece + 1) / lanes)

@@ -23,26 +23,22 @@ public final class Conv2d: Module {
         self.stride = stride; self.padding = padding
     }
     public var localParameters: [(name: String, tensor: Tensor)] { [("weight", weight), ("bias", bias)] }
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        let y = Tensor.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
-        // Multiply–adds: N·O·P_out·C·k² (counted only inside `MultiplyAddCounter.counting`).
-        MultiplyAddCounter.add(y.shape[0] * y.shape[1] * y.shape[2] * y.shape[3] * weight.shape[1] * weight.shape[2] * weight.shape[3])
-        return ActivationTap.output(of: self, y)
-    }
-
-    /// `self(x) + c.reshaped([N, O, 1, 1])`, then `+ r`, as one operation (``Tensors/Tensor/conv2d(_:weight:bias:stride:padding:addingPerChannel:adding:)``):
-    /// the same values, bit for bit, without the sums' passes and arrays. While an ``ActivationTap`` records, the
-    /// operations run one after the other, so that this layer's own output (and its gradient) is recorded.
+    /// `conv(x)`, or with `c` and `r`, `conv(x) + c.reshaped([N, O, 1, 1])` then `+ r` as one operation
+    /// (``Tensors/Tensor/conv2d(_:weight:bias:stride:padding:addingPerChannel:adding:)``): the same values, bit for bit,
+    /// without the sums' passes and arrays. While an ``ActivationTap`` records, the sums run after the layer, so that
+    /// its own output (and its gradient) is recorded.
     public func callAsFunction(_ x: Tensor, addingPerChannel c: Tensor? = nil, adding r: Tensor? = nil) -> Tensor {
-        if ActivationTap.isRecording {
+        let fused = c != nil || r != nil
+        if fused && ActivationTap.isRecording {
             var y = self(x)
             if let c { y = y + c.reshaped([c.shape[0], c.shape[1], 1, 1]) }
             if let r { y = y + r }
             return y
         }
         let y = Tensor.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, addingPerChannel: c, adding: r)
+        // Multiply–adds: N·O·P_out·C·k² (counted only inside `MultiplyAddCounter.counting`).
         MultiplyAddCounter.add(y.shape[0] * y.shape[1] * y.shape[2] * y.shape[3] * weight.shape[1] * weight.shape[2] * weight.shape[3])
-        return y
+        return fused ? y : ActivationTap.output(of: self, y)
     }
 }
 

@@ -76,8 +76,9 @@ int ddpm_conv3x3_available(void);
 /// y[n, o, oy, ox] = s + Σ_{c,i,j} w'[o, c, i, j]·x[n, c, oy + i − 1, ox + j − 1] (x 0 outside the image), x N × C × H × W,
 /// y N × O × H × W, in two steps: ddpm_conv3x3_pack puts the weights w' of output channels o_begin ..< o_end into
 /// ap (ddpm_conv3x3_packed_size(C, O) = O·C·9 doubles for all O; calls for disjoint ranges write disjoint entries),
-/// once for any number of calls of ddpm_conv3x3_packed, which reads only ap (so several threads may share it). flipped 0: w' = w, O × C × 3 × 3. flipped 1: w holds the weights (C × O × 3 × 3) of the forward
-/// convolution whose input gradient this is, w'[o, c, i, j] = w[c, o, 2 − i, 2 − j].
+/// once for any number of calls of ddpm_conv3x3_packed, which reads only ap (so several threads may share it).
+/// flipped 0: w' = w, O × C × 3 × 3. flipped 1: w holds the weights (C × O × 3 × 3) of the forward convolution
+/// whose input gradient this is, w'[o, c, i, j] = w[c, o, 2 − i, 2 − j].
 /// accumulate 1: s is y's entry value (the result is added to y; bias unused). accumulate 0: s is bias[o]
 /// (O values), or 0 when bias is NULL, and y's entry contents are not read. O a multiple of 8, H·W a multiple
 /// of 16 (whole 16-pixel strips: an 8-wide plane of odd height would write past each plane). Each sum runs in
