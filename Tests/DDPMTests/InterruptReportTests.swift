@@ -17,6 +17,7 @@ struct InterruptReportTests {
     @Test func signalDuringProgressIsSavedAtTheNextStep() async throws {
         let dir = lateInterruptFolder(parent: getpid())
         try? FileManager.default.removeItem(atPath: dir)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         await #expect(processExitsWith: .exitCode(0)) {
             let dir = lateInterruptFolder(parent: getppid()), log = dir + "/stderr.txt"
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -259,6 +259,7 @@ struct ReliabilityTests {
     @Test func secondInterruptStopsAtOnce() async throws {
         let dir = secondInterruptFolder(parent: getpid())
         try? FileManager.default.removeItem(atPath: dir)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         await #expect(processExitsWith: .exitCode(130)) {
             let dir = secondInterruptFolder(parent: getppid()), log = dir + "/stderr.txt"
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -7,11 +7,7 @@ import HDF5
 let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent("Fixtures").path
 
-func temporaryFolder() -> String {
-    let path = NSTemporaryDirectory() + "ddpm-hdf5-\(UUID().uuidString)"
-    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
+func temporaryFolder() -> String { scratchFolder("ddpm-hdf5") }
 
 /// Runs `body` and returns the HDF5Error it throws (recording an issue if it throws none).
 func hdf5Error(_ body: () throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) -> HDF5Error? {

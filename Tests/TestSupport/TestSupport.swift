@@ -77,9 +77,19 @@ public final class FixtureFile: Sendable {
     }
 }
 
-/// A new empty folder under the system's temporary folder.
+/// The one folder of this test process under the system's temporary folder that every ``scratchFolder(_:)``
+/// is made in; it is removed with everything in it when the process exits, so a run leaves nothing behind.
+/// (A child process of an exit test that makes scratch folders gets its own, named by its own process id.)
+private let scratchRoot: String = {
+    let path = NSTemporaryDirectory() + "ddpm-tests-\(getpid())-\(UUID().uuidString)"
+    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    atexit { try? FileManager.default.removeItem(atPath: scratchRoot) }
+    return path
+}()
+
+/// A new empty folder inside this test process's scratch root (removed when the process exits).
 public func scratchFolder(_ label: String = "ddpm-tests") -> String {
-    let path = NSTemporaryDirectory() + "\(label)-\(UUID().uuidString)"
+    let path = scratchRoot + "/\(label)-\(UUID().uuidString)"
     try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
 }
